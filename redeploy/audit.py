@@ -1,0 +1,49 @@
+"""Writing audit events. Services call `record_event` inside the transaction of the change."""
+
+from django.db import transaction
+
+from .models import AuditEvent
+
+Action = AuditEvent.Action
+Outcome = AuditEvent.Outcome
+
+
+def record_event(
+    *,
+    action: str,
+    actor=None,
+    outcome: str = Outcome.SUCCESS,
+    ticket=None,
+    operation=None,
+    application_name: str = "",
+    cluster_name: str = "",
+    namespace: str = "",
+    deployment_name: str = "",
+    message: str = "",
+    generation: int | None = None,
+    resource_version: str = "",
+    request_ip: str | None = None,
+    celery_task_id: str = "",
+) -> AuditEvent:
+    # A caller outside a transaction would let the change land without its record (or the
+    # reverse); refuse loudly so that mistake shows in tests, not in an incident review.
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("record_event must run inside the transaction of the change")
+    return AuditEvent.objects.create(
+        action=action,
+        actor=actor if actor is not None and actor.pk else None,
+        actor_username=actor.get_username() if actor is not None else "",
+        outcome=outcome,
+        ticket=ticket,
+        ticket_no=(ticket.ticket_no or "") if ticket is not None else "",
+        operation=operation,
+        application_name=application_name,
+        cluster_name=cluster_name,
+        namespace=namespace,
+        deployment_name=deployment_name,
+        message=message,
+        generation=generation,
+        resource_version=resource_version or "",
+        request_ip=request_ip,
+        celery_task_id=celery_task_id or "",
+    )

@@ -1,0 +1,219 @@
+"""ApplicationRedeployTokenHolder: the one owner of the redeploy authorization keys.
+
+Nothing else reads or writes these keys. With REDIS_URL set they live in Redis as the manual
+fixes them (JSON value, TTL = the work order's TTL); without it an in-process store with the
+same TTL and atomic-consumption semantics serves the zero-setup demo.
+"""
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import redis
+from django.conf import settings
+
+from cratos.exceptions import ServiceUnavailable
+
+KEY_FORMAT = "APPLICATION:REDEPLOY:TOKEN:USERNAME:{username}:APPLICATION_NAME:{application_name}"
+DESC = "Temporary authorization on workOrder"
+
+
+def token_key(*, username: str, application_name: str) -> str:
+    return KEY_FORMAT.format(username=username, application_name=application_name)
+
+
+@dataclass(frozen=True)
+class RedeployToken:
+    username: str
+    application_name: str
+    ticket_id: int
+    ticket_no: str
+    expires: datetime
+    valid: bool = True
+    desc: str = DESC
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "username": self.username,
+                "applicationName": self.application_name,
+                "ticketId": self.ticket_id,
+                "ticketNo": self.ticket_no,
+                "expires": self.expires.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                "valid": self.valid,
+                "desc": self.desc,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "RedeployToken":
+        data = json.loads(raw)
+        return cls(
+            username=data["username"],
+            application_name=data["applicationName"],
+            ticket_id=data["ticketId"],
+            ticket_no=data["ticketNo"],
+            expires=datetime.fromisoformat(data["expires"]),
+            valid=data["valid"],
+            desc=data.get("desc", DESC),
+        )
+
+    def seconds_left(self, now: datetime | None = None) -> int:
+        return max(0, int((self.expires - (now or datetime.now(UTC))).total_seconds()))
+
+    def is_live_for(self, *, username: str, application_name: str) -> bool:
+        return (
+            self.valid
+            and self.username == username
+            and self.application_name == application_name
+            and self.seconds_left() > 0
+        )
+
+
+class _RedisStore:
+    def __init__(self):
+        from django_redis import get_redis_connection
+
+        self.client = get_redis_connection("default")
+
+    def set(self, key: str, value: str, ttl: int, *, only_if_absent: bool = False) -> bool:
+        return bool(self.client.set(key, value, ex=ttl, nx=only_if_absent))
+
+    def get(self, key: str) -> bytes | None:
+        return self.client.get(key)
+
+    def get_many(self, keys: list[str]) -> list[bytes | None]:
+        return self.client.mget(keys) if keys else []
+
+    def take(self, key: str) -> bytes | None:
+        # GETDEL: of many racing consumers exactly one receives the value.
+        return self.client.getdel(key)
+
+    def delete(self, key: str) -> bool:
+        return bool(self.client.delete(key))
+
+
+class _LocalStore:
+    """In-process stand-in for Redis (demo only): same TTL and take-once semantics."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[str, float]] = {}
+
+    def _live(self, key: str) -> str | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if item[1] <= time.monotonic():
+            del self._items[key]
+            return None
+        return item[0]
+
+    def set(self, key: str, value: str, ttl: int, *, only_if_absent: bool = False) -> bool:
+        with self._lock:
+            if only_if_absent and self._live(key) is not None:
+                return False
+            self._items[key] = (value, time.monotonic() + ttl)
+            return True
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._live(key)
+
+    def get_many(self, keys: list[str]) -> list[str | None]:
+        with self._lock:
+            return [self._live(key) for key in keys]
+
+    def take(self, key: str) -> str | None:
+        with self._lock:
+            value = self._live(key)
+            self._items.pop(key, None)
+            return value
+
+    def delete(self, key: str) -> bool:
+        with self._lock:
+            return self._items.pop(key, None) is not None
+
+
+_local_store = _LocalStore()
+
+
+def _store():
+    return _RedisStore() if settings.REDIS_URL else _local_store
+
+
+def _call(operation, *args, **kwargs):
+    try:
+        return operation(*args, **kwargs)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise ServiceUnavailable(
+            "The authorization store (Redis) is not answering; nothing was changed. Try again."
+        ) from exc
+
+
+def _parse(raw) -> RedeployToken | None:
+    if raw is None:
+        return None
+    try:
+        return RedeployToken.from_json(raw)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def mint(
+    *, username: str, application_name: str, ticket_id: int, ticket_no: str, ttl_seconds: int
+) -> RedeployToken:
+    token = RedeployToken(
+        username=username,
+        application_name=application_name,
+        ticket_id=ticket_id,
+        ticket_no=ticket_no,
+        expires=datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ttl_seconds),
+    )
+    key = token_key(username=username, application_name=application_name)
+    _call(_store().set, key, token.to_json(), ttl_seconds)
+    return token
+
+
+def live_token(*, username: str, application_name: str) -> RedeployToken | None:
+    """The caller's live authorization for that application, or None. One round trip."""
+    key = token_key(username=username, application_name=application_name)
+    token = _parse(_call(_store().get, key))
+    if token and token.is_live_for(username=username, application_name=application_name):
+        return token
+    return None
+
+
+def live_tokens(*, username: str, application_names: list[str]) -> list[RedeployToken]:
+    keys = [token_key(username=username, application_name=name) for name in application_names]
+    tokens = (_parse(raw) for raw in _call(_store().get_many, keys))
+    return [
+        token
+        for token, name in zip(tokens, application_names, strict=True)
+        if token and token.is_live_for(username=username, application_name=name)
+    ]
+
+
+def consume(*, username: str, application_name: str) -> RedeployToken | None:
+    """Atomically take the authorization: of many racing callers exactly one gets it."""
+    key = token_key(username=username, application_name=application_name)
+    token = _parse(_call(_store().take, key))
+    if token and token.is_live_for(username=username, application_name=application_name):
+        return token
+    return None
+
+
+def restore(*, token: RedeployToken) -> bool:
+    """Put a consumed authorization back with its remaining lifetime (never extends it)."""
+    seconds_left = token.seconds_left()
+    if seconds_left <= 0:
+        return False
+    key = token_key(username=token.username, application_name=token.application_name)
+    return _call(_store().set, key, token.to_json(), seconds_left, only_if_absent=True)
+
+
+def revoke(*, username: str, application_name: str) -> bool:
+    key = token_key(username=username, application_name=application_name)
+    return _call(_store().delete, key)

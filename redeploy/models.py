@@ -1,0 +1,290 @@
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from cratos.fields import EncryptedTextField
+
+from .validators import validate_dns1123_label, validate_dns1123_subdomain
+
+
+def validate_tags(value) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(tag, dict)
+        and set(tag) == {"key", "value"}
+        and isinstance(tag["key"], str)
+        and tag["key"]
+        and isinstance(tag["value"], str)
+        for tag in value
+    ):
+        raise ValidationError('Tags must be a list of {"key": "...", "value": "..."} objects.')
+
+
+def render_tags(tags: list[dict]) -> str:
+    """The manual's rendering: `key:value,key:value`, in the tags' own order."""
+    return ",".join(f"{tag['key']}:{tag['value']}" for tag in tags)
+
+
+class Application(models.Model):
+    name = models.CharField(max_length=128, unique=True)
+    description = models.TextField(blank=True)
+    # Ordered key/value pairs, e.g. [{"key": "team", "value": "shop"}]; order is kept for display.
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [("redeploy_application", "Can redeploy an application")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tags_display(self) -> str:
+        return render_tags(self.tags)
+
+
+class KubernetesCluster(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+    server = models.URLField("API server URL", max_length=512, blank=True)
+    ca_data = models.TextField("CA certificate (PEM)", blank=True)
+    insecure_skip_tls_verify = models.BooleanField(default=False)
+    # Credentials, encrypted at rest and never rendered back. A kubeconfig, when given, wins.
+    token = EncryptedTextField(blank=True)
+    client_cert_data = EncryptedTextField("client certificate (PEM)", blank=True)
+    client_key_data = EncryptedTextField("client key (PEM)", blank=True)
+    kubeconfig = EncryptedTextField(blank=True)
+    kubeconfig_context = models.CharField(max_length=253, blank=True)
+    in_cluster = models.BooleanField(
+        default=False, help_text="Use the pod's ServiceAccount instead of stored credentials."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "Kubernetes cluster"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if not (self.in_cluster or self.kubeconfig or self.server):
+            raise ValidationError("Give an API server URL, a kubeconfig, or choose in-cluster.")
+
+
+class DeploymentBinding(models.Model):
+    """An "application resource": where one application runs as a Deployment."""
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="bindings")
+    cluster = models.ForeignKey(
+        KubernetesCluster, on_delete=models.CASCADE, related_name="bindings"
+    )
+    namespace = models.CharField(max_length=63, validators=[validate_dns1123_label])
+    deployment_name = models.CharField(max_length=253, validators=[validate_dns1123_subdomain])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["application__name", "cluster__name", "namespace", "deployment_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application", "cluster", "namespace", "deployment_name"],
+                name="unique_deployment_binding",
+            )
+        ]
+        indexes = [models.Index(fields=["application", "namespace", "deployment_name"])]
+
+    def __str__(self) -> str:
+        return f"{self.application}: {self.cluster}/{self.namespace}/{self.deployment_name}"
+
+
+class RedeployOperation(models.Model):
+    """One redeploy request; it restarts one Deployment in one or several clusters (targets)."""
+
+    class State(models.TextChoices):
+        QUEUED = "QUEUED"
+        RUNNING = "RUNNING"
+        SUCCEEDED = "SUCCEEDED"
+        FAILED = "FAILED"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="redeploy_operations"
+    )
+    application_name = models.CharField(max_length=128)
+    namespace = models.CharField(max_length=63)
+    deployment_name = models.CharField(max_length=253)
+    cluster_name = models.CharField(max_length=64, blank=True, help_text="Empty: every cluster.")
+    # The ticket whose authorization this operation consumed (set once consumed).
+    ticket = models.ForeignKey(
+        "tickets.Ticket",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="redeploy_operations",
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    message = models.TextField(blank=True)
+    request_ip = models.GenericIPAddressField(null=True, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["requested_by", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.application_name} {self.namespace}/{self.deployment_name} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
+
+
+class RedeployTarget(models.Model):
+    """The redeploy record of one Deployment in one cluster: what was done and how it ended."""
+
+    class State(models.TextChoices):
+        PENDING = "PENDING"
+        ROLLING = "ROLLING"
+        SUCCEEDED = "SUCCEEDED"
+        FAILED = "FAILED"
+
+    operation = models.ForeignKey(
+        RedeployOperation, on_delete=models.CASCADE, related_name="targets"
+    )
+    ticket = models.ForeignKey(
+        "tickets.Ticket",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="redeploy_targets",
+    )
+    binding = models.ForeignKey(
+        DeploymentBinding, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cluster_name = models.CharField(max_length=64)
+    namespace = models.CharField(max_length=63)
+    deployment_name = models.CharField(max_length=253)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    success = models.BooleanField(null=True)
+    message = models.TextField(blank=True)
+    operated_at = models.DateTimeField(null=True, blank=True)
+    restarted_at = models.CharField(max_length=40, blank=True)
+    generation = models.BigIntegerField(null=True, blank=True)
+    resource_version = models.CharField(max_length=64, blank=True)
+    replicas = models.IntegerField(null=True, blank=True)
+    updated_replicas = models.IntegerField(null=True, blank=True)
+    available_replicas = models.IntegerField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["operation", "cluster_name"]
+
+    def __str__(self) -> str:
+        return f"{self.cluster_name}/{self.namespace}/{self.deployment_name} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
+
+
+class AuditEvent(models.Model):
+    """Append-only record of every step. Written by services only; never updated or deleted."""
+
+    class Action(models.TextChoices):
+        TICKET_CREATED = "ticket.created"
+        TICKET_ENTRY_ADDED = "ticket.entry_added"
+        TICKET_ENTRY_REMOVED = "ticket.entry_removed"
+        TICKET_SUBMITTED = "ticket.submitted"
+        TICKET_APPROVED = "ticket.approved"
+        TICKET_REJECTED = "ticket.rejected"
+        TICKET_CANCELLED = "ticket.cancelled"
+        TICKET_EXPIRED = "ticket.expired"
+        TICKET_COMPLETED = "ticket.completed"
+        AUTHORIZATION_MINTED = "authorization.minted"
+        AUTHORIZATION_CONSUMED = "authorization.consumed"
+        AUTHORIZATION_RESTORED = "authorization.restored"
+        AUTHORIZATION_EXPIRED = "authorization.expired"
+        AUTHORIZATION_REVOKED = "authorization.revoked"
+        REDEPLOY_REQUESTED = "redeploy.requested"
+        REDEPLOY_REFUSED = "redeploy.refused"
+        REDEPLOY_STARTED = "redeploy.started"
+        REDEPLOY_SUCCEEDED = "redeploy.succeeded"
+        REDEPLOY_FAILED = "redeploy.failed"
+        ROLLOUT_COMPLETE = "rollout.complete"
+        ROLLOUT_FAILED = "rollout.failed"
+        CLUSTER_IMPORTED = "cluster.imported"
+        APPLICATIONS_SYNCED = "applications.synced"
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "SUCCESS"
+        FAILURE = "FAILURE"
+        INFO = "INFO"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
+    # Names are copied so the record stays readable after users, tickets or clusters change.
+    actor_username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, default=Outcome.SUCCESS)
+    ticket = models.ForeignKey(
+        "tickets.Ticket",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="audit_events",
+        db_constraint=False,
+    )
+    ticket_no = models.CharField(max_length=32, blank=True)
+    operation = models.ForeignKey(
+        RedeployOperation,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="audit_events",
+        db_constraint=False,
+    )
+    application_name = models.CharField(max_length=128, blank=True)
+    cluster_name = models.CharField(max_length=64, blank=True)
+    namespace = models.CharField(max_length=63, blank=True)
+    deployment_name = models.CharField(max_length=253, blank=True)
+    message = models.TextField(blank=True)
+    generation = models.BigIntegerField(null=True, blank=True)
+    resource_version = models.CharField(max_length=64, blank=True)
+    request_ip = models.GenericIPAddressField(null=True, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="audit_newest"),
+            models.Index(fields=["action", "-created_at"], name="audit_action"),
+            models.Index(fields=["actor_username", "-created_at"], name="audit_actor"),
+            models.Index(fields=["application_name", "-created_at"], name="audit_application"),
+            models.Index(fields=["ticket_no", "-created_at"], name="audit_ticket_no"),
+            models.Index(fields=["cluster_name", "-created_at"], name="audit_cluster"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username or '-'} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Audit events are append-only.")

@@ -1,0 +1,29 @@
+"""Suite-wide fixtures. The suite runs against the real PostgreSQL and Redis (scripts/test)."""
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _real_services(django_db_setup, django_db_blocker):
+    # Never fall back to SQLite or the in-process token store: a missing service must fail.
+    with django_db_blocker.unblock():
+        vendor = connection.vendor
+    assert vendor == "postgresql", (
+        f"Tests need PostgreSQL (DATABASE_URL), got {vendor}. Run them with scripts/test."
+    )
+    assert settings.REDIS_URL, "Tests need the real Redis (REDIS_URL). Run them with scripts/test."
+    from django_redis import get_redis_connection
+
+    get_redis_connection("default").ping()
+
+
+@pytest.fixture(autouse=True)
+def redis_client():
+    """The real Redis behind django-redis, emptied before each test."""
+    from django_redis import get_redis_connection
+
+    client = get_redis_connection("default")
+    client.flushdb()
+    return client

@@ -1,0 +1,194 @@
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+
+
+class WorkOrder(models.Model):
+    """A kind of ticket: what it is for, how long its authorization lives, who approves it."""
+
+    key = models.CharField(max_length=64, unique=True)  # e.g. APPLICATION_REDEPLOY
+    business_type = models.CharField(max_length=32)  # e.g. APPLICATION
+    name = models.CharField(max_length=128)
+    description = models.TextField(blank=True)
+    authorization_ttl_seconds = models.PositiveIntegerField(default=7200)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApprovalNode(models.Model):
+    """One step of a work order's approval chain, in `position` order."""
+
+    class Type(models.TextChoices):
+        OR_BATCH = "OR_BATCH", "Any candidate approves"
+        USER_SPECIFIED = "USER_SPECIFIED", "Applicant picks the approver"
+        CC_TO = "CC_TO", "Informed only"
+
+    work_order = models.ForeignKey(WorkOrder, on_delete=models.CASCADE, related_name="nodes")
+    position = models.PositiveSmallIntegerField()
+    name = models.CharField(max_length=64)
+    node_type = models.CharField(max_length=16, choices=Type.choices, default=Type.OR_BATCH)
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="approval_nodes")
+
+    class Meta:
+        ordering = ["work_order", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["work_order", "position"], name="unique_node_position"),
+            models.UniqueConstraint(fields=["work_order", "name"], name="unique_node_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.work_order.key} #{self.position} {self.name}"
+
+    @property
+    def is_gating(self) -> bool:
+        return self.node_type != self.Type.CC_TO
+
+
+class Ticket(models.Model):
+    class State(models.TextChoices):
+        NEW = "NEW"
+        IN_APPROVAL = "IN_APPROVAL"
+        APPROVED = "APPROVED"
+        COMPLETED = "COMPLETED"
+        REJECTED = "REJECTED"
+        CLOSED = "CLOSED"
+
+    # Assigned from the primary key right after insert, so concurrent creation never collides.
+    ticket_no = models.CharField(  # noqa: DJ001  (NULL until assigned; many NULLs stay unique)
+        max_length=32, unique=True, null=True, editable=False
+    )
+    work_order = models.ForeignKey(WorkOrder, on_delete=models.PROTECT, related_name="tickets")
+    applicant = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tickets"
+    )
+    reason = models.TextField(blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.NEW)
+    current_node = models.ForeignKey(
+        ApprovalNode, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Set when the ticket reaches COMPLETED: did every redeploy on it succeed?
+    success = models.BooleanField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["applicant", "state"]),
+            models.Index(fields=["state", "current_node"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.ticket_no or f"ticket #{self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in (self.State.NEW, self.State.IN_APPROVAL, self.State.APPROVED)
+
+
+class TicketNodeApprover(models.Model):
+    """The approver an applicant chose for a USER_SPECIFIED node when submitting."""
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="chosen_approvers")
+    node = models.ForeignKey(ApprovalNode, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ticket", "node"], name="unique_chosen_approver")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ticket}: {self.node.name} by {self.user}"
+
+
+class TicketEntry(models.Model):
+    """One application on a ticket, with a snapshot taken when it was added."""
+
+    class State(models.TextChoices):
+        DRAFT = "DRAFT"  # ticket not yet approved
+        AUTHORIZED = "AUTHORIZED"  # a live authorization was minted
+        USED = "USED"
+        EXPIRED = "EXPIRED"
+        REVOKED = "REVOKED"
+        CANCELLED = "CANCELLED"  # the ticket was rejected, withdrawn or expired before approval
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="entries")
+    business_type = models.CharField(max_length=32)
+    # The live object (may be deleted later); `name` and `content` are the frozen snapshot.
+    application = models.ForeignKey(
+        "redeploy.Application", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    name = models.CharField(max_length=128)
+    content = models.JSONField(default=dict)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    authorization_expires_at = models.DateTimeField(null=True, blank=True)
+    success = models.BooleanField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ticket", "id"]
+        verbose_name_plural = "ticket entries"
+        constraints = [
+            models.UniqueConstraint(fields=["ticket", "name"], name="unique_entry_per_ticket")
+        ]
+        indexes = [models.Index(fields=["state", "authorization_expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.ticket}: {self.name}"
+
+    @property
+    def is_settled(self) -> bool:
+        return self.state in (self.State.USED, self.State.EXPIRED, self.State.REVOKED)
+
+
+class Approval(models.Model):
+    """The one decision taken on one node of one ticket."""
+
+    class Decision(models.TextChoices):
+        APPROVE = "APPROVE"
+        REJECT = "REJECT"
+
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="approvals")
+    node = models.ForeignKey(ApprovalNode, on_delete=models.PROTECT, related_name="+")
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals"
+    )
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    decided_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ticket", "decided_at"]
+        constraints = [
+            # Two approvers racing on one node: the database keeps exactly one decision.
+            models.UniqueConstraint(fields=["ticket", "node"], name="one_decision_per_node")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ticket} {self.node.name}: {self.decision} by {self.approver}"
+
+
+class TicketStateChange(models.Model):
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="state_changes")
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["ticket", "changed_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.ticket}: {self.from_state or '-'} → {self.to_state}"

@@ -1,0 +1,77 @@
+"""Reads that feed pages, admin and API."""
+
+from django.db.models import Prefetch, QuerySet
+
+from redeploy import authorization
+
+from .models import Approval, Ticket, TicketEntry, TicketStateChange, WorkOrder
+from .providers import markdown_table, provider_for
+from .rules import decision_refusal
+
+
+def ticket_queryset() -> QuerySet[Ticket]:
+    return Ticket.objects.select_related(
+        "work_order", "applicant", "current_node__group"
+    ).prefetch_related("chosen_approvers")
+
+
+def tickets_of(*, applicant) -> QuerySet[Ticket]:
+    return ticket_queryset().filter(applicant=applicant)
+
+
+def ticket_by_no(*, ticket_no: str) -> Ticket:
+    """The ticket with its entries, decisions and history loaded (raises Ticket.DoesNotExist)."""
+    return (
+        ticket_queryset()
+        .prefetch_related(
+            "entries",
+            Prefetch("approvals", queryset=Approval.objects.select_related("node", "approver")),
+            Prefetch("state_changes", queryset=TicketStateChange.objects.select_related("actor")),
+        )
+        .get(ticket_no=ticket_no)
+    )
+
+
+def work_order_by_key(*, key: str) -> WorkOrder:
+    return WorkOrder.objects.prefetch_related("nodes__group").get(key=key)
+
+
+def entries_table(*, ticket: Ticket) -> tuple[list[str], list[list[str]]]:
+    """The seed's table (`Application Name | Tags`): headers and rows of the snapshots."""
+    provider = provider_for(ticket.work_order)
+    rows = [provider.table_row(content=entry.content) for entry in ticket.entries.all()]
+    return provider.table_headers, rows
+
+
+def entries_markdown(*, ticket: Ticket) -> str:
+    headers, rows = entries_table(ticket=ticket)
+    return markdown_table(headers, rows)
+
+
+def tickets_awaiting_decision(*, user) -> list[Ticket]:
+    """Tickets whose current node `user` may decide now (never their own)."""
+    candidates = (
+        ticket_queryset()
+        .filter(state=Ticket.State.IN_APPROVAL)
+        .exclude(applicant=user)
+        .order_by("submitted_at")
+    )
+    return [ticket for ticket in candidates if decision_refusal(ticket=ticket, user=user) is None]
+
+
+def live_authorizations(*, user) -> list[tuple[TicketEntry, authorization.RedeployToken]]:
+    """The user's live redeploy authorizations, each with its entry (for seconds left)."""
+    entries = list(
+        TicketEntry.objects.select_related("ticket")
+        .filter(ticket__applicant=user, state=TicketEntry.State.AUTHORIZED)
+        .order_by("authorization_expires_at")
+    )
+    tokens = authorization.live_tokens(
+        username=user.get_username(), application_names=[entry.name for entry in entries]
+    )
+    by_ticket_and_name = {(token.ticket_id, token.application_name): token for token in tokens}
+    return [
+        (entry, by_ticket_and_name[(entry.ticket_id, entry.name)])
+        for entry in entries
+        if (entry.ticket_id, entry.name) in by_ticket_and_name
+    ]
