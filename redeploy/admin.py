@@ -1,0 +1,362 @@
+"""Admin for applications, clusters and bindings; redeploy records and audit events read-only.
+
+Cluster credentials are write-only here: no page renders a stored token, certificate, key or
+kubeconfig, and a credential field left blank keeps what is stored.
+"""
+
+import json
+
+from django import forms
+from django.contrib import admin
+from django.db import models
+from django.utils.text import Truncator
+
+from .models import (
+    Application,
+    AuditEvent,
+    DeploymentBinding,
+    KubernetesCluster,
+    RedeployOperation,
+    RedeployTarget,
+    validate_tags,
+)
+
+
+class ReadOnlyAdminMixin:
+    """Records of what happened: nobody adds, changes or deletes them, superusers included."""
+
+    actions = None
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class TagsJSONField(forms.JSONField):
+    """Tags edited as indented JSON, so the ordered key/value pairs read one per line."""
+
+    def prepare_value(self, value):
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+
+
+class ApplicationForm(forms.ModelForm):
+    tags = TagsJSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 60, "style": "font-family: monospace"}),
+        help_text='Ordered key/value pairs, e.g. [{"key": "team", "value": "shop"}].',
+    )
+
+    class Meta:
+        model = Application
+        fields = ["name", "description", "tags"]
+
+    def clean_tags(self):
+        tags = self.cleaned_data["tags"]
+        if tags is None:
+            return []
+        # The model skips validators for empty values such as {}; check the shape here too.
+        validate_tags(tags)
+        return tags
+
+
+class DeploymentBindingInline(admin.TabularInline):
+    model = DeploymentBinding
+    fields = ("cluster", "namespace", "deployment_name")
+    extra = 0
+
+
+@admin.register(Application)
+class ApplicationAdmin(admin.ModelAdmin):
+    form = ApplicationForm
+    list_display = ("name", "tags_display", "description", "updated_at")
+    search_fields = ("name", "description")
+    inlines = [DeploymentBindingInline]
+
+    @admin.display(description="Tags")
+    def tags_display(self, application: Application) -> str:
+        return application.tags_display
+
+
+CREDENTIAL_FIELDS = ("token", "client_cert_data", "client_key_data", "kubeconfig")
+
+
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never renders a value, neither the stored one nor one just typed."""
+
+    def format_value(self, value):
+        return None
+
+
+class KubernetesClusterForm(forms.ModelForm):
+    forget_credentials = forms.MultipleChoiceField(
+        choices=[
+            ("token", "Bearer token"),
+            ("client_cert_data", "Client certificate"),
+            ("client_key_data", "Client key"),
+            ("kubeconfig", "Kubeconfig"),
+        ],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Remove stored",
+    )
+
+    class Meta:
+        model = KubernetesCluster
+        fields = [
+            "name",
+            "server",
+            "ca_data",
+            "insecure_skip_tls_verify",
+            "in_cluster",
+            "token",
+            "client_cert_data",
+            "client_key_data",
+            "kubeconfig",
+            "kubeconfig_context",
+        ]
+        widgets = {
+            "token": forms.PasswordInput(render_value=False),
+            "client_cert_data": WriteOnlyTextarea(attrs={"rows": 4}),
+            "client_key_data": WriteOnlyTextarea(attrs={"rows": 4}),
+            "kubeconfig": WriteOnlyTextarea(attrs={"rows": 8}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in CREDENTIAL_FIELDS:
+            # A blank initial value: nothing stored reaches the page or the change message.
+            self.initial[name] = ""
+            self.fields[name].help_text = (
+                "A value is stored; leave blank to keep it."
+                if getattr(self.instance, name)
+                else "Not set."
+            )
+
+    def clean(self):
+        cleaned = super().clean()
+        forget = set(cleaned.get("forget_credentials") or [])
+        for name in CREDENTIAL_FIELDS:
+            if cleaned.get(name):
+                if name in forget:
+                    self.add_error(name, "Enter a new value or remove the stored one, not both.")
+            elif name in forget:
+                cleaned[name] = ""
+            else:
+                cleaned[name] = getattr(self.instance, name)
+        return cleaned
+
+
+@admin.register(KubernetesCluster)
+class KubernetesClusterAdmin(admin.ModelAdmin):
+    form = KubernetesClusterForm
+    # API servers speak TLS; a URL typed without a scheme means https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = ("name", "server", "credential_kind", "updated_at")
+    search_fields = ("name", "server")
+    fieldsets = [
+        (None, {"fields": ("name", "server", "ca_data", "insecure_skip_tls_verify")}),
+        (
+            "Credentials",
+            {
+                "description": "Stored credentials are never shown. A kubeconfig, when given, "
+                "wins over a token or client certificate.",
+                "fields": (
+                    "in_cluster",
+                    "token",
+                    "client_cert_data",
+                    "client_key_data",
+                    "kubeconfig",
+                    "kubeconfig_context",
+                    "forget_credentials",
+                ),
+            },
+        ),
+    ]
+
+    @admin.display(description="Credentials")
+    def credential_kind(self, cluster: KubernetesCluster) -> str:
+        if cluster.in_cluster:
+            return "in-cluster ServiceAccount"
+        if cluster.kubeconfig:
+            context = cluster.kubeconfig_context
+            return f"kubeconfig (context {context})" if context else "kubeconfig"
+        kinds = [
+            kind
+            for kind, present in (
+                ("bearer token", cluster.token),
+                ("client certificate", cluster.client_cert_data),
+            )
+            if present
+        ]
+        return " + ".join(kinds) or "none"
+
+
+@admin.register(DeploymentBinding)
+class DeploymentBindingAdmin(admin.ModelAdmin):
+    list_display = ("application", "cluster", "namespace", "deployment_name", "created_at")
+    list_filter = ("cluster", "namespace")
+    list_select_related = ("application", "cluster")
+    search_fields = ("application__name", "namespace", "deployment_name")
+    autocomplete_fields = ("application", "cluster")
+
+
+class RedeployTargetInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = RedeployTarget
+    fields = readonly_fields = (
+        "cluster_name",
+        "namespace",
+        "deployment_name",
+        "state",
+        "success",
+        "message",
+        "operated_at",
+        "generation",
+        "resource_version",
+        "updated_replicas",
+        "available_replicas",
+        "replicas",
+        "finished_at",
+    )
+    extra = 0
+    can_delete = False
+
+
+@admin.register(RedeployOperation)
+class RedeployOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "requested_by",
+        "application_name",
+        "namespace",
+        "deployment_name",
+        "cluster_name",
+        "state",
+        "ticket",
+    )
+    list_filter = ("state",)
+    list_select_related = ("requested_by", "ticket")
+    search_fields = (
+        "application_name",
+        "deployment_name",
+        "namespace",
+        "requested_by__username",
+        "ticket__ticket_no",
+    )
+    date_hierarchy = "created_at"
+    fields = readonly_fields = (
+        "id",
+        "requested_by",
+        "application_name",
+        "namespace",
+        "deployment_name",
+        "cluster_name",
+        "ticket",
+        "state",
+        "message",
+        "request_ip",
+        "celery_task_id",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
+    inlines = [RedeployTargetInline]
+
+
+@admin.register(RedeployTarget)
+class RedeployTargetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "operated_at",
+        "cluster_name",
+        "namespace",
+        "deployment_name",
+        "state",
+        "success",
+        "ticket",
+        "message",
+    )
+    list_filter = ("state", "success")
+    list_select_related = ("ticket",)
+    search_fields = ("cluster_name", "namespace", "deployment_name", "ticket__ticket_no")
+    fields = readonly_fields = (
+        "operation",
+        "ticket",
+        "binding",
+        "cluster_name",
+        "namespace",
+        "deployment_name",
+        "state",
+        "success",
+        "message",
+        "operated_at",
+        "restarted_at",
+        "generation",
+        "resource_version",
+        "replicas",
+        "updated_replicas",
+        "available_replicas",
+        "deadline_at",
+        "finished_at",
+    )
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "time",
+        "actor_username",
+        "action",
+        "outcome",
+        "ticket_no",
+        "application_name",
+        "cluster_name",
+        "namespace",
+        "deployment_name",
+        "short_message",
+    )
+    list_filter = ("action", "outcome")
+    search_fields = (
+        "ticket_no",
+        "actor_username",
+        "application_name",
+        "cluster_name",
+        "namespace",
+        "deployment_name",
+        "message",
+    )
+    date_hierarchy = "created_at"
+    # Counting every row of a large table on each page load is what makes it slow.
+    show_full_result_count = False
+    fields = readonly_fields = (
+        "created_at",
+        "actor",
+        "actor_username",
+        "action",
+        "outcome",
+        "ticket",
+        "ticket_no",
+        "operation",
+        "application_name",
+        "cluster_name",
+        "namespace",
+        "deployment_name",
+        "message",
+        "generation",
+        "resource_version",
+        "request_ip",
+        "celery_task_id",
+    )
+
+    @admin.display(description="Time", ordering="created_at")
+    def time(self, event: AuditEvent):
+        return event.created_at
+
+    @admin.display(description="Message")
+    def short_message(self, event: AuditEvent) -> str:
+        return Truncator(event.message).chars(120)

@@ -1,0 +1,265 @@
+"""The approvers' admin: work orders, and tickets decided through the ticket services.
+
+Tickets change only through `tickets.services`; the admin shows them read-only and its approve and
+reject actions hand every ticket to the service, which alone decides who may approve
+(`tickets.rules`). Each refusal is shown as an error message in the service's own words.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from cratos.exceptions import DomainError
+from redeploy.models import render_tags
+
+from . import selectors, services
+from .models import (
+    Approval,
+    ApprovalNode,
+    Ticket,
+    TicketEntry,
+    TicketNodeApprover,
+    TicketStateChange,
+    WorkOrder,
+)
+
+
+class ApprovalNodeInline(admin.TabularInline):
+    model = ApprovalNode
+    fields = ("position", "name", "node_type", "group")
+    extra = 0
+    ordering = ("position",)
+
+
+@admin.register(WorkOrder)
+class WorkOrderAdmin(admin.ModelAdmin):
+    list_display = ("key", "name", "business_type", "authorization_ttl_seconds", "enabled")
+    list_filter = ("enabled", "business_type")
+    search_fields = ("key", "name")
+    inlines = [ApprovalNodeInline]
+
+
+class TicketPartInline(admin.TabularInline):
+    """Part of a ticket, shown to whoever may view the ticket and never editable here."""
+
+    extra = 0
+    can_delete = False
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("tickets.view_ticket") or request.user.has_perm(
+            "tickets.change_ticket"
+        )
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class TicketEntryInline(TicketPartInline):
+    model = TicketEntry
+    fields = readonly_fields = ("name", "tags", "state", "authorization_expires_at", "success")
+
+    @admin.display(description="Tags")
+    def tags(self, entry: TicketEntry) -> str:
+        return render_tags(entry.content.get("tags", []))
+
+
+class ApprovalInline(TicketPartInline):
+    model = Approval
+    fields = readonly_fields = ("node_name", "decision", "approver", "comment", "decided_at")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("node", "approver")
+
+    @admin.display(description="Node")
+    def node_name(self, approval: Approval) -> str:
+        return approval.node.name
+
+
+class TicketStateChangeInline(TicketPartInline):
+    model = TicketStateChange
+    verbose_name = "state change"
+    verbose_name_plural = "state history"
+    fields = readonly_fields = ("changed_at", "from_state", "to_state", "actor", "note")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("actor")
+
+
+class ChosenApproverInline(TicketPartInline):
+    model = TicketNodeApprover
+    verbose_name = "chosen approver"
+    verbose_name_plural = "chosen approvers"
+    fields = readonly_fields = ("node_name", "user")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("node", "user")
+
+    @admin.display(description="Node")
+    def node_name(self, chosen: TicketNodeApprover) -> str:
+        return chosen.node.name
+
+
+class ApproveForm(forms.Form):
+    verb = "Approve"
+    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+
+    def decide(self, *, ticket: Ticket, approver) -> str:
+        ticket = services.approve_ticket(
+            ticket=ticket, approver=approver, comment=self.cleaned_data["comment"]
+        )
+        if ticket.state == Ticket.State.APPROVED:
+            return f"Ticket {ticket.ticket_no} approved."
+        return (
+            f"Ticket {ticket.ticket_no}: your approval is recorded; "
+            f"it now waits for node {ticket.current_node.name}."
+        )
+
+
+class RejectForm(forms.Form):
+    verb = "Reject"
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Required; the applicant sees it.",
+    )
+
+    def decide(self, *, ticket: Ticket, approver) -> str:
+        ticket = services.reject_ticket(
+            ticket=ticket, approver=approver, reason=self.cleaned_data["reason"]
+        )
+        return f"Ticket {ticket.ticket_no} rejected."
+
+
+@admin.register(Ticket)
+class TicketAdmin(admin.ModelAdmin):
+    list_display = (
+        "ticket_no",
+        "applicant",
+        "applications",
+        "state",
+        "current_node_name",
+        "submitted_at",
+    )
+    list_filter = ("state", "work_order", ("applicant", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("ticket_no", "applicant__username", "entries__name")
+    fields = readonly_fields = (
+        "ticket_no",
+        "work_order",
+        "applicant",
+        "reason",
+        "state",
+        "current_node_name",
+        "success",
+        "created_at",
+        "submitted_at",
+        "decided_at",
+        "completed_at",
+    )
+    inlines = [TicketEntryInline, ApprovalInline, ChosenApproverInline, TicketStateChangeInline]
+    actions = ["approve_selected", "reject_selected"]
+    change_form_template = "admin/tickets/ticket/change_form.html"
+    decision_template = "admin/tickets/ticket/decision_confirmation.html"
+
+    def get_queryset(self, request):
+        queryset = selectors.ticket_queryset().prefetch_related("entries")
+        ordering = self.get_ordering(request)
+        return queryset.order_by(*ordering) if ordering else queryset
+
+    # Tickets are created by their applicants and change only through the ticket services.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Applications")
+    def applications(self, ticket: Ticket) -> str:
+        return ", ".join(entry.name for entry in ticket.entries.all())
+
+    @admin.display(description="Current node", ordering="current_node__name")
+    def current_node_name(self, ticket: Ticket) -> str:
+        return ticket.current_node.name if ticket.current_node else "-"
+
+    @admin.action(description="Approve selected tickets")
+    def approve_selected(self, request, queryset):
+        return self.decide(request, tickets=queryset.order_by("pk"), form_class=ApproveForm)
+
+    @admin.action(description="Reject selected tickets")
+    def reject_selected(self, request, queryset):
+        return self.decide(request, tickets=queryset.order_by("pk"), form_class=RejectForm)
+
+    def decide(self, request, *, tickets, form_class, single: bool = False):
+        """Ask for the comment or reason; once confirmed, hand each ticket to the service.
+
+        Returns None when the decisions were taken, else the confirmation page.
+        """
+        confirmed = request.method == "POST" and request.POST.get("post") == "yes"
+        form = form_class(request.POST if confirmed else None)
+        if form.is_valid():
+            for ticket in tickets:
+                try:
+                    success = form.decide(ticket=ticket, approver=request.user)
+                except DomainError as refusal:
+                    messages.error(request, f"{ticket.ticket_no}: {refusal.message}")
+                else:
+                    messages.success(request, success)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{form_class.verb} {'ticket' if single else 'selected tickets'}",
+            "opts": self.opts,
+            "form": form,
+            "verb": form_class.verb,
+            "single": single,
+            "tickets": [(ticket, *selectors.entries_table(ticket=ticket)) for ticket in tickets],
+            "action_name": f"{form_class.verb.lower()}_selected",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(request, self.decision_template, context)
+
+    def get_urls(self):
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        # Ahead of the default URLs, whose `<path:object_id>/` would swallow these.
+        return [
+            path(
+                "<path:object_id>/approve/",
+                self.admin_site.admin_view(self.approve_view),
+                name=f"{prefix}_approve",
+            ),
+            path(
+                "<path:object_id>/reject/",
+                self.admin_site.admin_view(self.reject_view),
+                name=f"{prefix}_reject",
+            ),
+            *super().get_urls(),
+        ]
+
+    def approve_view(self, request, object_id):
+        return self._decide_one(request, object_id, form_class=ApproveForm)
+
+    def reject_view(self, request, object_id):
+        return self._decide_one(request, object_id, form_class=RejectForm)
+
+    def _decide_one(self, request, object_id, *, form_class):
+        """The change page's buttons: the bulk actions' code path, for one ticket."""
+        ticket = self.get_object(request, unquote(object_id))
+        if ticket is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, ticket):
+            raise PermissionDenied
+        response = self.decide(request, tickets=[ticket], form_class=form_class, single=True)
+        return response or redirect("admin:tickets_ticket_change", ticket.pk)
