@@ -67,6 +67,7 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 # The authorization store. With REDIS_URL the tokens live in Redis exactly as the manual
 # describes; without it an in-process store with the same TTL/atomic semantics serves the demo.
