@@ -83,3 +83,102 @@ class ApprovalNodeFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"node-{n}")
     node_type = ApprovalNode.Type.OR_BATCH
     group = factory.SubFactory(GroupFactory)
+
+
+class RedeployWorkOrderFactory(WorkOrderFactory):
+    """The migration's APPLICATION_REDEPLOY work order: one OR_BATCH node "Approval" of group
+    "Approvers". Recreates them after a transactional test flushed the database."""
+
+    class Meta:
+        skip_postgeneration_save = True
+
+    name = "Application redeploy"
+
+    @factory.post_generation
+    def default_chain(self, create, extracted, **kwargs):
+        if create and not self.nodes.exists():
+            ApprovalNode.objects.create(
+                work_order=self,
+                position=1,
+                name="Approval",
+                node_type=ApprovalNode.Type.OR_BATCH,
+                group=GroupFactory(name="Approvers"),
+            )
+
+
+class TicketFactory(factory.django.DjangoModelFactory):
+    """A ticket made through the services, as a requester would: NEW with one entry per
+    application. `submitted=True` submits it (IN_APPROVAL); `approved_by=user` also approves
+    its first node as that user (with the default one-node chain: APPROVED, authorizations
+    minted in Redis)."""
+
+    class Meta:
+        model = "tickets.Ticket"
+
+    applicant = factory.SubFactory(UserFactory)
+    work_order = factory.SubFactory(RedeployWorkOrderFactory)
+    applications = factory.LazyFunction(lambda: [ApplicationFactory()])
+    reason = "Pick up the new configuration"
+    submitted = False
+    approvers = factory.Dict({})
+    approved_by = None
+
+    @classmethod
+    def _create(
+        cls,
+        model_class,
+        *,
+        applicant,
+        work_order,
+        applications,
+        reason,
+        submitted,
+        approvers,
+        approved_by,
+    ):
+        from tickets import services
+
+        ticket = services.create_ticket(
+            applicant=applicant,
+            work_order=work_order,
+            application_names=[app.name for app in applications],
+            reason=reason,
+        )
+        if submitted or approved_by is not None:
+            services.submit_ticket(ticket=ticket, actor=applicant, approvers=approvers)
+        if approved_by is not None:
+            services.approve_ticket(ticket=ticket, approver=approved_by)
+        ticket.refresh_from_db()
+        return ticket
+
+
+class AuditEventFactory(factory.django.DjangoModelFactory):
+    """An audit event as a service would record it (names copied, no foreign keys needed).
+    `created_at` is always "now" on insert (auto_now_add); tests that need other times move
+    it with a queryset update."""
+
+    class Meta:
+        model = "redeploy.AuditEvent"
+
+    action = "redeploy.requested"
+    outcome = "SUCCESS"
+    actor_username = factory.Sequence(lambda n: f"user{n}")
+    ticket_no = factory.Sequence(lambda n: f"20240101{n:06d}")
+    application_name = "web"
+    cluster_name = "prod"
+    namespace = "default"
+    deployment_name = "web"
+    message = ""
+
+
+class RedeployOperationFactory(factory.django.DjangoModelFactory):
+    """A QUEUED redeploy as request_redeploy leaves it (without queueing a task)."""
+
+    class Meta:
+        model = "redeploy.RedeployOperation"
+
+    requested_by = factory.SubFactory(UserFactory)
+    application_name = "web"
+    namespace = "shop"
+    deployment_name = "web"
+    cluster_name = ""

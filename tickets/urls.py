@@ -1,3 +1,17 @@
+from django.urls import path
+
+from . import views
+
 app_name = "tickets"
 
-urlpatterns = []
+urlpatterns = [
+    path("", views.ticket_list, name="home"),
+    path("tickets/", views.ticket_list, name="list"),
+    path("tickets/new/", views.ticket_create, name="create"),
+    path("tickets/<str:ticket_no>/", views.ticket_detail, name="detail"),
+    path("tickets/<str:ticket_no>/submit/", views.ticket_submit, name="submit"),
+    path("tickets/<str:ticket_no>/cancel/", views.ticket_cancel, name="cancel"),
+    path("tickets/<str:ticket_no>/entries/add/", views.entries_add, name="entries-add"),
+    path("tickets/<str:ticket_no>/entries/remove/", views.entry_remove, name="entry-remove"),
+    path("authorizations/", views.authorizations, name="authorizations"),
+]

@@ -1,0 +1,111 @@
+"""Forms of the requester's pages. They only shape input; the rules stay in services."""
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.utils.translation import gettext_lazy as _
+
+from redeploy.models import Application
+
+from .models import ApprovalNode, WorkOrder
+
+
+class ApplicationChoiceField(forms.ModelMultipleChoiceField):
+    """Applications picked by name (the services take names); the template shows their tags."""
+
+    widget = forms.CheckboxSelectMultiple
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("queryset", Application.objects.order_by("name"))
+        kwargs.setdefault("to_field_name", "name")
+        super().__init__(**kwargs)
+
+    def label_from_instance(self, obj: Application) -> str:
+        return obj.name
+
+
+def _user_specified_nodes(work_order: WorkOrder) -> list[ApprovalNode]:
+    return [
+        node
+        for node in work_order.nodes.all()
+        if node.is_gating and node.node_type == ApprovalNode.Type.USER_SPECIFIED
+    ]
+
+
+class ApproverPickersMixin:
+    """One approver picker per USER_SPECIFIED node: members of the node's group but the applicant.
+
+    The pickers are optional here; submit_ticket refuses a missing or ineligible choice with
+    its own message, so the rule is checked in one place.
+    """
+
+    def add_approver_pickers(self, *, work_order: WorkOrder, applicant) -> None:
+        self.approver_nodes = _user_specified_nodes(work_order)
+        for node in self.approver_nodes:
+            self.fields[self.approver_field_name(node)] = forms.ModelChoiceField(
+                label=node.name,
+                queryset=get_user_model()
+                .objects.filter(groups=node.group_id, is_active=True)
+                .exclude(pk=applicant.pk)
+                .order_by("username"),
+                to_field_name="username",
+                required=False,
+                empty_label=_("Choose an approver"),
+            )
+
+    @staticmethod
+    def approver_field_name(node: ApprovalNode) -> str:
+        return f"approver_{node.pk}"
+
+    def approver_fields(self):
+        return [self[self.approver_field_name(node)] for node in self.approver_nodes]
+
+    def chosen_approvers(self) -> dict[str, object]:
+        """{node name: user} as submit_ticket takes it; unpicked nodes are left out."""
+        chosen = {}
+        for node in self.approver_nodes:
+            user = self.cleaned_data.get(self.approver_field_name(node))
+            if user is not None:
+                chosen[node.name] = user
+        return chosen
+
+
+class TicketCreateForm(ApproverPickersMixin, forms.Form):
+    SAVE_DRAFT = "draft"
+    SAVE_AND_SUBMIT = "submit"
+
+    applications = ApplicationChoiceField(label=_("Applications"))
+    reason = forms.CharField(
+        label=_("Reason"),
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("Why the redeploy is needed; approvers read this first."),
+        error_messages={"required": _("Give a reason for the redeploy.")},
+    )
+
+    def __init__(self, *args, work_order: WorkOrder, applicant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_approver_pickers(work_order=work_order, applicant=applicant)
+
+    def application_names(self) -> list[str]:
+        return [application.name for application in self.cleaned_data["applications"]]
+
+
+class SubmitForm(ApproverPickersMixin, forms.Form):
+    def __init__(self, *args, work_order: WorkOrder, applicant, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_approver_pickers(work_order=work_order, applicant=applicant)
+
+
+class AddEntriesForm(forms.Form):
+    applications = ApplicationChoiceField(label=_("Add applications"))
+
+    def __init__(self, *args, exclude_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["applications"]
+        field.queryset = field.queryset.exclude(name__in=list(exclude_names))
+
+    def application_names(self) -> list[str]:
+        return [application.name for application in self.cleaned_data["applications"]]
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(label=_("Why (optional)"), required=False, max_length=1000)

@@ -1,0 +1,238 @@
+"""The requester's pages. Thin: they read through selectors and write through services."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+from django_tables2 import RequestConfig
+
+from cratos.exceptions import DomainError
+
+from . import selectors, services
+from .forms import AddEntriesForm, CancelForm, SubmitForm, TicketCreateForm
+from .models import Ticket, WorkOrder
+from .rules import applicant_refusal, decision_refusal, entries_refusal, transition_refusal
+from .tables import TicketTable
+
+REDEPLOY_WORK_ORDER_KEY = "APPLICATION_REDEPLOY"
+REVIEWERS_GROUP = "Reviewers"
+TICKETS_PER_PAGE = 20
+
+
+def format_time_left(seconds: int) -> str:
+    """Time left as "1h 52m", "4m 10s" or "9s"; static/js/countdown.js formats it the same."""
+    hours, rest = divmod(max(0, seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m {secs}s"
+    return f"{secs}s"
+
+
+def _may_view(*, ticket: Ticket, user) -> bool:
+    """The applicant, staff, ticket viewers, reviewers and whoever may decide it now."""
+    return (
+        user.pk == ticket.applicant_id
+        or user.is_staff
+        or user.has_perm("tickets.view_ticket")
+        or user.has_perm("redeploy.view_auditevent")
+        or user.groups.filter(name=REVIEWERS_GROUP).exists()
+        or decision_refusal(ticket=ticket, user=user) is None
+    )
+
+
+def _visible_ticket(request, ticket_no: str) -> Ticket:
+    """The ticket, or 404 for a missing one and for one the user may not see alike."""
+    try:
+        ticket = selectors.ticket_by_no(ticket_no=ticket_no)
+    except Ticket.DoesNotExist:
+        raise Http404 from None
+    if not _may_view(ticket=ticket, user=request.user):
+        raise Http404
+    return ticket
+
+
+def _deciders(ticket: Ticket) -> list:
+    """Who may decide the current node now, as tickets.rules says."""
+    node = ticket.current_node
+    if node is None:
+        return []
+    candidates = {user.pk: user for user in node.group.user_set.filter(is_active=True)}
+    for chosen in ticket.chosen_approvers.all():
+        if chosen.node_id == node.pk:
+            candidates.setdefault(chosen.user_id, chosen.user)
+    eligible = [
+        user for user in candidates.values() if decision_refusal(ticket=ticket, user=user) is None
+    ]
+    return sorted(eligible, key=lambda user: user.get_username())
+
+
+@login_required
+def ticket_list(request):
+    tickets = selectors.tickets_of(applicant=request.user).prefetch_related("entries")
+    table = TicketTable(tickets)
+    RequestConfig(request, paginate={"per_page": TICKETS_PER_PAGE}).configure(table)
+    return render(request, "tickets/ticket_list.html", {"table": table})
+
+
+@login_required
+def ticket_create(request):
+    try:
+        work_order = selectors.work_order_by_key(key=REDEPLOY_WORK_ORDER_KEY)
+    except WorkOrder.DoesNotExist:
+        raise Http404 from None
+    form = TicketCreateForm(
+        request.POST if request.method == "POST" else None,
+        work_order=work_order,
+        applicant=request.user,
+    )
+    if request.method == "POST" and form.is_valid():
+        submit = request.POST.get("action") == TicketCreateForm.SAVE_AND_SUBMIT
+        try:
+            # Create and submit stand or fall together: a refused submit leaves no stray draft.
+            with transaction.atomic():
+                ticket = services.create_ticket(
+                    applicant=request.user,
+                    work_order=work_order,
+                    application_names=form.application_names(),
+                    reason=form.cleaned_data["reason"],
+                )
+                if submit:
+                    services.submit_ticket(
+                        ticket=ticket, actor=request.user, approvers=form.chosen_approvers()
+                    )
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            if submit:
+                text = _("Ticket %(no)s was submitted for approval.")
+            else:
+                text = _("Ticket %(no)s was saved as a draft.")
+            messages.success(request, text % {"no": ticket.ticket_no})
+            return redirect("tickets:detail", ticket_no=ticket.ticket_no)
+    context = {
+        "form": form,
+        "work_order": work_order,
+        "authorization_ttl": format_time_left(work_order.authorization_ttl_seconds),
+        "max_drafts": services.MAX_UNSUBMITTED_TICKETS,
+    }
+    return render(request, "tickets/ticket_form.html", context)
+
+
+@login_required
+def ticket_detail(request, ticket_no: str):
+    ticket = _visible_ticket(request, ticket_no)
+    headers, rows = selectors.entries_table(ticket=ticket)
+    entries = list(ticket.entries.all())
+    user = request.user
+    is_applicant = applicant_refusal(ticket=ticket, user=user, action="edit") is None
+    can_submit = (
+        is_applicant
+        and transition_refusal(ticket=ticket, to_state=Ticket.State.IN_APPROVAL) is None
+    )
+    can_cancel = (
+        is_applicant and transition_refusal(ticket=ticket, to_state=Ticket.State.CLOSED) is None
+    )
+    can_edit_entries = entries_refusal(ticket=ticket, user=user) is None
+    context = {
+        "ticket": ticket,
+        "entry_headers": headers,
+        "entry_rows": list(zip(entries, rows, strict=True)),
+        "approvals": ticket.approvals.all(),
+        "state_changes": ticket.state_changes.all(),
+        "deciders": _deciders(ticket),
+        "redeploy_targets": ticket.redeploy_targets.order_by("operated_at", "id"),
+        "is_applicant": is_applicant,
+        "can_edit_entries": can_edit_entries,
+        "submit_form": SubmitForm(work_order=ticket.work_order, applicant=user)
+        if can_submit
+        else None,
+        "cancel_form": CancelForm() if can_cancel else None,
+        "add_form": AddEntriesForm(exclude_names=[entry.name for entry in entries])
+        if can_edit_entries
+        else None,
+    }
+    return render(request, "tickets/ticket_detail.html", context)
+
+
+def _form_errors(form) -> str:
+    return " ".join(str(error) for errors in form.errors.values() for error in errors)
+
+
+def _ticket_action(action):
+    """A POST-only, login-required action on a visible ticket; refusals become messages."""
+
+    @login_required
+    @require_POST
+    def view(request, ticket_no: str):
+        ticket = _visible_ticket(request, ticket_no)
+        try:
+            text = action(request, ticket)
+        except DomainError as exc:
+            messages.error(request, exc.message)
+        else:
+            if text:
+                messages.success(request, text)
+        return redirect("tickets:detail", ticket_no=ticket.ticket_no)
+
+    view.__name__ = action.__name__
+    view.__doc__ = action.__doc__
+    return view
+
+
+@_ticket_action
+def ticket_submit(request, ticket: Ticket) -> str | None:
+    form = SubmitForm(request.POST, work_order=ticket.work_order, applicant=request.user)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return None
+    services.submit_ticket(ticket=ticket, actor=request.user, approvers=form.chosen_approvers())
+    return _("Ticket %(no)s was submitted for approval.") % {"no": ticket.ticket_no}
+
+
+@_ticket_action
+def ticket_cancel(request, ticket: Ticket) -> str | None:
+    form = CancelForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return None
+    services.cancel_ticket(ticket=ticket, actor=request.user, reason=form.cleaned_data["reason"])
+    return _("Ticket %(no)s was cancelled.") % {"no": ticket.ticket_no}
+
+
+@_ticket_action
+def entries_add(request, ticket: Ticket) -> str | None:
+    form = AddEntriesForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return None
+    names = form.application_names()
+    services.add_entries(ticket=ticket, actor=request.user, application_names=names)
+    return _("Added to the ticket: %(names)s.") % {"names": ", ".join(names)}
+
+
+@_ticket_action
+def entry_remove(request, ticket: Ticket) -> str | None:
+    name = request.POST.get("entry", "")
+    services.remove_entry(ticket=ticket, actor=request.user, entry_name=name)
+    return _("Removed from the ticket: %(name)s.") % {"name": name}
+
+
+@login_required
+def authorizations(request):
+    rows = []
+    for entry, token in selectors.live_authorizations(user=request.user):
+        seconds_left = token.seconds_left()
+        rows.append(
+            {
+                "entry": entry,
+                "token": token,
+                "seconds_left": seconds_left,
+                "time_left": format_time_left(seconds_left),
+            }
+        )
+    return render(request, "tickets/authorizations.html", {"authorizations": rows})
