@@ -1,0 +1,150 @@
+"""Ticket JSON API. Thin: parse the body, call the service, render the ticket.
+
+Refusals are DomainErrors from the services, rendered by cratos.api.exception_handler.
+"""
+
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cratos.exceptions import NotFound, ValidationFailed
+from redeploy.audit_selectors import may_review_audit
+
+from . import selectors, services
+from .models import Ticket, WorkOrder
+from .rules import decision_refusal
+from .serializers import (
+    AuthorizationSerializer,
+    TicketApproveInput,
+    TicketCancelInput,
+    TicketCreateInput,
+    TicketRejectInput,
+    TicketSerializer,
+    TicketSubmitInput,
+    TicketSummarySerializer,
+)
+
+
+def _may_view(*, ticket: Ticket, user) -> bool:
+    """The applicant, staff, ticket viewers, reviewers and whoever may decide it now.
+
+    The same conditions as tickets.views._may_view (pages); both belong in tickets.rules.
+    """
+    return (
+        user.pk == ticket.applicant_id
+        or user.is_staff
+        or user.has_perm("tickets.view_ticket")
+        or may_review_audit(user=user)
+        or decision_refusal(ticket=ticket, user=user) is None
+    )
+
+
+class TicketPagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "pageSize"
+    max_page_size = 100
+
+
+class TicketViewSet(viewsets.GenericViewSet):
+    lookup_field = "ticket_no"
+    pagination_class = TicketPagination
+    serializer_class = TicketSerializer
+    input_serializers = {
+        "create": TicketCreateInput,
+        "submit": TicketSubmitInput,
+        "approve": TicketApproveInput,
+        "reject": TicketRejectInput,
+        "cancel": TicketCancelInput,
+    }
+
+    def get_serializer_class(self):
+        return self.input_serializers.get(self.action, TicketSerializer)
+
+    def get_queryset(self):
+        return selectors.tickets_of(applicant=self.request.user).prefetch_related("entries")
+
+    def _input(self, request) -> dict:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def _visible_ticket(self) -> Ticket:
+        ticket_no = self.kwargs[self.lookup_field]
+        try:
+            ticket = selectors.ticket_by_no(ticket_no=ticket_no)
+        except Ticket.DoesNotExist:
+            ticket = None
+        # Someone who may not see a ticket learns nothing about it, not even that it exists.
+        if ticket is None or not _may_view(ticket=ticket, user=self.request.user):
+            raise NotFound(f"Ticket {ticket_no} does not exist.")
+        return ticket
+
+    def _ticket_response(self, ticket: Ticket, status_code: int = status.HTTP_200_OK) -> Response:
+        ticket = selectors.ticket_by_no(ticket_no=ticket.ticket_no)
+        return Response(TicketSerializer(ticket).data, status=status_code)
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(TicketSummarySerializer(page, many=True).data)
+
+    def create(self, request):
+        data = self._input(request)
+        try:
+            work_order = selectors.work_order_by_key(key=data["workOrderKey"])
+        except WorkOrder.DoesNotExist:
+            raise ValidationFailed(f"Unknown work order: {data['workOrderKey']}") from None
+        ticket = services.create_ticket(
+            applicant=request.user,
+            work_order=work_order,
+            application_names=data["applications"],
+            reason=data["reason"],
+        )
+        return self._ticket_response(ticket, status.HTTP_201_CREATED)
+
+    def retrieve(self, request, ticket_no: str):
+        return Response(TicketSerializer(self._visible_ticket()).data)
+
+    @action(detail=True, methods=["post"])
+    def submit(self, request, ticket_no: str):
+        ticket = self._visible_ticket()
+        data = self._input(request)
+        ticket = services.submit_ticket(
+            ticket=ticket,
+            actor=request.user,
+            reason=data.get("reason"),
+            approvers=data["approvers"],
+        )
+        return self._ticket_response(ticket)
+
+    @action(detail=True, methods=["post"])
+    def approve(self, request, ticket_no: str):
+        ticket = self._visible_ticket()
+        data = self._input(request)
+        ticket = services.approve_ticket(
+            ticket=ticket, approver=request.user, comment=data["comment"]
+        )
+        return self._ticket_response(ticket)
+
+    @action(detail=True, methods=["post"])
+    def reject(self, request, ticket_no: str):
+        ticket = self._visible_ticket()
+        data = self._input(request)
+        ticket = services.reject_ticket(ticket=ticket, approver=request.user, reason=data["reason"])
+        return self._ticket_response(ticket)
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, ticket_no: str):
+        ticket = self._visible_ticket()
+        data = self._input(request)
+        ticket = services.cancel_ticket(ticket=ticket, actor=request.user, reason=data["reason"])
+        return self._ticket_response(ticket)
+
+
+class AuthorizationListView(APIView):
+    """The caller's live redeploy authorizations and the seconds each has left."""
+
+    def get(self, request):
+        tokens = [token for _, token in selectors.live_authorizations(user=request.user)]
+        return Response(AuthorizationSerializer(tokens, many=True).data)
