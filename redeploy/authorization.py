@@ -81,6 +81,13 @@ class _RedisStore:
     def set(self, key: str, value: str, ttl: int, *, only_if_absent: bool = False) -> bool:
         return bool(self.client.set(key, value, ex=ttl, nx=only_if_absent))
 
+    def set_all(self, values: dict[str, str], ttl: int) -> None:
+        # MULTI/EXEC in one round trip: Redis applies all of them or, cut off, none.
+        with self.client.pipeline(transaction=True) as pipe:
+            for key, value in values.items():
+                pipe.set(key, value, ex=ttl)
+            pipe.execute()
+
     def get(self, key: str) -> bytes | None:
         return self.client.get(key)
 
@@ -117,6 +124,11 @@ class _LocalStore:
                 return False
             self._items[key] = (value, time.monotonic() + ttl)
             return True
+
+    def set_all(self, values: dict[str, str], ttl: int) -> None:
+        with self._lock:
+            expires = time.monotonic() + ttl
+            self._items.update((key, (value, expires)) for key, value in values.items())
 
     def get(self, key: str) -> str | None:
         with self._lock:
@@ -162,18 +174,47 @@ def _parse(raw) -> RedeployToken | None:
         return None
 
 
+def mint_all(
+    *,
+    username: str,
+    application_names: list[str],
+    ticket_id: int,
+    ticket_no: str,
+    ttl_seconds: int,
+) -> list[RedeployToken]:
+    """Write the authorizations of one approved ticket, all or none, each living `ttl_seconds`.
+
+    A newer authorization replaces an older one for the same user and application.
+    """
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ttl_seconds)
+    tokens = [
+        RedeployToken(
+            username=username,
+            application_name=name,
+            ticket_id=ticket_id,
+            ticket_no=ticket_no,
+            expires=expires,
+        )
+        for name in application_names
+    ]
+    values = {
+        token_key(username=username, application_name=token.application_name): token.to_json()
+        for token in tokens
+    }
+    _call(_store().set_all, values, ttl_seconds)
+    return tokens
+
+
 def mint(
     *, username: str, application_name: str, ticket_id: int, ticket_no: str, ttl_seconds: int
 ) -> RedeployToken:
-    token = RedeployToken(
+    (token,) = mint_all(
         username=username,
-        application_name=application_name,
+        application_names=[application_name],
         ticket_id=ticket_id,
         ticket_no=ticket_no,
-        expires=datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=ttl_seconds),
+        ttl_seconds=ttl_seconds,
     )
-    key = token_key(username=username, application_name=application_name)
-    _call(_store().set, key, token.to_json(), ttl_seconds)
     return token
 
 

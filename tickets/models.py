@@ -121,6 +121,8 @@ class TicketEntry(models.Model):
         REVOKED = "REVOKED"
         CANCELLED = "CANCELLED"  # the ticket was rejected, withdrawn or expired before approval
 
+    SETTLED_STATES = (State.USED, State.EXPIRED, State.REVOKED)
+
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="entries")
     business_type = models.CharField(max_length=32)
     # The live object (may be deleted later); `name` and `content` are the frozen snapshot.
@@ -147,7 +149,7 @@ class TicketEntry(models.Model):
 
     @property
     def is_settled(self) -> bool:
-        return self.state in (self.State.USED, self.State.EXPIRED, self.State.REVOKED)
+        return self.state in self.SETTLED_STATES
 
 
 class Approval(models.Model):

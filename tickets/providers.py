@@ -4,9 +4,17 @@ The core knows tickets, nodes and decisions; a provider, registered under
 (business type, ticket key), knows its entries. New kinds of work order plug in here.
 """
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from cratos.exceptions import ValidationFailed
+
+
+class EntrySnapshot(NamedTuple):
+    """What a ticket keeps of one entry, frozen when it is added."""
+
+    name: str
+    content: dict
+    application: Any = None  # the live redeploy.Application, for kinds that have one
 
 
 class TicketEntryProvider:
@@ -14,19 +22,17 @@ class TicketEntryProvider:
     ticket_key: ClassVar[str]
     table_headers: ClassVar[list[str]]
 
-    def resolve(self, *, names: list[str]) -> list[Any]:
-        """The objects that `names` designate; refuse unknown ones."""
-        raise NotImplementedError
-
-    def snapshot(self, *, target: Any) -> tuple[str, dict]:
-        """(entry name, frozen content) of a target, as the ticket will show it forever."""
+    def snapshots(self, *, names: list[str]) -> list[EntrySnapshot]:
+        """The entries that `names` designate, in that order, as the ticket will show them
+        forever; refuse unknown names."""
         raise NotImplementedError
 
     def table_row(self, *, content: dict) -> list[str]:
         raise NotImplementedError
 
-    def on_approved(self, *, ticket, entry) -> None:
-        """Grant what the approved entry asks for (runs inside the approval's transaction)."""
+    def on_approved(self, *, ticket, entries: list, actor) -> None:
+        """Grant what the approved entries ask for, all or none, and set each entry's
+        `authorization_expires_at`. Runs inside the approval's transaction, as its last step."""
         raise NotImplementedError
 
 

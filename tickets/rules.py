@@ -1,27 +1,120 @@
-"""Who may do what to a ticket. Each rule lives here once; every entry point asks these."""
+"""Who may do what to a ticket, and which state changes exist. Each rule lives here once.
 
-from .models import ApprovalNode, Ticket
+A rule returns its refusal (a DomainError, not raised) or None. Services raise it; pages, admin
+and API ask the same function to show or hide an action, so every entry point uses the same words.
+"""
+
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef, Q
+
+from cratos.exceptions import DomainError, InvalidTransition, PermissionRefused
+
+from .models import Approval, ApprovalNode, Ticket, TicketNodeApprover
+
+State = Ticket.State
+
+TRANSITIONS: dict[str, set[str]] = {
+    State.NEW: {State.IN_APPROVAL, State.CLOSED},
+    State.IN_APPROVAL: {State.APPROVED, State.REJECTED, State.CLOSED},
+    State.APPROVED: {State.COMPLETED},
+}
+_VERB = {
+    State.IN_APPROVAL: "submitted",
+    State.APPROVED: "approved",
+    State.REJECTED: "rejected",
+    State.CLOSED: "cancelled",
+    State.COMPLETED: "completed",
+}
 
 
-def decision_refusal(*, ticket: Ticket, user) -> str | None:
-    """Why `user` may not decide the ticket's current node now; None when they may."""
-    if ticket.state != Ticket.State.IN_APPROVAL or ticket.current_node is None:
-        return f"Ticket {ticket.ticket_no} is {ticket.state}; there is nothing to decide."
+def transition_refusal(*, ticket: Ticket, to_state: str) -> InvalidTransition | None:
+    """Why the ticket cannot move to `to_state` now (e.g. an APPROVED one cannot be rejected)."""
+    if to_state in TRANSITIONS.get(ticket.state, set()):
+        return None
+    return InvalidTransition(
+        f"Ticket {ticket.ticket_no} is {ticket.state}; it cannot be {_VERB[to_state]}."
+    )
+
+
+def applicant_refusal(*, ticket: Ticket, user, action: str) -> PermissionRefused | None:
+    """Why `user` may not change the ticket as its applicant (edit, submit, cancel)."""
+    if user.pk != ticket.applicant_id:
+        return PermissionRefused(f"Only the applicant may {action} ticket {ticket.ticket_no}.")
+    return None
+
+
+def entries_refusal(*, ticket: Ticket, user) -> DomainError | None:
+    """Why `user` may not add or remove entries: only the applicant, only while NEW."""
+    refusal = applicant_refusal(ticket=ticket, user=user, action="edit")
+    if refusal is None and ticket.state != State.NEW:
+        refusal = InvalidTransition(
+            f"Ticket {ticket.ticket_no} is {ticket.state}; its entries are frozen."
+        )
+    return refusal
+
+
+def decision_refusal(*, ticket: Ticket, user, reject: bool = False) -> DomainError | None:
+    """Why `user` may not decide (approve, or reject) the ticket's current node now."""
+    refusal = transition_refusal(
+        ticket=ticket, to_state=State.REJECTED if reject else State.APPROVED
+    )
+    if refusal:
+        return refusal
     if user.pk == ticket.applicant_id:
-        return "You cannot decide on your own ticket."
+        return PermissionRefused("You cannot decide on your own ticket.")
     node = ticket.current_node
+    # One person, one node per ticket: whoever decided a node, or was picked for another one,
+    # leaves this node to someone else (else a multi-node chain would need only one person).
+    if any(approval.approver_id == user.pk for approval in ticket.approvals.all()):
+        return PermissionRefused(
+            f"You already decided on ticket {ticket.ticket_no}; "
+            f"another approver must decide node {node.name}."
+        )
+    picked_elsewhere = next(
+        (c for c in ticket.chosen_approvers.all() if c.user_id == user.pk and c.node_id != node.pk),
+        None,
+    )
+    if picked_elsewhere is not None:
+        return PermissionRefused(
+            f"You are the chosen approver of node {picked_elsewhere.node.name}; "
+            f"another approver must decide node {node.name}."
+        )
     if node.node_type == ApprovalNode.Type.USER_SPECIFIED:
         chosen = next((c for c in ticket.chosen_approvers.all() if c.node_id == node.pk), None)
         if chosen is None or chosen.user_id != user.pk:
-            return f"Only the approver the applicant chose may decide on node {node.name}."
+            return PermissionRefused(
+                f"Only the approver the applicant chose may decide on node {node.name}."
+            )
         return None
     if not user.groups.filter(pk=node.group_id).exists():
-        return f"Only members of {node.group.name} may decide on node {node.name}."
+        return PermissionRefused(
+            f"Only members of {node.group.name} may decide on node {node.name}."
+        )
     return None
 
 
-def applicant_refusal(*, ticket: Ticket, user, action: str) -> str | None:
-    """Why `user` may not change the ticket as its applicant (edit, submit, cancel)."""
-    if user.pk != ticket.applicant_id:
-        return f"Only the applicant may {action} ticket {ticket.ticket_no}."
-    return None
+def decidable_by(user) -> Q:
+    """`decision_refusal(...) is None` as a query filter, for lists of tickets awaiting `user`.
+
+    Kept next to decision_refusal so the two change together (tests compare them).
+    """
+    in_node_group = get_user_model().groups.through.objects.filter(
+        user_id=user.pk, group_id=OuterRef("current_node__group_id")
+    )
+    chosen = TicketNodeApprover.objects.filter(
+        ticket_id=OuterRef("pk"), node_id=OuterRef("current_node_id"), user_id=user.pk
+    )
+    decided = Approval.objects.filter(ticket_id=OuterRef("pk"), approver_id=user.pk)
+    picked_elsewhere = TicketNodeApprover.objects.filter(
+        ticket_id=OuterRef("pk"), user_id=user.pk
+    ).exclude(node_id=OuterRef("current_node_id"))
+    return (
+        Q(state=State.IN_APPROVAL)
+        & ~Q(applicant_id=user.pk)
+        & ~Exists(decided)
+        & ~Exists(picked_elsewhere)
+        & (
+            (Q(current_node__node_type=ApprovalNode.Type.USER_SPECIFIED) & Exists(chosen))
+            | (~Q(current_node__node_type=ApprovalNode.Type.USER_SPECIFIED) & Exists(in_node_group))
+        )
+    )

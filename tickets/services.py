@@ -1,7 +1,7 @@
-"""Ticket writes and rules: create, edit, submit, decide, cancel, settle.
+"""Ticket writes: create, edit, submit, decide, cancel, settle.
 
-Every function locks the ticket row (`select_for_update`), checks the rule, writes the change,
-its state history and its audit event in one transaction.
+Every function locks the ticket row (`select_for_update`), asks tickets.rules, then writes the
+change, its state history and its audit event in one transaction.
 """
 
 from collections.abc import Mapping
@@ -10,68 +10,73 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from cratos.exceptions import InvalidTransition, PermissionRefused, ValidationFailed
+from cratos.exceptions import DomainError, InvalidTransition, ValidationFailed
 from redeploy.audit import Action, Outcome, record_event
 
 from .models import Approval, ApprovalNode, Ticket, TicketEntry, TicketNodeApprover, WorkOrder
 from .providers import provider_for
-from .rules import applicant_refusal, decision_refusal
+from .rules import applicant_refusal, decision_refusal, entries_refusal, transition_refusal
 
 MAX_UNSUBMITTED_TICKETS = 3
 
 State = Ticket.State
-_TRANSITIONS = {
-    State.NEW: {State.IN_APPROVAL, State.CLOSED},
-    State.IN_APPROVAL: {State.APPROVED, State.REJECTED, State.CLOSED},
-    State.APPROVED: {State.COMPLETED},
-}
 
 
-def _transition(*, ticket: Ticket, to_state: str, actor, note: str = "") -> None:
-    if to_state not in _TRANSITIONS.get(ticket.state, set()):
-        raise InvalidTransition(
-            f"Ticket {ticket.ticket_no} is {ticket.state}; it cannot become {to_state}."
-        )
-    ticket.state_changes.create(from_state=ticket.state, to_state=to_state, actor=actor, note=note)
-    ticket.state = to_state
+def _refuse(refusal: DomainError | None) -> None:
+    if refusal is not None:
+        raise refusal
 
 
 def _locked(ticket: Ticket) -> Ticket:
+    # of=("self",): lock the ticket row only, not the joined work order and applicant rows.
     return (
-        Ticket.objects.select_for_update()
+        Ticket.objects.select_for_update(of=("self",))
         .select_related("work_order", "applicant")
         .get(pk=ticket.pk)
     )
 
 
-def _ensure_applicant(*, ticket: Ticket, user, action: str) -> None:
-    refusal = applicant_refusal(ticket=ticket, user=user, action=action)
-    if refusal:
-        raise PermissionRefused(refusal)
+def _transition(*, ticket: Ticket, to_state: str, actor, note: str = "") -> None:
+    """Move the ticket to `to_state` and keep the step in its state history (caller saves)."""
+    _refuse(transition_refusal(ticket=ticket, to_state=to_state))
+    ticket.state_changes.create(from_state=ticket.state, to_state=to_state, actor=actor, note=note)
+    ticket.state = to_state
+
+
+def _close(*, ticket: Ticket, to_state: str, actor, note: str) -> None:
+    """End a ticket before approval (REJECTED, CLOSED): no current node, entries cancelled."""
+    _transition(ticket=ticket, to_state=to_state, actor=actor, note=note)
+    ticket.current_node = None
+    ticket.save()
+    ticket.entries.update(state=TicketEntry.State.CANCELLED)
+
+
+def _gating_nodes(work_order: WorkOrder) -> list[ApprovalNode]:
+    return [node for node in work_order.nodes.select_related("group") if node.is_gating]
 
 
 def _add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list[TicketEntry]:
     names = list(dict.fromkeys(name.strip() for name in application_names if name.strip()))
     if not names:
         raise ValidationFailed("Choose at least one application.")
-    present = set(ticket.entries.values_list("name", flat=True))
-    duplicates = sorted(present.intersection(names))
+    duplicates = sorted(set(ticket.entries.values_list("name", flat=True)).intersection(names))
     if duplicates:
         raise ValidationFailed(f"Already on the ticket: {', '.join(duplicates)}")
-    provider = provider_for(ticket.work_order)
     entries = []
-    for target in provider.resolve(names=names):
-        name, content = provider.snapshot(target=target)
+    for snapshot in provider_for(ticket.work_order).snapshots(names=names):
         entries.append(
             ticket.entries.create(
                 business_type=ticket.work_order.business_type,
-                application=target,
-                name=name,
-                content=content,
+                application=snapshot.application,
+                name=snapshot.name,
+                content=snapshot.content,
             )
         )
         record_event(
-            action=Action.TICKET_ENTRY_ADDED, actor=actor, ticket=ticket, application_name=name
+            action=Action.TICKET_ENTRY_ADDED,
+            actor=actor,
+            ticket=ticket,
+            application_name=snapshot.name,
         )
     return entries
 
@@ -80,6 +85,7 @@ def _add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list
 def create_ticket(
     *, applicant, work_order: WorkOrder, application_names: list[str], reason: str = ""
 ) -> Ticket:
+    """A NEW ticket (a draft) with its entries; the reason may wait until it is submitted."""
     if not work_order.enabled:
         raise ValidationFailed(f"Work order {work_order.key} is disabled.")
     # Serialise one applicant's creations so the draft limit holds under concurrent requests.
@@ -93,7 +99,7 @@ def create_ticket(
             "submit or cancel one first."
         )
     ticket = Ticket.objects.create(
-        work_order=work_order, applicant=applicant, reason=reason.strip()
+        work_order=work_order, applicant=applicant, reason=(reason or "").strip()
     )
     # Derived from the primary key: unique without a retry loop, however many create at once.
     ticket.ticket_no = f"{timezone.now():%Y%m%d}{ticket.pk:06d}"
@@ -107,18 +113,14 @@ def create_ticket(
 @transaction.atomic
 def add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list[TicketEntry]:
     ticket = _locked(ticket)
-    _ensure_applicant(ticket=ticket, user=actor, action="edit")
-    if ticket.state != State.NEW:
-        raise InvalidTransition(f"Ticket {ticket.ticket_no} is {ticket.state}; entries are frozen.")
+    _refuse(entries_refusal(ticket=ticket, user=actor))
     return _add_entries(ticket=ticket, actor=actor, application_names=application_names)
 
 
 @transaction.atomic
 def remove_entry(*, ticket: Ticket, actor, entry_name: str) -> None:
     ticket = _locked(ticket)
-    _ensure_applicant(ticket=ticket, user=actor, action="edit")
-    if ticket.state != State.NEW:
-        raise InvalidTransition(f"Ticket {ticket.ticket_no} is {ticket.state}; entries are frozen.")
+    _refuse(entries_refusal(ticket=ticket, user=actor))
     deleted, _ = ticket.entries.filter(name=entry_name).delete()
     if not deleted:
         raise ValidationFailed(f"{entry_name} is not on ticket {ticket.ticket_no}.")
@@ -127,26 +129,32 @@ def remove_entry(*, ticket: Ticket, actor, entry_name: str) -> None:
     )
 
 
-def _gating_nodes(work_order: WorkOrder) -> list[ApprovalNode]:
-    return [node for node in work_order.nodes.select_related("group") if node.is_gating]
-
-
-def _resolve_chosen_approvers(
-    *, ticket: Ticket, approvers: Mapping[str, object]
+def _chosen_approvers(
+    *, ticket: Ticket, nodes: list[ApprovalNode], approvers: Mapping[str, object]
 ) -> list[TicketNodeApprover]:
+    """The applicant's pick for each USER_SPECIFIED node, by node name (a user or a username)."""
+    picking = {
+        node.name: node for node in nodes if node.node_type == ApprovalNode.Type.USER_SPECIFIED
+    }
+    unknown = sorted(set(approvers) - set(picking))
+    if unknown:
+        raise ValidationFailed(
+            f"Work order {ticket.work_order.key} has no node to choose an approver for: "
+            f"{', '.join(unknown)}."
+        )
     users = get_user_model().objects
     chosen = []
-    for node in _gating_nodes(ticket.work_order):
-        if node.node_type != ApprovalNode.Type.USER_SPECIFIED:
-            continue
-        pick = approvers.get(node.name)
+    for name, node in picking.items():
+        pick = approvers.get(name)
         if not pick:
-            raise ValidationFailed(f"Choose the approver for node {node.name}.")
+            raise ValidationFailed(f"Choose the approver for node {name}.")
         user = pick if hasattr(pick, "pk") else users.filter(username=pick).first()
-        if user is None or not user.groups.filter(pk=node.group_id).exists():
-            raise ValidationFailed(f"{pick} is not a candidate approver of node {node.name}.")
-        if user.pk == ticket.applicant_id:
+        if user is not None and user.pk == ticket.applicant_id:
             raise ValidationFailed("You cannot choose yourself as an approver.")
+        if user is None or not user.is_active or not user.groups.filter(pk=node.group_id).exists():
+            raise ValidationFailed(f"{pick} is not a candidate approver of node {name}.")
+        if any(c.user.pk == user.pk for c in chosen):
+            raise ValidationFailed(f"Choose a different approver for each node ({pick} twice).")
         chosen.append(TicketNodeApprover(ticket=ticket, node=node, user=user))
     return chosen
 
@@ -159,12 +167,11 @@ def submit_ticket(
     reason: str | None = None,
     approvers: Mapping[str, object] | None = None,
 ) -> Ticket:
+    """NEW → IN_APPROVAL: needs a reason, an entry, a gating node and a pick per USER_SPECIFIED
+    node (`approvers`: node name → user or username). Entries are frozen from here on."""
     ticket = _locked(ticket)
-    _ensure_applicant(ticket=ticket, user=actor, action="submit")
-    if ticket.state != State.NEW:
-        raise InvalidTransition(
-            f"Ticket {ticket.ticket_no} is {ticket.state}; only a NEW ticket can be submitted."
-        )
+    _refuse(applicant_refusal(ticket=ticket, user=actor, action="submit"))
+    _refuse(transition_refusal(ticket=ticket, to_state=State.IN_APPROVAL))
     if reason is not None:
         ticket.reason = reason.strip()
     if not ticket.reason:
@@ -173,53 +180,76 @@ def submit_ticket(
         raise ValidationFailed("A ticket without entries cannot be submitted.")
     nodes = _gating_nodes(ticket.work_order)
     if not nodes:
-        raise ValidationFailed(f"Work order {ticket.work_order.key} has no approval node.")
-    TicketNodeApprover.objects.bulk_create(
-        _resolve_chosen_approvers(ticket=ticket, approvers=approvers or {})
-    )
+        raise ValidationFailed(
+            f"Work order {ticket.work_order.key} has no approval node that decides; "
+            "ask an administrator to configure its approval chain."
+        )
+    chosen = _chosen_approvers(ticket=ticket, nodes=nodes, approvers=approvers or {})
+    TicketNodeApprover.objects.bulk_create(chosen)
     _transition(ticket=ticket, to_state=State.IN_APPROVAL, actor=actor)
     ticket.current_node = nodes[0]
     ticket.submitted_at = timezone.now()
     ticket.save()
-    record_event(action=Action.TICKET_SUBMITTED, actor=actor, ticket=ticket, message=ticket.reason)
+    picks = "".join(f"\n{c.node.name}: {c.user.get_username()}" for c in chosen)
+    record_event(
+        action=Action.TICKET_SUBMITTED, actor=actor, ticket=ticket, message=ticket.reason + picks
+    )
     return ticket
 
 
-def _ensure_may_decide(*, ticket: Ticket, user) -> None:
-    refusal = decision_refusal(ticket=ticket, user=user)
-    if refusal:
-        raise PermissionRefused(refusal)
+def _decide(
+    *, ticket: Ticket, approver, decision: str, comment: str, node: ApprovalNode | None
+) -> tuple[Ticket, ApprovalNode]:
+    """Lock, check and record one decision on the current node; return the locked ticket.
 
-
-def _record_decision(*, ticket: Ticket, approver, decision: str, comment: str) -> None:
+    `node`, when given, is the node the approver saw: if it was decided meanwhile, the vote is
+    refused instead of landing on the next node.
+    """
+    ticket = _locked(ticket)
+    reject = decision == Approval.Decision.REJECT
+    if node is not None and ticket.current_node_id != node.pk:
+        raise InvalidTransition(
+            f"Node {node.name} of ticket {ticket.ticket_no} was already decided."
+        )
+    _refuse(decision_refusal(ticket=ticket, user=approver, reject=reject))
+    current = ticket.current_node
     try:
         with transaction.atomic():
             Approval.objects.create(
-                ticket=ticket,
-                node=ticket.current_node,
-                approver=approver,
-                decision=decision,
-                comment=comment,
+                ticket=ticket, node=current, approver=approver, decision=decision, comment=comment
             )
     except IntegrityError:
+        # Unreachable while the row lock holds; the constraint is the last line of defence.
         raise InvalidTransition(
-            f"Node {ticket.current_node.name} of ticket {ticket.ticket_no} was already decided."
+            f"Node {current.name} of ticket {ticket.ticket_no} was already decided."
         ) from None
+    record_event(
+        action=Action.TICKET_REJECTED if reject else Action.TICKET_APPROVED,
+        actor=approver,
+        outcome=Outcome.FAILURE if reject else Outcome.SUCCESS,
+        ticket=ticket,
+        message=f"{current.name}: {'rejected' if reject else 'approved'}"
+        + (f" — {comment}" if comment else ""),
+    )
+    return ticket, current
 
 
 @transaction.atomic
-def approve_ticket(*, ticket: Ticket, approver, comment: str = "") -> Ticket:
-    ticket = _locked(ticket)
-    _ensure_may_decide(ticket=ticket, user=approver)
-    node = ticket.current_node
-    _record_decision(ticket=ticket, approver=approver, decision="APPROVE", comment=comment.strip())
-    record_event(
-        action=Action.TICKET_APPROVED,
-        actor=approver,
+def approve_ticket(
+    *, ticket: Ticket, approver, comment: str = "", node: ApprovalNode | None = None
+) -> Ticket:
+    """Approve the current node; the last gating node makes the ticket APPROVED and mints.
+
+    Call it in its own transaction: Redis cannot roll back with a larger one that fails later.
+    """
+    ticket, decided = _decide(
         ticket=ticket,
-        message=f"{node.name}: approved" + (f" — {comment.strip()}" if comment.strip() else ""),
+        approver=approver,
+        decision=Approval.Decision.APPROVE,
+        comment=(comment or "").strip(),
+        node=node,
     )
-    later = [n for n in _gating_nodes(ticket.work_order) if n.position > node.position]
+    later = [n for n in _gating_nodes(ticket.work_order) if n.position > decided.position]
     if later:
         ticket.current_node = later[0]
         ticket.save()
@@ -228,73 +258,72 @@ def approve_ticket(*, ticket: Ticket, approver, comment: str = "") -> Ticket:
     ticket.current_node = None
     ticket.decided_at = timezone.now()
     ticket.save()
-    provider = provider_for(ticket.work_order)
-    # The grants (Redis writes) come last, so only the commit itself can fail after them.
-    for entry in ticket.entries.all():
+    entries = list(ticket.entries.all())
+    # The grants (Redis writes) come last but for saving the entries, so a Redis refusal rolls
+    # the whole approval back and little can fail after them.
+    provider_for(ticket.work_order).on_approved(ticket=ticket, entries=entries, actor=approver)
+    for entry in entries:
         entry.state = TicketEntry.State.AUTHORIZED
-        provider.on_approved(ticket=ticket, entry=entry)
         entry.save(update_fields=["state", "authorization_expires_at"])
     return ticket
 
 
 @transaction.atomic
-def reject_ticket(*, ticket: Ticket, approver, reason: str) -> Ticket:
+def reject_ticket(
+    *, ticket: Ticket, approver, reason: str, node: ApprovalNode | None = None
+) -> Ticket:
+    """Reject the current node (a reason is required): the ticket is REJECTED, entries cancelled."""
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed("Give a reason for the rejection.")
-    ticket = _locked(ticket)
-    _ensure_may_decide(ticket=ticket, user=approver)
-    node = ticket.current_node
-    _record_decision(ticket=ticket, approver=approver, decision="REJECT", comment=reason)
-    _transition(ticket=ticket, to_state=State.REJECTED, actor=approver, note=reason)
-    ticket.current_node = None
-    ticket.decided_at = timezone.now()
-    ticket.save()
-    ticket.entries.update(state=TicketEntry.State.CANCELLED)
-    record_event(
-        action=Action.TICKET_REJECTED,
-        actor=approver,
-        outcome=Outcome.FAILURE,
+    ticket, _ = _decide(
         ticket=ticket,
-        message=f"{node.name}: rejected — {reason}",
+        approver=approver,
+        decision=Approval.Decision.REJECT,
+        comment=reason,
+        node=node,
     )
+    ticket.decided_at = timezone.now()
+    _close(ticket=ticket, to_state=State.REJECTED, actor=approver, note=reason)
     return ticket
 
 
 @transaction.atomic
 def cancel_ticket(*, ticket: Ticket, actor, reason: str = "") -> Ticket:
+    """The applicant withdraws a ticket not yet approved: CLOSED, entries cancelled."""
+    reason = (reason or "").strip()
     ticket = _locked(ticket)
-    _ensure_applicant(ticket=ticket, user=actor, action="cancel")
-    if ticket.state not in (State.NEW, State.IN_APPROVAL):
-        raise InvalidTransition(
-            f"Ticket {ticket.ticket_no} is {ticket.state}; only a ticket not yet approved "
-            "can be cancelled."
-        )
-    _transition(ticket=ticket, to_state=State.CLOSED, actor=actor, note=reason.strip())
-    ticket.current_node = None
-    ticket.save()
-    ticket.entries.update(state=TicketEntry.State.CANCELLED)
-    record_event(action=Action.TICKET_CANCELLED, actor=actor, ticket=ticket, message=reason.strip())
+    _refuse(applicant_refusal(ticket=ticket, user=actor, action="cancel"))
+    _close(ticket=ticket, to_state=State.CLOSED, actor=actor, note=reason)
+    record_event(action=Action.TICKET_CANCELLED, actor=actor, ticket=ticket, message=reason)
     return ticket
 
 
 @transaction.atomic
 def settle_entry(
     *, entry: TicketEntry, state: str, actor=None, success: bool | None = None
-) -> None:
-    """Mark an authorized entry USED, EXPIRED or REVOKED; complete the ticket with the last one.
+) -> TicketEntry:
+    """Mark an authorized entry USED (with `success`), EXPIRED or REVOKED; the last one settled
+    makes the ticket COMPLETED, successful only when every entry was USED with success.
 
-    Called by the redeploy, revocation and expiry services inside their own transaction.
+    Called by the redeploy, revocation and expiry services, which audit the entry themselves.
     """
+    if state not in TicketEntry.SETTLED_STATES:
+        raise ValidationFailed(
+            f"An entry settles as {', '.join(TicketEntry.SETTLED_STATES)}, not as {state}."
+        )
     ticket = _locked(entry.ticket)
     entry = TicketEntry.objects.select_for_update().get(pk=entry.pk)
     if entry.state != TicketEntry.State.AUTHORIZED:
-        raise InvalidTransition(f"{entry.name} on ticket {ticket.ticket_no} is {entry.state}.")
+        raise InvalidTransition(
+            f"{entry.name} on ticket {ticket.ticket_no} is {entry.state}; "
+            "only an authorized entry can be settled."
+        )
     entry.state = state
-    entry.success = success
+    entry.success = success if state == TicketEntry.State.USED else None
     entry.save(update_fields=["state", "success"])
     entries = list(ticket.entries.all())
-    if ticket.state == State.APPROVED and all(e.is_settled for e in entries):
+    if all(e.is_settled for e in entries):
         _transition(ticket=ticket, to_state=State.COMPLETED, actor=actor)
         ticket.success = all(e.state == TicketEntry.State.USED and e.success for e in entries)
         ticket.completed_at = timezone.now()
@@ -308,3 +337,4 @@ def settle_entry(
             if ticket.success
             else "Not every redeploy ran or succeeded.",
         )
+    return entry
