@@ -4,6 +4,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.support import redis_down
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _real_services(django_db_setup, django_db_blocker):
@@ -27,3 +29,15 @@ def redis_client():
     client = get_redis_connection("default")
     client.flushdb()
     return client
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # UserFactory hashes a password; PBKDF2 would cost most of each test's time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def unreachable_redis():
+    with redis_down():
+        yield

@@ -9,12 +9,10 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cratos.exceptions import NotFound, ValidationFailed
-from redeploy.audit_selectors import may_review_audit
+from cratos.exceptions import ValidationFailed
 
 from . import selectors, services
 from .models import Ticket, WorkOrder
-from .rules import decision_refusal
 from .serializers import (
     AuthorizationSerializer,
     TicketApproveInput,
@@ -25,20 +23,6 @@ from .serializers import (
     TicketSubmitInput,
     TicketSummarySerializer,
 )
-
-
-def _may_view(*, ticket: Ticket, user) -> bool:
-    """The applicant, staff, ticket viewers, reviewers and whoever may decide it now.
-
-    The same conditions as tickets.views._may_view (pages); both belong in tickets.rules.
-    """
-    return (
-        user.pk == ticket.applicant_id
-        or user.is_staff
-        or user.has_perm("tickets.view_ticket")
-        or may_review_audit(user=user)
-        or decision_refusal(ticket=ticket, user=user) is None
-    )
 
 
 class TicketPagination(PageNumberPagination):
@@ -71,15 +55,9 @@ class TicketViewSet(viewsets.GenericViewSet):
         return serializer.validated_data
 
     def _visible_ticket(self) -> Ticket:
-        ticket_no = self.kwargs[self.lookup_field]
-        try:
-            ticket = selectors.ticket_by_no(ticket_no=ticket_no)
-        except Ticket.DoesNotExist:
-            ticket = None
-        # Someone who may not see a ticket learns nothing about it, not even that it exists.
-        if ticket is None or not _may_view(ticket=ticket, user=self.request.user):
-            raise NotFound(f"Ticket {ticket_no} does not exist.")
-        return ticket
+        return selectors.visible_ticket(
+            ticket_no=self.kwargs[self.lookup_field], user=self.request.user
+        )
 
     def _ticket_response(self, ticket: Ticket, status_code: int = status.HTTP_200_OK) -> Response:
         ticket = selectors.ticket_by_no(ticket_no=ticket.ticket_no)

@@ -7,7 +7,7 @@ and API ask the same function to show or hide an action, so every entry point us
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q
 
-from cratos.exceptions import DomainError, InvalidTransition, PermissionRefused
+from cratos.exceptions import DomainError, InvalidTransition, NotFound, PermissionRefused
 
 from .models import Approval, ApprovalNode, Ticket, TicketNodeApprover
 
@@ -118,3 +118,22 @@ def decidable_by(user) -> Q:
             | (~Q(current_node__node_type=ApprovalNode.Type.USER_SPECIFIED) & Exists(in_node_group))
         )
     )
+
+
+def view_refusal(*, ticket: Ticket, user) -> NotFound | None:
+    """Who sees a ticket: its applicant, staff, ticket viewers, reviewers, its approvers.
+
+    Others get "does not exist", not "forbidden", so ticket numbers cannot be probed.
+    """
+    from redeploy.audit_selectors import may_review_audit
+
+    if (
+        user.pk == ticket.applicant_id
+        or user.is_staff
+        or user.has_perm("tickets.view_ticket")
+        or may_review_audit(user=user)
+        or any(approval.approver_id == user.pk for approval in ticket.approvals.all())
+        or decision_refusal(ticket=ticket, user=user) is None
+    ):
+        return None
+    return NotFound(f"Ticket {ticket.ticket_no} does not exist.")

@@ -4,11 +4,12 @@ from typing import NamedTuple
 
 from django.db.models import Prefetch, QuerySet
 
+from cratos.exceptions import NotFound
 from redeploy import authorization
 
 from .models import Approval, Ticket, TicketEntry, TicketStateChange, WorkOrder
 from .providers import markdown_table, provider_for
-from .rules import decidable_by
+from .rules import decidable_by, view_refusal
 
 
 def ticket_queryset() -> QuerySet[Ticket]:
@@ -35,6 +36,18 @@ def ticket_by_no(*, ticket_no: str) -> Ticket:
         )
         .get(ticket_no=ticket_no)
     )
+
+
+def visible_ticket(*, ticket_no: str, user) -> Ticket:
+    """The ticket as `ticket_by_no` loads it, if `user` may see it; NotFound alike otherwise."""
+    try:
+        ticket = ticket_by_no(ticket_no=ticket_no)
+    except Ticket.DoesNotExist:
+        raise NotFound(f"Ticket {ticket_no} does not exist.") from None
+    refusal = view_refusal(ticket=ticket, user=user)
+    if refusal:
+        raise refusal
+    return ticket
 
 
 def work_order_by_key(*, key: str) -> WorkOrder:

@@ -18,7 +18,6 @@ from .rules import applicant_refusal, decision_refusal, entries_refusal, transit
 from .tables import TicketTable
 
 REDEPLOY_WORK_ORDER_KEY = "APPLICATION_REDEPLOY"
-REVIEWERS_GROUP = "Reviewers"
 TICKETS_PER_PAGE = 20
 
 
@@ -33,27 +32,8 @@ def format_time_left(seconds: int) -> str:
     return f"{secs}s"
 
 
-def _may_view(*, ticket: Ticket, user) -> bool:
-    """The applicant, staff, ticket viewers, reviewers and whoever may decide it now."""
-    return (
-        user.pk == ticket.applicant_id
-        or user.is_staff
-        or user.has_perm("tickets.view_ticket")
-        or user.has_perm("redeploy.view_auditevent")
-        or user.groups.filter(name=REVIEWERS_GROUP).exists()
-        or decision_refusal(ticket=ticket, user=user) is None
-    )
-
-
 def _visible_ticket(request, ticket_no: str) -> Ticket:
-    """The ticket, or 404 for a missing one and for one the user may not see alike."""
-    try:
-        ticket = selectors.ticket_by_no(ticket_no=ticket_no)
-    except Ticket.DoesNotExist:
-        raise Http404 from None
-    if not _may_view(ticket=ticket, user=request.user):
-        raise Http404
-    return ticket
+    return selectors.visible_ticket(ticket_no=ticket_no, user=request.user)
 
 
 def _deciders(ticket: Ticket) -> list:

@@ -2,38 +2,16 @@
 
 import json
 import threading
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.conf import settings
-from django.test import override_settings
-from django_redis.pool import ConnectionFactory
 
 from cratos.exceptions import ServiceUnavailable
 from redeploy import authorization
 from redeploy.authorization import RedeployToken
+from tests.support import redis_down
 
 KEY = "APPLICATION:REDEPLOY:TOKEN:USERNAME:alice:APPLICATION_NAME:web"
-DOWN_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-
-
-@contextmanager
-def redis_down():
-    """django-redis pointed at a closed port, as when Redis is down."""
-    caches = {"default": {**settings.CACHES["default"], "LOCATION": DOWN_URL}}
-    try:
-        with override_settings(CACHES=caches, REDIS_URL=DOWN_URL):
-            yield
-    finally:
-        # django-redis keeps one process-wide pool per URL; drop this one so nothing leaks.
-        ConnectionFactory._pools.pop(DOWN_URL, None)
-
-
-@pytest.fixture
-def unreachable_redis():
-    with redis_down():
-        yield
 
 
 def mint(username="alice", application_name="web", ttl_seconds=7200, ticket_id=7):

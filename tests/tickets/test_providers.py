@@ -20,12 +20,6 @@ from tickets.providers import EntrySnapshot, TicketEntryProvider, markdown_table
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # UserFactory hashes a password; PBKDF2 would cost most of each test's time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def test_the_redeploy_work_order_has_the_application_redeploy_provider():
     provider = provider_for(RedeployWorkOrderFactory())
     assert isinstance(provider, ApplicationRedeployTicketEntryProvider)

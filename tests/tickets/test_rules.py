@@ -43,12 +43,6 @@ VERB = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # UserFactory hashes a password; PBKDF2 would cost most of each test's time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.mark.parametrize(
     ("from_state", "to_state"),
     list(itertools.product(State.values, [s for s in State.values if s != State.NEW])),

@@ -19,12 +19,6 @@ pytestmark = pytest.mark.django_db
 Type = ApprovalNode.Type
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # UserFactory hashes a password; PBKDF2 would cost most of each test's time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def work_order():
     return RedeployWorkOrderFactory()

@@ -26,7 +26,7 @@ from tests.factories import (
     TicketFactory,
     UserFactory,
 )
-from tests.redeploy.test_authorization import redis_down
+from tests.support import redis_down
 from tickets import services
 from tickets.models import Approval, ApprovalNode, Ticket, TicketEntry
 
@@ -35,12 +35,6 @@ Entry = TicketEntry.State
 Type = ApprovalNode.Type
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # UserFactory hashes a password; PBKDF2 would cost most of each test's time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
