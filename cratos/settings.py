@@ -140,6 +140,12 @@ CELERY_TIMEZONE = TIME_ZONE
 KUBERNETES_REQUEST_TIMEOUT = env.float("KUBERNETES_REQUEST_TIMEOUT", default=10.0)
 # Field manager recorded on every PATCH the product sends (visible in managedFields).
 KUBERNETES_FIELD_MANAGER = "cratos-redeploy"
+# Transient failures (refused, timeout, 5xx, 429) are retried this many times in all, the
+# first pause KUBERNETES_RETRY_BACKOFF seconds, doubling (capped at 10 s; Retry-After wins).
+KUBERNETES_RETRY_ATTEMPTS = env.int("KUBERNETES_RETRY_ATTEMPTS", default=4)
+KUBERNETES_RETRY_BACKOFF = env.float("KUBERNETES_RETRY_BACKOFF", default=0.5)
+# Seconds between two looks at a running rollout.
+REDEPLOY_ROLLOUT_POLL_SECONDS = env.float("REDEPLOY_ROLLOUT_POLL_SECONDS", default=2.0)
 
 LOGGING = {
     "version": 1,

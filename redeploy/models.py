@@ -125,6 +125,8 @@ class RedeployOperation(models.Model):
         on_delete=models.PROTECT,
         related_name="redeploy_operations",
     )
+    # When the consumed authorization would have expired: what a restore puts back.
+    authorization_expires_at = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     message = models.TextField(blank=True)
     request_ip = models.GenericIPAddressField(null=True, blank=True)
@@ -174,12 +176,16 @@ class RedeployTarget(models.Model):
     success = models.BooleanField(null=True)
     message = models.TextField(blank=True)
     operated_at = models.DateTimeField(null=True, blank=True)
+    # The restartedAt value chosen before the PATCH; kept once the restart was (or may have
+    # been) applied, so a redelivered task never restarts again.
     restarted_at = models.CharField(max_length=40, blank=True)
     generation = models.BigIntegerField(null=True, blank=True)
     resource_version = models.CharField(max_length=64, blank=True)
     replicas = models.IntegerField(null=True, blank=True)
     updated_replicas = models.IntegerField(null=True, blank=True)
     available_replicas = models.IntegerField(null=True, blank=True)
+    progress_deadline_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # Following the rollout stops here; moved forward whenever the rollout makes progress.
     deadline_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

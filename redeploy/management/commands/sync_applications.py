@@ -1,0 +1,26 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from cratos.exceptions import DomainError
+from redeploy.services import DEFAULT_APPLICATION_LABEL, sync_applications
+
+
+class Command(BaseCommand):
+    help = (
+        "Create or update one application per distinct label value among a cluster's "
+        "Deployments (tags from their labels) and a binding per (namespace, Deployment)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--cluster", required=True, help="name of a registered cluster")
+        parser.add_argument(
+            "--label",
+            default=DEFAULT_APPLICATION_LABEL,
+            help=f"label whose value names the application (default: {DEFAULT_APPLICATION_LABEL})",
+        )
+
+    def handle(self, *args, cluster, label, **options):
+        try:
+            summary = sync_applications(cluster_name=cluster, label=label)
+        except DomainError as error:
+            raise CommandError(error.message) from error
+        self.stdout.write(self.style.SUCCESS(str(summary)))

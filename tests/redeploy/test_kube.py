@@ -1,0 +1,346 @@
+"""redeploy.kube against the simulator over HTTP(S), with the unmodified official client."""
+
+import re
+import time
+
+import pytest
+import yaml
+from kubernetes.client import V1Deployment
+
+from cratos.exceptions import ValidationFailed
+from redeploy import kube
+from redeploy.exceptions import DeploymentNotFound, KubeError, KubeTransientError, RestartInDoubt
+from redeploy.kubesim import DEMO, KubeSimulator, seed_demo
+from redeploy.models import KubernetesCluster
+from tests.redeploy.conftest import SIM_TOKEN
+
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def cluster_for(sim, **fields) -> KubernetesCluster:
+    return KubernetesCluster(name="sim", server=sim.url, **({"token": SIM_TOKEN} | fields))
+
+
+def deployment(**status) -> V1Deployment:
+    """A Deployment as the API returns it: generation 2, 3 replicas, the given status."""
+    return V1Deployment.from_dict(
+        {
+            "metadata": {"name": "web", "generation": 2},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}},
+                "progressDeadlineSeconds": 60,
+            },
+            "status": {"observedGeneration": 2, **status},
+        }
+    )
+
+
+def test_restart_is_kubectls_strategic_merge_patch_with_our_field_manager(sim, settings):
+    sim.add_deployment("shop", "web", replicas=2)
+    before = sim.get_deployment("shop", "web")
+    restarted_at = kube.now_restarted_at()
+
+    restart = kube.restart_deployment(
+        cluster=cluster_for(sim), namespace="shop", name="web", restarted_at=restarted_at
+    )
+
+    assert RFC3339_UTC.match(restarted_at)
+    (patch,) = [r for r in sim.requests if r.method == "PATCH"]
+    assert patch.path == "/apis/apps/v1/namespaces/shop/deployments/web"
+    assert patch.content_type == "application/strategic-merge-patch+json"
+    assert patch.query["fieldManager"] == settings.KUBERNETES_FIELD_MANAGER
+    assert patch.headers["Authorization"] == f"Bearer {SIM_TOKEN}"
+    assert patch.headers["User-Agent"] == settings.KUBERNETES_FIELD_MANAGER
+    assert patch.body == {
+        "spec": {
+            "template": {
+                "metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": restarted_at}}
+            }
+        }
+    }
+    after = sim.get_deployment("shop", "web")
+    assert (
+        restart.generation
+        == after["metadata"]["generation"]
+        == before["metadata"]["generation"] + 1
+    )
+    assert restart.resource_version == after["metadata"]["resourceVersion"]
+    assert restart.restarted_at == restarted_at
+
+
+def test_read_errors_become_product_exceptions_with_the_api_message(sim):
+    sim.add_deployment("shop", "web")
+    with pytest.raises(DeploymentNotFound, match=r"^Deployment does not exist$"):
+        kube.get_deployment(cluster=cluster_for(sim), namespace="shop", name="nope")
+
+    sim.forbid("shop")
+    with pytest.raises(KubeError) as forbidden:
+        kube.get_deployment(cluster=cluster_for(sim), namespace="shop", name="web")
+    assert not isinstance(forbidden.value, KubeTransientError)
+    assert forbidden.value.message == (
+        'deployments.apps "web" is forbidden: User "sim-user" cannot get resource "deployments" '
+        'in API group "apps" in the namespace "shop"'
+    )
+
+    with pytest.raises(KubeError, match=r"^Unauthorized$"):
+        kube.get_deployment(cluster=cluster_for(sim, token="wrong"), namespace="shop", name="web")
+
+
+def test_transient_errors_are_retried_with_backoff_then_succeed(sim):
+    sim.add_deployment("shop", "web")
+    sim.fail_next("GET", "/deployments/web$", status=500, times=1)
+    sim.fail_next("GET", "/deployments/web$", status=429, times=1, retry_after=1)
+    started = time.monotonic()
+
+    found = kube.get_deployment(cluster=cluster_for(sim), namespace="shop", name="web")
+
+    assert found.metadata.name == "web"
+    assert len([r for r in sim.requests if r.method == "GET"]) == 3
+    assert time.monotonic() - started >= 1  # the 429's Retry-After was honoured
+
+
+def test_transient_errors_give_up_after_the_bounded_attempts(sim, settings):
+    sim.add_deployment("shop", "web")
+    sim.fail_next("GET", "/deployments/web$", status=503, times=10)
+
+    with pytest.raises(KubeTransientError, match=r"^Internal error occurred: kubesim injected"):
+        kube.get_deployment(cluster=cluster_for(sim), namespace="shop", name="web")
+
+    assert len(sim.requests) == settings.KUBERNETES_RETRY_ATTEMPTS
+
+
+def test_unreachable_api_is_transient_and_not_in_doubt():
+    cluster = KubernetesCluster(name="gone", server="http://127.0.0.1:1", token="x")
+    with pytest.raises(KubeTransientError) as refused:
+        kube.get_deployment(cluster=cluster, namespace="shop", name="web")
+    assert "Connection refused" in refused.value.message
+    assert not refused.value.in_doubt
+
+
+def test_hanging_api_times_out(sim, settings):
+    settings.KUBERNETES_REQUEST_TIMEOUT = 0.3
+    sim.add_deployment("shop", "web")
+    sim.hang_next("GET", "/deployments/web$", seconds=1, times=10)
+    started = time.monotonic()
+
+    with pytest.raises(KubeTransientError, match="Read timed out"):
+        kube.get_deployment(cluster=cluster_for(sim), namespace="shop", name="web")
+
+    assert time.monotonic() - started < 3
+
+
+def test_patch_answered_too_late_is_found_applied_and_not_repeated(sim, settings):
+    settings.KUBERNETES_REQUEST_TIMEOUT = 0.3
+    sim.add_deployment("shop", "web")
+    # The API applies this PATCH after 0.4 s, when the client has stopped waiting.
+    sim.hang_next("PATCH", "/deployments/web$", seconds=0.4, times=1)
+    settings.KUBERNETES_RETRY_BACKOFF = 0.3
+    restarted_at = kube.now_restarted_at()
+
+    restart = kube.restart_deployment(
+        cluster=cluster_for(sim), namespace="shop", name="web", restarted_at=restarted_at
+    )
+
+    assert restart.generation == 2
+    assert [r.method for r in sim.requests] == ["PATCH", "GET"]
+
+
+def test_patch_never_confirmed_is_in_doubt(sim, settings):
+    settings.KUBERNETES_REQUEST_TIMEOUT = 0.2
+    sim.add_deployment("shop", "web")
+    sim.hang_next("PATCH", "/deployments/web$", seconds=3, times=10)
+
+    with pytest.raises(RestartInDoubt, match="it was not repeated"):
+        kube.restart_deployment(
+            cluster=cluster_for(sim),
+            namespace="shop",
+            name="web",
+            restarted_at=kube.now_restarted_at(),
+        )
+
+
+def test_patch_refused_by_the_api_is_a_plain_error(sim):
+    sim.add_deployment("shop", "web")
+    sim.fail_next("PATCH", "/deployments/web$", status=500, times=10)
+
+    with pytest.raises(KubeTransientError) as failed:
+        kube.restart_deployment(
+            cluster=cluster_for(sim), namespace="shop", name="web", restarted_at="x"
+        )
+
+    assert not isinstance(failed.value, RestartInDoubt)
+    assert sim.get_deployment("shop", "web")["metadata"]["generation"] == 1
+
+
+def test_list_deployments_by_label_across_namespaces(sim):
+    seed_demo(sim)
+    sim.add_deployment("tools", "unlabelled", labels={"team": "ops"})
+
+    names = {
+        (d.metadata.namespace, d.metadata.name)
+        for d in kube.list_deployments(
+            cluster=cluster_for(sim), label_selector="app.kubernetes.io/name"
+        )
+    }
+
+    assert names == {(namespace, name) for namespace, name, *_ in DEMO}
+
+
+def test_tls_with_ca_and_client_certificate():
+    with KubeSimulator(client_cert=True, rollout_step_seconds=0.1) as sim:
+        sim.add_deployment("shop", "web")
+        cluster = KubernetesCluster(
+            name="tls",
+            server=sim.url,
+            ca_data=sim.ca_pem,
+            client_cert_data=sim.client_cert_pem,
+            client_key_data=sim.client_key_pem,
+        )
+        assert kube.get_deployment(cluster=cluster, namespace="shop", name="web").metadata.name
+
+        untrusted = KubernetesCluster(name="tls", server=sim.url, token="x")
+        with pytest.raises(KubeError, match="CERTIFICATE_VERIFY_FAILED"):
+            kube.get_deployment(cluster=untrusted, namespace="shop", name="web")
+
+
+def test_stored_kubeconfig_and_context(sim, tmp_path):
+    sim.add_deployment("shop", "web")
+    path = sim.kubeconfig(tmp_path / "config", context="lab")
+    cluster = KubernetesCluster(name="lab", kubeconfig=path.read_text(), kubeconfig_context="lab")
+
+    assert kube.get_deployment(cluster=cluster, namespace="shop", name="web").metadata.name == "web"
+
+
+@pytest.mark.parametrize(
+    ("status", "state", "message"),
+    [
+        (
+            {"observedGeneration": 1},
+            kube.Rollout.PROGRESSING,
+            "Waiting for deployment spec update to be observed...",
+        ),
+        (
+            {"updatedReplicas": 1, "replicas": 4, "availableReplicas": 3},
+            kube.Rollout.PROGRESSING,
+            'Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been '
+            "updated...",
+        ),
+        (
+            {"updatedReplicas": 3, "replicas": 4, "availableReplicas": 3},
+            kube.Rollout.PROGRESSING,
+            'Waiting for deployment "web" rollout to finish: 1 old replicas are pending '
+            "termination...",
+        ),
+        (
+            {"updatedReplicas": 3, "replicas": 3, "availableReplicas": 2},
+            kube.Rollout.PROGRESSING,
+            'Waiting for deployment "web" rollout to finish: 2 of 3 updated replicas are '
+            "available...",
+        ),
+        (
+            {"updatedReplicas": 3, "replicas": 3, "availableReplicas": 3},
+            kube.Rollout.COMPLETE,
+            'deployment "web" successfully rolled out',
+        ),
+        (
+            {
+                "updatedReplicas": 1,
+                "conditions": [
+                    {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
+                ],
+            },
+            kube.Rollout.FAILED,
+            'deployment "web" exceeded its progress deadline',
+        ),
+    ],
+)
+def test_rollout_status_follows_kubectl(status, state, message):
+    result = kube.rollout_status(deployment(**status))
+    assert (result.state, result.message) == (state, message)
+    assert result.progress_deadline_seconds == 60
+
+
+def test_rollout_status_of_a_real_rollout(sim):
+    sim.add_deployment("shop", "web", replicas=2)
+    cluster = cluster_for(sim)
+    kube.restart_deployment(cluster=cluster, namespace="shop", name="web", restarted_at="now")
+    seen = []
+    for _ in range(40):
+        status = kube.rollout_status(
+            kube.get_deployment(cluster=cluster, namespace="shop", name="web")
+        )
+        seen.append(status.message)
+        if status.state != kube.Rollout.PROGRESSING:
+            break
+        time.sleep(0.05)
+    assert status.state == kube.Rollout.COMPLETE
+    assert seen[0] == "Waiting for deployment spec update to be observed..."
+
+
+def test_read_kubeconfig_with_token(sim, tmp_path):
+    path = sim.kubeconfig(tmp_path / "config")
+    credentials = kube.read_kubeconfig(path)
+    assert (credentials.server, credentials.token, credentials.kind) == (
+        sim.url,
+        SIM_TOKEN,
+        "token",
+    )
+    assert not credentials.kubeconfig
+
+
+def test_read_kubeconfig_with_files_next_to_it(tmp_path):
+    (tmp_path / "ca.crt").write_text("CA PEM")
+    (tmp_path / "me.crt").write_text("CERT PEM")
+    (tmp_path / "me.key").write_text("KEY PEM")
+    config = {
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {"server": "https://k8s:6443", "certificate-authority": "ca.crt"},
+            }
+        ],
+        "users": [{"name": "u", "user": {"client-certificate": "me.crt", "client-key": "me.key"}}],
+        "contexts": [{"name": "prod", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "prod",
+    }
+    (tmp_path / "config").write_text(yaml.safe_dump(config))
+
+    credentials = kube.read_kubeconfig(tmp_path / "config")
+
+    assert (credentials.ca_data, credentials.client_cert_data, credentials.client_key_data) == (
+        "CA PEM",
+        "CERT PEM",
+        "KEY PEM",
+    )
+    assert credentials.kind == "client certificate"
+
+
+def test_read_kubeconfig_keeps_an_exec_context_whole(tmp_path):
+    config = {
+        "clusters": [{"name": "c", "cluster": {"server": "https://eks.example"}}],
+        "users": [
+            {"name": "u", "user": {"exec": {"command": "aws", "args": ["eks", "get-token"]}}}
+        ],
+        "contexts": [
+            {"name": "a", "context": {"cluster": "c", "user": "u"}},
+            {"name": "b", "context": {"cluster": "c", "user": "u", "namespace": "x"}},
+        ],
+        "current-context": "a",
+    }
+    (tmp_path / "config").write_text(yaml.safe_dump(config))
+
+    credentials = kube.read_kubeconfig(tmp_path / "config", context="b")
+
+    stored = yaml.safe_load(credentials.kubeconfig)
+    assert credentials.kind == "kubeconfig"
+    assert credentials.kubeconfig_context == "b"
+    assert [c["name"] for c in stored["contexts"]] == ["b"]
+    assert stored["users"][0]["user"]["exec"]["command"] == "aws"
+
+
+def test_read_kubeconfig_refuses_an_unknown_context(sim, tmp_path):
+    path = sim.kubeconfig(tmp_path / "config")
+    with pytest.raises(ValidationFailed, match="has no context named nope"):
+        kube.read_kubeconfig(path, context="nope")

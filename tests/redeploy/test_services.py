@@ -1,0 +1,479 @@
+"""The redeploy services against real PostgreSQL, real Redis and the simulator over HTTP."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from cratos.exceptions import PermissionRefused, ValidationFailed
+from redeploy import authorization, selectors, services
+from redeploy.exceptions import UnauthorizedAccess
+from redeploy.models import AuditEvent, RedeployOperation, RedeployTarget
+from tests.factories import (
+    ApplicationFactory,
+    BindingFactory,
+    ClusterFactory,
+    RedeployOperationFactory,
+    UserFactory,
+)
+from tickets.models import Ticket, TicketEntry
+
+pytestmark = pytest.mark.django_db
+
+KEY = "APPLICATION:REDEPLOY:TOKEN:USERNAME:alice:APPLICATION_NAME:web"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+
+
+def request(user, **overrides) -> RedeployOperation:
+    fields = {"application_name": "web", "namespace": "shop", "deployment_name": "web"}
+    return services.request_redeploy(user=user, request_ip="10.0.0.7", **(fields | overrides))
+
+
+def run(operation: RedeployOperation, task_id: str = "task-1") -> RedeployOperation:
+    return services.run_redeploy(operation_id=operation.pk, task_id=task_id)
+
+
+def follow(operation: RedeployOperation, seconds: float = 15) -> RedeployOperation:
+    """What the follow_rollout task does, in this thread: look until every target finished."""
+    deadline = time.monotonic() + seconds
+    for target in operation.targets.all():
+        while (delay := services.check_rollout(target_id=target.pk, task_id="poll")) is not None:
+            assert time.monotonic() < deadline, "the rollout was not decided in time"
+            time.sleep(delay)
+    return selectors.operation_by_id(operation_id=operation.pk)
+
+
+def patches(sim):
+    return [r for r in sim.requests if r.method == "PATCH"]
+
+
+def actions(**filters) -> list[str]:
+    return list(
+        AuditEvent.objects.filter(**filters).order_by("pk").values_list("action", flat=True)
+    )
+
+
+def assert_restored(redis_client, ttl_before: int) -> None:
+    token = authorization.live_token(username="alice", application_name="web")
+    assert token is not None, "the authorization was not put back"
+    assert ttl_before - 5 <= redis_client.ttl(KEY) <= ttl_before  # remaining TTL, not a new one
+
+
+# -- request (the fast check) ------------------------------------------------------------
+
+
+def test_request_without_authorization_is_refused_and_audited(requester, binding):
+    with pytest.raises(UnauthorizedAccess) as refused:
+        request(requester)
+
+    assert refused.value.message == "Unauthorized access"
+    assert refused.value.code == "unauthorized_access"
+    assert refused.value.status_code == 403
+    assert not RedeployOperation.objects.exists()
+    event = AuditEvent.objects.get(action="redeploy.refused")
+    assert (event.actor_username, event.outcome, event.message, event.request_ip) == (
+        "alice",
+        "FAILURE",
+        "Unauthorized access",
+        "10.0.0.7",
+    )
+    assert (event.application_name, event.namespace, event.deployment_name) == (
+        "web",
+        "shop",
+        "web",
+    )
+
+
+def test_another_users_or_applications_authorization_does_not_count(
+    requester, approved_ticket, binding
+):
+    carol = UserFactory(username="carol")
+    carol.user_permissions.set(requester.user_permissions.all())
+    ApplicationFactory(name="api")
+
+    with pytest.raises(UnauthorizedAccess):
+        request(carol)
+    with pytest.raises(UnauthorizedAccess):
+        request(requester, application_name="api")
+    assert AuditEvent.objects.filter(action="redeploy.refused").count() == 2
+
+
+def test_request_needs_the_permission(approved_ticket, binding):
+    outsider = UserFactory(username="mallory")
+    with pytest.raises(PermissionRefused, match=r"^You may not redeploy applications\.$"):
+        request(outsider)
+    assert AuditEvent.objects.filter(action="redeploy.refused", actor_username="mallory").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"namespace": " "}, "Give the namespace."),
+        ({"application_name": "", "deployment_name": ""}, "Give the application name, deployment"),
+        ({"namespace": "Shop_1"}, "is not a valid DNS-1123 label"),
+        ({"deployment_name": "web/../x"}, "is not a valid DNS-1123 subdomain"),
+    ],
+)
+def test_request_validates_its_fields(requester, approved_ticket, overrides, message):
+    with pytest.raises(ValidationFailed, match=message):
+        request(requester, **overrides)
+
+
+def test_request_queues_an_operation_and_enqueues_after_commit(
+    requester, approved_ticket, binding, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        operation = request(requester, cluster_name="sim")
+
+    assert len(callbacks) == 1
+    assert operation.state == RedeployOperation.State.QUEUED
+    assert (operation.cluster_name, operation.request_ip) == ("sim", "10.0.0.7")
+    assert operation.celery_task_id
+    # The fast check does not consume: the task does.
+    assert authorization.live_token(username="alice", application_name="web")
+    event = AuditEvent.objects.get(action="redeploy.requested")
+    assert (event.operation_id, event.celery_task_id) == (operation.pk, operation.celery_task_id)
+
+
+# -- the task: the authoritative check and the restart -------------------------------------
+
+
+def test_redeploy_restarts_like_kubectl_and_consumes_the_authorization(
+    requester, approved_ticket, binding, sim, redis_client
+):
+    operation = run(request(requester))
+
+    assert operation.state == RedeployOperation.State.RUNNING
+    assert operation.ticket == approved_ticket
+    (patch,) = patches(sim)
+    restarted_at = patch.body["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT]
+    (target,) = operation.targets.all()
+    deployment = sim.get_deployment("shop", "web")
+    assert target.state == RedeployTarget.State.ROLLING
+    assert target.restarted_at == restarted_at
+    assert target.generation == deployment["metadata"]["generation"] == 2
+    assert 0 < int(target.resource_version) <= int(deployment["metadata"]["resourceVersion"])
+    assert (target.ticket, target.cluster_name, target.namespace, target.deployment_name) == (
+        approved_ticket,
+        "sim",
+        "shop",
+        "web",
+    )
+    assert target.operated_at is not None
+    assert redis_client.exists(KEY) == 0
+    assert actions(operation=operation) == [
+        "redeploy.requested",
+        "authorization.consumed",
+        "redeploy.started",
+        "redeploy.succeeded",
+    ]
+    succeeded = AuditEvent.objects.get(action="redeploy.succeeded")
+    assert (succeeded.generation, succeeded.cluster_name, succeeded.celery_task_id) == (
+        2,
+        "sim",
+        "task-1",
+    )
+    assert succeeded.ticket_no == approved_ticket.ticket_no
+
+
+def test_rollout_complete_completes_the_ticket_with_success(
+    requester, approved_ticket, binding, sim, redis_client
+):
+    operation = follow(run(request(requester)))
+
+    (target,) = operation.targets.all()
+    assert operation.state == RedeployOperation.State.SUCCEEDED
+    assert operation.message == 'deployment "web" successfully rolled out'
+    assert (target.state, target.success, target.message) == (
+        RedeployTarget.State.SUCCEEDED,
+        True,
+        'deployment "web" successfully rolled out',
+    )
+    assert (target.updated_replicas, target.available_replicas) == (2, 2)
+    approved_ticket.refresh_from_db()
+    assert (approved_ticket.state, approved_ticket.success) == (Ticket.State.COMPLETED, True)
+    entry = approved_ticket.entries.get()
+    assert (entry.state, entry.success) == (TicketEntry.State.USED, True)
+    assert redis_client.exists(KEY) == 0  # one approval, one redeploy
+    assert actions(action__in=["rollout.complete", "ticket.completed"]) == [
+        "rollout.complete",
+        "ticket.completed",
+    ]
+    assert list(selectors.redeploy_targets_of(ticket=approved_ticket)) == [target]
+
+
+def test_progress_deadline_exceeded_fails_the_rollout(
+    requester, approved_ticket, application, cluster, sim, redis_client
+):
+    sim.add_deployment("shop", "web", replicas=2, progress_deadline_seconds=1)
+    BindingFactory(
+        application=application, cluster=cluster, namespace="shop", deployment_name="web"
+    )
+    sim.stall("shop", "web")
+
+    operation = follow(run(request(requester)))
+
+    (target,) = operation.targets.all()
+    assert operation.state == RedeployOperation.State.FAILED
+    assert (target.state, target.success, target.message) == (
+        RedeployTarget.State.FAILED,
+        False,
+        'deployment "web" exceeded its progress deadline',
+    )
+    approved_ticket.refresh_from_db()
+    assert (approved_ticket.state, approved_ticket.success) == (Ticket.State.COMPLETED, False)
+    assert redis_client.exists(KEY) == 0  # the restart was applied: it stays consumed
+    assert AuditEvent.objects.get(action="rollout.failed").outcome == "FAILURE"
+
+
+def test_no_authorization_when_the_task_runs(
+    requester, approved_ticket, binding, sim, redis_client
+):
+    operation = request(requester)
+    redis_client.delete(KEY)  # expired (or consumed by another request) meanwhile
+
+    operation = run(operation)
+
+    assert (operation.state, operation.message) == (
+        RedeployOperation.State.FAILED,
+        "Unauthorized access",
+    )
+    assert not operation.targets.exists()
+    assert patches(sim) == []
+    assert actions(operation=operation)[-1] == "redeploy.failed"
+
+
+def test_missing_binding_restores_the_authorization(
+    requester, approved_ticket, application, redis_client, sim
+):
+    ttl = redis_client.ttl(KEY)
+    operation = run(request(requester, deployment_name="nope"))
+
+    assert (operation.state, operation.message) == (
+        RedeployOperation.State.FAILED,
+        "The deployment=nope resource does not exist",
+    )
+    (target,) = operation.targets.all()
+    assert (target.ticket, target.success, target.deployment_name) == (
+        approved_ticket,
+        False,
+        "nope",
+    )
+    assert_restored(redis_client, ttl)
+    approved_ticket.refresh_from_db()
+    assert approved_ticket.state == Ticket.State.APPROVED
+    assert approved_ticket.entries.get().state == TicketEntry.State.AUTHORIZED
+    assert actions(operation=operation)[-2:] == ["redeploy.failed", "authorization.restored"]
+
+
+def test_missing_deployment_restores_the_authorization(
+    requester, approved_ticket, application, cluster, sim, redis_client
+):
+    BindingFactory(
+        application=application, cluster=cluster, namespace="shop", deployment_name="web"
+    )
+    ttl = redis_client.ttl(KEY)
+
+    operation = run(request(requester))
+
+    assert operation.message == "Deployment does not exist"
+    assert_restored(redis_client, ttl)
+    assert patches(sim) == []
+
+
+def test_paused_deployment_is_refused_like_kubectl(
+    requester, approved_ticket, application, cluster, sim, redis_client
+):
+    sim.add_deployment("shop", "web", paused=True)
+    BindingFactory(
+        application=application, cluster=cluster, namespace="shop", deployment_name="web"
+    )
+
+    operation = run(request(requester))
+
+    assert operation.message == (
+        "Operation failed err: can't restart paused deployment (run rollout resume first)"
+    )
+    assert patches(sim) == []
+    assert authorization.live_token(username="alice", application_name="web")
+
+
+def test_api_refusal_is_reported_with_its_message(
+    requester, approved_ticket, binding, sim, redis_client
+):
+    sim.forbid("shop")
+    operation = run(request(requester))
+
+    assert operation.message == (
+        'Operation failed err: deployments.apps "web" is forbidden: User "sim-user" cannot get '
+        'resource "deployments" in API group "apps" in the namespace "shop"'
+    )
+    assert authorization.live_token(username="alice", application_name="web")
+
+
+def test_transient_errors_are_retried_then_the_restart_succeeds(
+    requester, approved_ticket, binding, sim
+):
+    sim.fail_next("GET", "/deployments/web$", status=500, times=1)
+    sim.fail_next("PATCH", "/deployments/web$", status=500, times=1)
+    sim.fail_next("PATCH", "/deployments/web$", status=429, times=1, retry_after=0)
+
+    operation = run(request(requester))
+
+    assert operation.targets.get().state == RedeployTarget.State.ROLLING
+    assert len(patches(sim)) == 3
+    assert sim.get_deployment("shop", "web")["metadata"]["generation"] == 2
+
+
+def test_transient_errors_that_persist_fail_and_restore(
+    requester, approved_ticket, binding, sim, redis_client
+):
+    ttl = redis_client.ttl(KEY)
+    sim.fail_next("PATCH", "/deployments/web$", status=503, times=10)
+
+    operation = run(request(requester))
+
+    assert operation.message.startswith("Operation failed err: Internal error occurred:")
+    assert len(patches(sim)) == 3
+    assert_restored(redis_client, ttl)
+
+
+def test_hanging_api_past_the_timeout_fails_the_operation(
+    requester, approved_ticket, binding, sim, settings, redis_client
+):
+    settings.KUBERNETES_REQUEST_TIMEOUT = 0.3
+    sim.hang_next("GET", "/deployments/web$", seconds=2, times=10)
+
+    operation = run(request(requester))
+
+    assert operation.state == RedeployOperation.State.FAILED
+    assert operation.message.startswith("Operation failed err: ")
+    assert "Read timed out" in operation.message
+    assert authorization.live_token(username="alice", application_name="web")
+
+
+def test_a_restart_in_doubt_is_not_repeated_and_stays_consumed(
+    requester, approved_ticket, binding, sim, settings, redis_client
+):
+    settings.KUBERNETES_REQUEST_TIMEOUT = 0.2
+    sim.hang_next("PATCH", "/deployments/web$", seconds=3, times=10)
+
+    operation = run(request(requester))
+
+    (target,) = operation.targets.all()
+    assert operation.state == RedeployOperation.State.FAILED
+    assert "it was not repeated" in target.message
+    assert target.restarted_at  # it may have been applied
+    assert redis_client.exists(KEY) == 0
+    approved_ticket.refresh_from_db()
+    assert (approved_ticket.state, approved_ticket.success) == (Ticket.State.COMPLETED, False)
+
+
+def test_a_task_run_twice_restarts_once(requester, approved_ticket, binding, sim):
+    operation = request(requester)
+    run(operation)
+    again = run(operation, task_id="task-redelivered")
+
+    assert len(patches(sim)) == 1
+    assert again.targets.get().state == RedeployTarget.State.ROLLING
+    assert actions(action="authorization.consumed") == ["authorization.consumed"]
+
+
+def test_redelivery_after_the_patch_was_sent_follows_the_rollout(
+    requester, approved_ticket, binding, sim, cluster
+):
+    operation = run(request(requester))
+    target = operation.targets.get()
+    # As if the worker died right after the PATCH, before recording its answer.
+    RedeployTarget.objects.filter(pk=target.pk).update(state=RedeployTarget.State.PENDING)
+    sim.reset_requests()
+
+    operation = follow(run(operation, task_id="task-redelivered"))
+
+    assert patches(sim) == []
+    assert operation.state == RedeployOperation.State.SUCCEEDED
+
+
+def test_redelivery_when_the_patch_is_not_visible_never_patches(
+    requester, approved_ticket, binding, sim, redis_client
+):
+    operation = request(requester)
+    services._start(operation_id=operation.pk, task_id="task-1")
+    # As if the worker died between recording restartedAt and sending the PATCH.
+    RedeployTarget.objects.filter(operation=operation).update(restarted_at="2030-01-01T00:00:00Z")
+
+    operation = run(operation, task_id="task-redelivered")
+
+    assert patches(sim) == []
+    target = operation.targets.get()
+    assert target.state == RedeployTarget.State.FAILED
+    assert "was interrupted" in target.message
+    assert redis_client.exists(KEY) == 0
+
+
+def test_every_cluster_of_the_binding_is_a_target(
+    requester, approved_ticket, application, binding, redis_client
+):
+    other = ClusterFactory(name="other", server="http://127.0.0.1:1", token="x")
+    BindingFactory(application=application, cluster=other, namespace="shop", deployment_name="web")
+
+    operation = follow(run(request(requester)))
+
+    targets = {t.cluster_name: t for t in operation.targets.all()}
+    assert targets["sim"].state == RedeployTarget.State.SUCCEEDED
+    assert targets["other"].state == RedeployTarget.State.FAILED
+    assert "Connection refused" in targets["other"].message
+    assert operation.state == RedeployOperation.State.FAILED
+    assert operation.message.startswith("other: Operation failed err:")
+    assert redis_client.exists(KEY) == 0
+    approved_ticket.refresh_from_db()
+    assert (approved_ticket.state, approved_ticket.success) == (Ticket.State.COMPLETED, False)
+
+
+def test_a_named_cluster_restarts_only_there(requester, approved_ticket, application, binding, sim):
+    other = ClusterFactory(name="other", server="http://127.0.0.1:1", token="x")
+    BindingFactory(application=application, cluster=other, namespace="shop", deployment_name="web")
+
+    operation = follow(run(request(requester, cluster_name="sim")))
+
+    assert [t.cluster_name for t in operation.targets.all()] == ["sim"]
+    assert operation.state == RedeployOperation.State.SUCCEEDED
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_refusal_audit_is_committed(requester, binding):
+    with pytest.raises(UnauthorizedAccess):
+        request(requester)
+    assert AuditEvent.objects.filter(action="redeploy.refused").count() == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_fifty_concurrent_redeploys_on_one_authorization_patch_once(
+    requester, approved_ticket, binding, sim, redis_client
+):
+    operations = RedeployOperationFactory.create_batch(50, requested_by=requester)
+    barrier = threading.Barrier(len(operations))
+    errors = []
+
+    def redeploy(operation):
+        try:
+            barrier.wait(timeout=10)
+            run(operation)
+        except Exception as error:  # reported below; a thread must not die silently
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=redeploy, args=(op,)) for op in operations]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert len(patches(sim)) == 1
+    states = list(RedeployOperation.objects.values_list("state", "message"))
+    assert states.count(("FAILED", "Unauthorized access")) == 49
+    assert sum(state == "RUNNING" for state, _ in states) == 1
+    assert AuditEvent.objects.filter(action="authorization.consumed").count() == 1

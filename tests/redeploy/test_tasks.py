@@ -1,0 +1,77 @@
+"""The Celery tasks, run in-process (always-eager, as without a broker) and against a broker
+that does not answer."""
+
+import pytest
+
+from cratos.exceptions import ServiceUnavailable
+from redeploy import authorization, services, tasks
+from redeploy.models import AuditEvent, RedeployOperation, RedeployTarget
+from tests.redeploy.conftest import use_broker
+from tickets.models import Ticket
+
+
+def request(user) -> RedeployOperation:
+    return services.request_redeploy(
+        user=user, application_name="web", namespace="shop", deployment_name="web"
+    )
+
+
+def test_tasks_are_acknowledged_late_and_retry_when_a_service_is_away():
+    for task in (tasks.run_redeploy, tasks.follow_rollout):
+        assert task.acks_late is True
+        assert ServiceUnavailable in task.autoretry_for
+        assert task.max_retries == 5
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_request_runs_the_task_after_commit_and_follows_the_rollout_without_a_broker(
+    requester, approved_ticket, binding, sim
+):
+    operation = request(requester)
+
+    operation.refresh_from_db()
+    assert operation.state == RedeployOperation.State.SUCCEEDED
+    target = operation.targets.get()
+    assert (target.state, target.success) == (RedeployTarget.State.SUCCEEDED, True)
+    approved_ticket.refresh_from_db()
+    assert (approved_ticket.state, approved_ticket.success) == (Ticket.State.COMPLETED, True)
+    # The task id chosen at request time is the one the task ran under.
+    started = AuditEvent.objects.get(action="redeploy.started")
+    assert started.celery_task_id == operation.celery_task_id
+
+
+@pytest.mark.django_db
+def test_run_redeploy_task_records_its_task_id(requester, approved_ticket, binding, sim):
+    operation = RedeployOperation.objects.create(
+        requested_by=requester, application_name="web", namespace="shop", deployment_name="web"
+    )
+
+    tasks.run_redeploy.apply(kwargs={"operation_id": str(operation.pk)}, task_id="task-42")
+
+    operation.refresh_from_db()
+    assert operation.celery_task_id == "task-42"
+    assert operation.state == RedeployOperation.State.SUCCEEDED
+    assert AuditEvent.objects.get(action="rollout.complete").celery_task_id
+    assert AuditEvent.objects.get(action="redeploy.succeeded").celery_task_id == "task-42"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_unreachable_broker_fails_the_request_and_leaves_the_authorization(
+    requester, approved_ticket, binding, sim
+):
+    use_broker("redis://127.0.0.1:1/0")
+    try:
+        with pytest.raises(ServiceUnavailable, match="The task queue is not answering"):
+            request(requester)
+    finally:
+        use_broker(None)
+
+    operation = RedeployOperation.objects.get()
+    assert operation.state == RedeployOperation.State.FAILED
+    assert operation.message.startswith("The task queue is not answering")
+    assert authorization.live_token(username="alice", application_name="web")
+    assert [e.action for e in AuditEvent.objects.filter(operation=operation).order_by("pk")] == [
+        "redeploy.requested",
+        "redeploy.failed",
+    ]
+    assert sim.requests == []
