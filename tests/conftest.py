@@ -41,3 +41,9 @@ def _fast_password_hashing(settings):
 def unreachable_redis():
     with redis_down():
         yield
+
+
+@pytest.fixture(autouse=True)
+def _tasks_inline(settings):
+    # Without a broker, tasks run inline in tests (the demo runs them in a thread).
+    settings.TASKS_IN_THREADS = False
