@@ -3,6 +3,7 @@
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.utils import timezone
 
 from redeploy.models import Application, DeploymentBinding, KubernetesCluster
 from tickets.models import ApprovalNode, WorkOrder
@@ -182,3 +183,51 @@ class RedeployOperationFactory(factory.django.DjangoModelFactory):
     namespace = "shop"
     deployment_name = "web"
     cluster_name = ""
+
+
+class RedeployTargetFactory(factory.django.DjangoModelFactory):
+    """A redeploy record (one Deployment restarted in one cluster), written directly: SUCCEEDED
+    just now unless told otherwise. Traits: `failed=True`, `running=True` (rolling, no result).
+    The application's name is the operation's: `operation__application_name="shop"`."""
+
+    class Meta:
+        model = "redeploy.RedeployTarget"
+
+    class Params:
+        failed = factory.Trait(
+            state="FAILED", success=False, message="Operation failed err: simulated"
+        )
+        running = factory.Trait(state="ROLLING", success=None, finished_at=None)
+
+    operation = factory.SubFactory(RedeployOperationFactory)
+    cluster_name = "prod"
+    namespace = factory.SelfAttribute("operation.namespace")
+    deployment_name = factory.SelfAttribute("operation.deployment_name")
+    state = "SUCCEEDED"
+    success = True
+    operated_at = factory.LazyFunction(timezone.now)
+    finished_at = factory.SelfAttribute("operated_at")
+
+
+class TicketRecordFactory(factory.django.DjangoModelFactory):
+    """A ticket row in any state with chosen timestamps, written directly (no services, no
+    entries, no Redis): for reads that only count tickets. `created_at` overrides the
+    auto_now_add time."""
+
+    class Meta:
+        model = "tickets.Ticket"
+
+    ticket_no = factory.Sequence(lambda n: f"REC{n:08d}")
+    applicant = factory.SubFactory(UserFactory)
+    work_order = factory.SubFactory(RedeployWorkOrderFactory)
+    reason = "Pick up the new configuration"
+    state = "NEW"
+    created_at = None
+
+    @classmethod
+    def _create(cls, model_class, *args, created_at=None, **kwargs):
+        ticket = super()._create(model_class, *args, **kwargs)
+        if created_at is not None:
+            model_class.objects.filter(pk=ticket.pk).update(created_at=created_at)
+            ticket.created_at = created_at
+        return ticket
