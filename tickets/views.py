@@ -10,6 +10,8 @@ from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
 
 from cratos.exceptions import DomainError
+from redeploy.audit_selectors import audit_events_for_ticket
+from redeploy.tables import AuditTrailTable
 
 from . import selectors, services
 from .forms import AddEntriesForm, CancelForm, SubmitForm, TicketCreateForm
@@ -126,6 +128,7 @@ def ticket_detail(request, ticket_no: str):
         "state_changes": ticket.state_changes.all(),
         "deciders": _deciders(ticket),
         "redeploy_targets": ticket.redeploy_targets.order_by("operated_at", "id"),
+        "audit_trail": AuditTrailTable(audit_events_for_ticket(ticket=ticket), exclude=("ticket",)),
         "is_applicant": is_applicant,
         "can_edit_entries": can_edit_entries,
         "submit_form": SubmitForm(work_order=ticket.work_order, applicant=user)
