@@ -139,6 +139,20 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
 CELERY_TIMEZONE = TIME_ZONE
+# Tickets still waiting for approval after this many days close as expired.
+TICKET_APPROVAL_MAX_AGE_DAYS = env.int("TICKET_APPROVAL_MAX_AGE_DAYS", default=7)
+CELERY_BEAT_SCHEDULE = {
+    "expire-stale-tickets": {
+        "task": "tickets.expire_stale_tickets",
+        "schedule": env.float("TICKET_EXPIRY_SWEEP_SECONDS", default=900.0),
+    },
+    "expire-unused-authorizations": {
+        "task": "tickets.expire_unused_authorizations",
+        "schedule": env.float("AUTHORIZATION_EXPIRY_SWEEP_SECONDS", default=60.0),
+        # A sweep that waited past the next one is pointless; the next one does the work.
+        "options": {"expires": 55},
+    },
+}
 
 # Kubernetes API calls: seconds to connect/read before a call counts as failed.
 KUBERNETES_REQUEST_TIMEOUT = env.float("KUBERNETES_REQUEST_TIMEOUT", default=10.0)

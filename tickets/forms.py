@@ -2,11 +2,13 @@
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from redeploy.models import Application
 
-from .models import ApprovalNode, WorkOrder
+from . import selectors, services
+from .models import ApprovalNode, Ticket, WorkOrder
 
 
 class ApplicationChoiceField(forms.ModelMultipleChoiceField):
@@ -109,3 +111,90 @@ class AddEntriesForm(forms.Form):
 
 class CancelForm(forms.Form):
     reason = forms.CharField(label=_("Why (optional)"), required=False, max_length=1000)
+
+
+TEXT_MAX_LENGTH = 2000
+
+
+class VotesField(forms.Field):
+    """The tickets voted on, each with the node the approver saw, posted as `ticket_no:node_id`;
+    cleaned to {ticket number: node id} in the order posted."""
+
+    widget = forms.MultipleHiddenInput
+    default_error_messages = {
+        "required": _("Check at least one ticket."),
+        "invalid": _("The tickets to vote on were not understood; reload the page."),
+    }
+
+    def to_python(self, value) -> dict[str, int]:
+        votes = {}
+        for item in value or []:
+            ticket_no, _separator, node_id = str(item).partition(":")
+            if not ticket_no or not node_id.isdigit():
+                raise ValidationError(self.error_messages["invalid"], code="invalid")
+            votes[ticket_no] = int(node_id)
+        return votes
+
+
+class VoteForm(forms.Form):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+    decision = forms.ChoiceField(choices=[(APPROVE, _("Approve")), (REJECT, _("Reject"))])
+    vote = VotesField()
+    comment = forms.CharField(
+        label=_("Comment (optional)"),
+        required=False,
+        max_length=TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+    reason = forms.CharField(
+        label=_("Reason for the rejection"),
+        required=False,
+        max_length=TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Required; the applicant sees it."),
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("decision") == self.REJECT and not (data.get("reason") or "").strip():
+            self.add_error("reason", _("Give a reason for the rejection."))
+        return data
+
+    @property
+    def rejecting(self) -> bool:
+        return self.data.get("decision") == self.REJECT
+
+    def decide(self, *, item: selectors.TicketForDecision, approver) -> str:
+        """Hand one vote to its service; returns what to tell the approver."""
+        if self.cleaned_data["decision"] == self.REJECT:
+            ticket = services.reject_ticket(
+                ticket=item.ticket,
+                approver=approver,
+                reason=self.cleaned_data["reason"],
+                node=item.node,
+            )
+            return _("Ticket %(no)s rejected.") % {"no": ticket.ticket_no}
+        ticket = services.approve_ticket(
+            ticket=item.ticket,
+            approver=approver,
+            comment=self.cleaned_data["comment"],
+            node=item.node,
+        )
+        if ticket.state == Ticket.State.APPROVED:
+            return _("Ticket %(no)s approved.") % {"no": ticket.ticket_no}
+        return _("Ticket %(no)s: your approval is recorded; it now waits for node %(node)s.") % {
+            "no": ticket.ticket_no,
+            "node": ticket.current_node.name,
+        }
+
+
+class RevokeForm(forms.Form):
+    reason = forms.CharField(
+        label=_("Reason for the revocation"),
+        max_length=TEXT_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Required; the applicant sees it."),
+        error_messages={"required": _("Give a reason for the revocation.")},
+    )

@@ -8,8 +8,9 @@ from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q
 
 from cratos.exceptions import DomainError, InvalidTransition, NotFound, PermissionRefused
+from redeploy.models import RedeployOperation
 
-from .models import Approval, ApprovalNode, Ticket, TicketNodeApprover
+from .models import Approval, ApprovalNode, Ticket, TicketEntry, TicketNodeApprover
 
 State = Ticket.State
 
@@ -137,3 +138,70 @@ def view_refusal(*, ticket: Ticket, user) -> NotFound | None:
     ):
         return None
     return NotFound(f"Ticket {ticket.ticket_no} does not exist.")
+
+
+def candidate_of(*, ticket: Ticket, node: ApprovalNode, user) -> bool:
+    """Whether `user` is among those who decide `node` of the ticket, current or not: the user the
+    applicant chose for a USER_SPECIFIED node, else the node group's members. Never the applicant.
+
+    Lets an approver hear why a vote on a page they loaded earlier no longer counts, where others
+    are told the ticket does not exist.
+    """
+    if user.pk == ticket.applicant_id or node.work_order_id != ticket.work_order_id:
+        return False
+    if node.node_type == ApprovalNode.Type.USER_SPECIFIED:
+        return ticket.chosen_approvers.filter(node_id=node.pk, user_id=user.pk).exists()
+    return user.groups.filter(pk=node.group_id).exists()
+
+
+def _running_redeploys(*, ticket_id, application_name):
+    return RedeployOperation.objects.filter(
+        ticket_id=ticket_id,
+        application_name=application_name,
+        state=RedeployOperation.State.RUNNING,
+    )
+
+
+def in_use_by_redeploy() -> Exists:
+    """Entries (as a query filter) whose authorization a running redeploy has consumed: that
+    redeploy settles them USED when it ends, so nothing else may settle them meanwhile."""
+    return Exists(
+        _running_redeploys(ticket_id=OuterRef("ticket_id"), application_name=OuterRef("name"))
+    )
+
+
+def revoker_refusal(*, ticket: Ticket, user) -> PermissionRefused | None:
+    """Why `user` may not revoke the ticket's authorizations: approvers of its work order (members
+    of a gating node's group) and administrators (staff with tickets.change_ticket) may."""
+    if user.is_superuser or (user.is_staff and user.has_perm("tickets.change_ticket")):
+        return None
+    approvers_of_work_order = (
+        ApprovalNode.objects.filter(work_order_id=ticket.work_order_id, group__user=user.pk)
+        .exclude(node_type=ApprovalNode.Type.CC_TO)
+        .exists()
+    )
+    if approvers_of_work_order:
+        return None
+    return PermissionRefused(
+        f"Only approvers of work order {ticket.work_order.key} or administrators may revoke "
+        "its authorizations."
+    )
+
+
+def revoke_refusal(*, entry: TicketEntry, user) -> DomainError | None:
+    """Why `user` may not revoke the entry's authorization now."""
+    ticket = entry.ticket
+    refusal = revoker_refusal(ticket=ticket, user=user)
+    if refusal:
+        return refusal
+    if entry.state != TicketEntry.State.AUTHORIZED:
+        return InvalidTransition(
+            f"{entry.name} on ticket {ticket.ticket_no} is {entry.state}; "
+            "only an authorized entry can be revoked."
+        )
+    if _running_redeploys(ticket_id=entry.ticket_id, application_name=entry.name).exists():
+        return InvalidTransition(
+            f"A redeploy of {entry.name} is running on this authorization; "
+            "it can no longer be revoked."
+        )
+    return None

@@ -1,15 +1,24 @@
 """Reads that feed pages, admin and API."""
 
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from django.db.models import Prefetch, QuerySet
 
 from cratos.exceptions import NotFound
 from redeploy import authorization
+from redeploy.models import DeploymentBinding
 
-from .models import Approval, Ticket, TicketEntry, TicketStateChange, WorkOrder
+from .models import Approval, ApprovalNode, Ticket, TicketEntry, TicketStateChange, WorkOrder
 from .providers import markdown_table, provider_for
-from .rules import decidable_by, view_refusal
+from .rules import (
+    candidate_of,
+    decidable_by,
+    revoke_refusal,
+    revoker_refusal,
+    view_refusal,
+)
 
 
 def ticket_queryset() -> QuerySet[Ticket]:
@@ -102,3 +111,128 @@ def live_authorizations(*, user) -> list[LiveAuthorization]:
         for entry in entries
         if (entry.ticket_id, entry.name) in by_ticket_and_name
     ]
+
+
+# -- the approver's queue and its confirmation -------------------------------------------------
+
+
+class EntryForDecision(NamedTuple):
+    entry: TicketEntry
+    row: list[str]  # the entry's row of the seed's table
+    bindings: list[DeploymentBinding]  # where an authorization for it would allow a redeploy
+
+
+class TicketForDecision(NamedTuple):
+    ticket: Ticket
+    node: ApprovalNode  # the node the vote is for: the one the approver saw
+    entry_headers: list[str]
+    entries: list[EntryForDecision]
+
+    @property
+    def vote(self) -> str:
+        """The ticket and the node the approver saw, as the approval pages post them."""
+        return f"{self.ticket.ticket_no}:{self.node.pk}"
+
+
+def bindings_by_application(
+    *, application_ids: Iterable[int]
+) -> dict[int, list[DeploymentBinding]]:
+    """The bindings of those applications with their clusters, in one query."""
+    by_application = defaultdict(list)
+    bindings = (
+        DeploymentBinding.objects.select_related("cluster")
+        .filter(application_id__in=set(application_ids))
+        .order_by("cluster__name", "namespace", "deployment_name")
+    )
+    for binding in bindings:
+        by_application[binding.application_id].append(binding)
+    return by_application
+
+
+def _for_decision(votes: list[tuple[Ticket, ApprovalNode]]) -> list[TicketForDecision]:
+    """Each ticket (entries prefetched) with its table and its entries' bindings."""
+    bindings = bindings_by_application(
+        application_ids=(
+            entry.application_id
+            for ticket, _ in votes
+            for entry in ticket.entries.all()
+            if entry.application_id is not None
+        )
+    )
+    decisions = []
+    for ticket, node in votes:
+        headers, rows = entries_table(ticket=ticket)
+        entries = [
+            EntryForDecision(entry, row, bindings.get(entry.application_id, []))
+            for entry, row in zip(ticket.entries.all(), rows, strict=True)
+        ]
+        decisions.append(TicketForDecision(ticket, node, headers, entries))
+    return decisions
+
+
+def approval_queue(*, user) -> list[TicketForDecision]:
+    """The tickets awaiting `user`'s vote (tickets_awaiting_decision), ready for the queue page:
+    a constant number of queries however many tickets wait."""
+    tickets = tickets_awaiting_decision(user=user).prefetch_related("entries")
+    return _for_decision([(ticket, ticket.current_node) for ticket in tickets])
+
+
+def tickets_for_decision(
+    *, user, votes: Mapping[str, int]
+) -> tuple[list[TicketForDecision], list[NotFound]]:
+    """The tickets `user` votes on ({ticket number: id of the node they saw}), in that order, and
+    a refusal for each one they may not see.
+
+    The services decide whether each vote still counts; an approver whose node was decided
+    meanwhile keeps seeing the ticket (tickets.rules.candidate_of) to hear why not.
+    """
+    tickets = {
+        ticket.ticket_no: ticket
+        for ticket in ticket_queryset().prefetch_related("entries").filter(ticket_no__in=votes)
+    }
+    nodes = ApprovalNode.objects.select_related("group").in_bulk(set(votes.values()))
+    found, refused = [], []
+    for ticket_no, node_id in votes.items():
+        ticket, node = tickets.get(ticket_no), nodes.get(node_id)
+        if (
+            ticket is None
+            or node is None
+            or (
+                view_refusal(ticket=ticket, user=user) is not None
+                and not candidate_of(ticket=ticket, node=node, user=user)
+            )
+        ):
+            refused.append(NotFound(f"Ticket {ticket_no} does not exist."))
+        else:
+            found.append((ticket, node))
+    return _for_decision(found), refused
+
+
+# -- revocation --------------------------------------------------------------------------------
+
+
+def entry_for_revocation(*, ticket_no: str, entry_id: int, user) -> TicketEntry:
+    """The entry with its ticket, if `user` may see the ticket or revoke its authorizations."""
+    ticket = (
+        Ticket.objects.select_related("work_order", "applicant").filter(ticket_no=ticket_no).first()
+    )
+    if ticket is None or (
+        revoker_refusal(ticket=ticket, user=user) is not None
+        and view_refusal(ticket=ticket, user=user) is not None
+    ):
+        raise NotFound(f"Ticket {ticket_no} does not exist.")
+    entry = ticket.entries.filter(pk=entry_id).first()
+    if entry is None:
+        raise NotFound(f"Ticket {ticket_no} has no entry {entry_id}.")
+    entry.ticket = ticket
+    return entry
+
+
+def revocable_entry_ids(*, ticket: Ticket, user) -> set[int]:
+    """The ticket's entries whose authorization `user` may revoke now (for the ticket page)."""
+    return {
+        entry.pk
+        for entry in ticket.entries.all()
+        if entry.state == TicketEntry.State.AUTHORIZED
+        and revoke_refusal(entry=entry, user=user) is None
+    }

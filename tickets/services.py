@@ -1,23 +1,37 @@
-"""Ticket writes: create, edit, submit, decide, cancel, settle.
+"""Ticket writes: create, edit, submit, decide, cancel, settle, revoke, expire.
 
 Every function locks the ticket row (`select_for_update`), asks tickets.rules, then writes the
 change, its state history and its audit event in one transaction.
 """
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cratos.exceptions import DomainError, InvalidTransition, ValidationFailed
+from redeploy import authorization
 from redeploy.audit import Action, Outcome, record_event
 
 from .models import Approval, ApprovalNode, Ticket, TicketEntry, TicketNodeApprover, WorkOrder
 from .providers import provider_for
-from .rules import applicant_refusal, decision_refusal, entries_refusal, transition_refusal
+from .rules import (
+    applicant_refusal,
+    decision_refusal,
+    entries_refusal,
+    in_use_by_redeploy,
+    revoke_refusal,
+    transition_refusal,
+)
 
 MAX_UNSUBMITTED_TICKETS = 3
+# An authorization counts as unused only this long after it ran out: a redeploy that consumed it
+# just before has that long to commit its RUNNING operation, which keeps the entry from expiring.
+AUTHORIZATION_EXPIRY_GRACE = timedelta(minutes=1)
+EXPIRED_NOTE = "expired"
 
 State = Ticket.State
 
@@ -338,3 +352,105 @@ def settle_entry(
             else "Not every redeploy ran or succeeded.",
         )
     return entry
+
+
+@transaction.atomic
+def revoke_authorization(*, entry: TicketEntry, actor, reason: str) -> TicketEntry:
+    """Withdraw an entry's live authorization (tickets.rules.revoke_refusal says who may): the
+    entry settles REVOKED, which may complete the ticket, and its Redis key is deleted at once."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("Give a reason for the revocation.")
+    ticket = _locked(entry.ticket)
+    entry = TicketEntry.objects.select_for_update().get(pk=entry.pk)
+    entry.ticket = ticket
+    _refuse(revoke_refusal(entry=entry, user=actor))
+    username = ticket.applicant.get_username()
+    record_event(
+        action=Action.AUTHORIZATION_REVOKED,
+        actor=actor,
+        ticket=ticket,
+        application_name=entry.name,
+        message=reason,
+    )
+    entry = settle_entry(entry=entry, state=TicketEntry.State.REVOKED, actor=actor)
+    # Redis last: a refusal above leaves the key alone, a Redis failure rolls all of it back.
+    # A newer ticket's authorization for the same user and application is not this entry's.
+    token = authorization.live_token(username=username, application_name=entry.name)
+    if token is not None and token.ticket_id == ticket.pk:
+        authorization.revoke(username=username, application_name=entry.name)
+    return entry
+
+
+def expire_stale_tickets(*, now: datetime | None = None, max_age: timedelta | None = None) -> int:
+    """Close tickets still IN_APPROVAL `max_age` after submission (TICKET_APPROVAL_MAX_AGE_DAYS)
+    as expired: CLOSED with the note "expired", entries cancelled. Returns how many it closed.
+
+    One transaction per ticket; a ticket locked by a vote or by another sweep is left for the
+    next run (skip_locked), so concurrent sweeps never close one twice.
+    """
+    now = now or timezone.now()
+    max_age = max_age or timedelta(days=settings.TICKET_APPROVAL_MAX_AGE_DAYS)
+    stale = Ticket.objects.filter(state=State.IN_APPROVAL, submitted_at__lt=now - max_age)
+    closed = 0
+    for pk in stale.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            ticket = (
+                stale.select_for_update(of=("self",), skip_locked=True)
+                .select_related("work_order", "applicant")
+                .filter(pk=pk)
+                .first()
+            )
+            if ticket is None:
+                continue
+            _close(ticket=ticket, to_state=State.CLOSED, actor=None, note=EXPIRED_NOTE)
+            record_event(
+                action=Action.TICKET_EXPIRED,
+                outcome=Outcome.INFO,
+                ticket=ticket,
+                message=f"Not decided within {max_age.total_seconds() / 86400:g} days of its "
+                f"submission ({ticket.submitted_at.isoformat()}); closed as expired.",
+            )
+            closed += 1
+    return closed
+
+
+def expire_unused_authorizations(*, now: datetime | None = None) -> int:
+    """Settle as EXPIRED every authorized entry whose authorization ran out unused; the last one
+    settled completes its ticket (success False). Returns how many entries it expired.
+
+    An entry whose authorization a running redeploy consumed is left to that redeploy, which
+    settles it USED. One transaction per entry; a ticket locked by anyone else (a redeploy
+    settling, a revocation, another sweep) is left for the next run.
+    """
+    now = now or timezone.now()
+    unused = TicketEntry.objects.filter(
+        state=TicketEntry.State.AUTHORIZED,
+        authorization_expires_at__lt=now - AUTHORIZATION_EXPIRY_GRACE,
+    ).exclude(in_use_by_redeploy())
+    expired = 0
+    for pk, ticket_id in unused.order_by("pk").values_list("pk", "ticket_id"):
+        with transaction.atomic():
+            # The ticket first, as settle_entry locks them: the same order never deadlocks.
+            ticket = (
+                Ticket.objects.select_for_update(of=("self",), skip_locked=True)
+                .select_related("work_order", "applicant")
+                .filter(pk=ticket_id)
+                .first()
+            )
+            # Read again under the ticket's lock: a redeploy may have settled it meanwhile.
+            entry = unused.filter(pk=pk).first() if ticket is not None else None
+            if entry is None:
+                continue
+            entry.ticket = ticket
+            record_event(
+                action=Action.AUTHORIZATION_EXPIRED,
+                outcome=Outcome.INFO,
+                ticket=ticket,
+                application_name=entry.name,
+                message=f"Authorization of {ticket.applicant.get_username()} for {entry.name} "
+                f"expired unused at {entry.authorization_expires_at.isoformat()}",
+            )
+            settle_entry(entry=entry, state=TicketEntry.State.EXPIRED)
+            expired += 1
+    return expired

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import approval_views, views
 
 app_name = "tickets"
 
@@ -14,4 +14,11 @@ urlpatterns = [
     path("tickets/<str:ticket_no>/entries/add/", views.entries_add, name="entries-add"),
     path("tickets/<str:ticket_no>/entries/remove/", views.entry_remove, name="entry-remove"),
     path("authorizations/", views.authorizations, name="authorizations"),
+    path("approvals/", approval_views.approvals, name="approvals"),
+    path("approvals/confirm/", approval_views.approval_confirm, name="approval-confirm"),
+    path(
+        "tickets/<str:ticket_no>/entries/<int:entry_id>/revoke/",
+        approval_views.revoke,
+        name="revoke",
+    ),
 ]

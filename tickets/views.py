@@ -128,6 +128,7 @@ def ticket_detail(request, ticket_no: str):
         "state_changes": ticket.state_changes.all(),
         "deciders": _deciders(ticket),
         "redeploy_targets": ticket.redeploy_targets.order_by("operated_at", "id"),
+        "revocable_entry_ids": selectors.revocable_entry_ids(ticket=ticket, user=user),
         "audit_trail": AuditTrailTable(audit_events_for_ticket(ticket=ticket), exclude=("ticket",)),
         "is_applicant": is_applicant,
         "can_edit_entries": can_edit_entries,
