@@ -1,0 +1,62 @@
+"""Redeploy JSON API. Thin: parse the body, call the service, render the operation.
+
+Refusals are DomainErrors from the services and selectors, rendered by
+cratos.api.exception_handler as `{"error": code, "message": ...}`.
+"""
+
+from rest_framework import status, viewsets
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+
+from . import selectors, services
+from .serializers import OperationSerializer, RedeployRequestInput, operation_api_url
+from .views import client_ip
+
+
+class OperationPagination(PageNumberPagination):
+    page_size = 20
+    page_size_query_param = "pageSize"
+    max_page_size = 100
+
+
+class RedeployViewSet(viewsets.GenericViewSet):
+    """`POST /redeploys/` queues a redeploy (202); `GET /redeploys/` lists mine;
+    `GET /redeploys/{id}/` shows one to its requester, staff and reviewers."""
+
+    lookup_value_converter = "uuid"
+    pagination_class = OperationPagination
+    serializer_class = OperationSerializer
+
+    def get_serializer_class(self):
+        return RedeployRequestInput if self.action == "create" else OperationSerializer
+
+    def get_queryset(self):
+        return selectors.operations_of(user=self.request.user).select_related("requested_by")
+
+    def list(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
+    def create(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        # No transaction here: the service commits, then queues the task.
+        operation = services.request_redeploy(
+            user=request.user,
+            application_name=data["applicationName"],
+            namespace=data["namespace"],
+            deployment_name=data["deploymentName"],
+            cluster_name=data.get("cluster") or None,
+            request_ip=client_ip(request),
+        )
+        url = operation_api_url(operation, request)
+        return Response(
+            {"id": str(operation.pk), "state": operation.state, "url": url},
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": url},
+        )
+
+    def retrieve(self, request, pk):
+        operation = selectors.visible_operation(operation_id=pk, user=request.user)
+        return Response(self.get_serializer(operation).data)
