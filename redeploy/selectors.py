@@ -1,6 +1,12 @@
 """Reads of redeploys that feed pages, admin and API."""
 
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, QuerySet
+
+from cratos.exceptions import NotFound
+from tickets.selectors import live_authorizations
 
 from .models import DeploymentBinding, RedeployOperation, RedeployTarget
 
@@ -36,3 +42,71 @@ def bindings_for(*, application_name: str) -> QuerySet[DeploymentBinding]:
     return DeploymentBinding.objects.filter(application__name=application_name).select_related(
         "cluster"
     )
+
+
+def may_view_operation(*, operation: RedeployOperation, user) -> bool:
+    """Who sees a redeploy: its requester, staff and audit reviewers."""
+    from .audit_selectors import may_review_audit
+
+    return user.is_authenticated and (
+        operation.requested_by_id == user.pk or user.is_staff or may_review_audit(user=user)
+    )
+
+
+def visible_operation(*, operation_id, user) -> RedeployOperation:
+    """The operation as `operation_by_id` loads it, if `user` may see it; NotFound alike
+    otherwise, so operation ids cannot be probed."""
+    try:
+        operation = operation_by_id(operation_id=operation_id)
+    except (RedeployOperation.DoesNotExist, ValidationError):
+        operation = None
+    if operation is None or not may_view_operation(operation=operation, user=user):
+        raise NotFound(f"Redeploy {operation_id} does not exist.")
+    return operation
+
+
+def bindings_matching(
+    *, application_name: str, namespace: str, deployment_name: str, cluster_name: str = ""
+) -> QuerySet[DeploymentBinding]:
+    """The bindings a redeploy of these names would restart (every cluster when none is named)."""
+    bindings = bindings_for(application_name=application_name).filter(
+        namespace=namespace, deployment_name=deployment_name
+    )
+    if cluster_name:
+        bindings = bindings.filter(cluster__name=cluster_name)
+    return bindings.order_by("cluster__name")
+
+
+@dataclass(frozen=True)
+class RedeployChoice:
+    """An application the user may redeploy now, the authorization that allows it, and where it
+    runs."""
+
+    application_name: str
+    ticket_no: str
+    seconds_left: int
+    bindings: list[DeploymentBinding]
+
+
+def redeploy_choices(*, user) -> list[RedeployChoice]:
+    """The user's live authorizations (soonest to expire first) with each application's
+    bindings: what the request form offers. Two queries and one Redis round trip."""
+    live = live_authorizations(user=user)
+    names = [item.entry.name for item in live]
+    by_application: dict[str, list[DeploymentBinding]] = {name: [] for name in names}
+    bindings = (
+        DeploymentBinding.objects.filter(application__name__in=names)
+        .select_related("application", "cluster")
+        .order_by("cluster__name", "namespace", "deployment_name")
+    )
+    for binding in bindings:
+        by_application[binding.application.name].append(binding)
+    return [
+        RedeployChoice(
+            application_name=item.entry.name,
+            ticket_no=item.token.ticket_no,
+            seconds_left=item.seconds_left,
+            bindings=by_application[item.entry.name],
+        )
+        for item in live
+    ]

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from cratos.exceptions import NotFound, PermissionRefused, ServiceUnavailable, ValidationFailed
+from cratos.exceptions import NotFound, ServiceUnavailable, ValidationFailed
 from tickets.models import Ticket, TicketEntry
 from tickets.services import settle_entry
 
@@ -41,11 +41,11 @@ from .models import (
     RedeployOperation,
     RedeployTarget,
 )
+from .rules import redeploy_refusal
 from .validators import validate_dns1123_label, validate_dns1123_subdomain
 
 logger = logging.getLogger(__name__)
 
-PERMISSION = "redeploy.redeploy_application"
 DEFAULT_APPLICATION_LABEL = "app.kubernetes.io/name"
 # Publishing the task: a short, bounded retry, so a broker outage answers the user at once.
 PUBLISH_RETRY_POLICY = {
@@ -127,10 +127,8 @@ def request_redeploy(
         "namespace": namespace,
         "deployment_name": deployment_name,
     }
-    refusal = None
-    if not user.has_perm(PERMISSION):
-        refusal = PermissionRefused("You may not redeploy applications.")
-    elif (
+    refusal = redeploy_refusal(user=user)
+    if refusal is None and (
         authorization.live_token(username=user.get_username(), application_name=application_name)
         is None
     ):

@@ -1,3 +1,18 @@
+from django.urls import path
+
+from . import audit_views, dashboard_views, views
+
 app_name = "redeploy"
 
-urlpatterns = []
+urlpatterns = [
+    path("redeploy/", views.redeploy_request, name="request"),
+    path("redeploy/operations/", views.operation_list, name="operations"),
+    path("redeploy/operations/<uuid:operation_id>/", views.operation_detail, name="operation"),
+    path(
+        "redeploy/operations/<uuid:operation_id>/status/",
+        views.operation_status,
+        name="operation-status",
+    ),
+    path("audit/", audit_views.audit_event_list, name="audit"),
+    path("dashboard/", dashboard_views.dashboard_page, name="dashboard"),
+]

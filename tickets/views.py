@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
 
 from cratos.exceptions import DomainError
+from redeploy import selectors as redeploy_selectors
 from redeploy.audit_selectors import audit_events_for_ticket
 from redeploy.tables import AuditTrailTable
 
@@ -127,7 +128,7 @@ def ticket_detail(request, ticket_no: str):
         "approvals": ticket.approvals.all(),
         "state_changes": ticket.state_changes.all(),
         "deciders": _deciders(ticket),
-        "redeploy_targets": ticket.redeploy_targets.order_by("operated_at", "id"),
+        "redeploy_targets": redeploy_selectors.redeploy_targets_of(ticket=ticket),
         "revocable_entry_ids": selectors.revocable_entry_ids(ticket=ticket, user=user),
         "audit_trail": AuditTrailTable(audit_events_for_ticket(ticket=ticket), exclude=("ticket",)),
         "is_applicant": is_applicant,

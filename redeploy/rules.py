@@ -1,0 +1,11 @@
+"""Who may redeploy. The live authorization is checked by the holder; this is the role."""
+
+from cratos.exceptions import PermissionRefused
+
+REDEPLOY_PERMISSION = "redeploy.redeploy_application"
+
+
+def redeploy_refusal(*, user) -> PermissionRefused | None:
+    if not user.has_perm(REDEPLOY_PERMISSION):
+        return PermissionRefused("You may not redeploy applications.")
+    return None
