@@ -523,6 +523,22 @@ def _summary(targets: list[RedeployTarget]) -> str:
 
 
 def _restore(operation: RedeployOperation, *, task_id: str) -> None:
+    # Under the ticket's lock (the order settle_entry and revocation take it): a revocation
+    # or expiry that landed while the token was out of Redis must not be undone here.
+    Ticket.objects.select_for_update().filter(pk=operation.ticket_id).first()
+    entry = TicketEntry.objects.filter(
+        ticket_id=operation.ticket_id, name=operation.application_name
+    ).first()
+    if entry is None or entry.state != TicketEntry.State.AUTHORIZED:
+        _operation_event(
+            operation,
+            action=Action.AUTHORIZATION_RESTORED,
+            outcome=Outcome.FAILURE,
+            message="No restart was applied; the authorization was not put back because it "
+            f"was {entry.state.lower() if entry else 'removed'} meanwhile",
+            task_id=task_id,
+        )
+        return
     token = authorization.RedeployToken(
         username=operation.requested_by.get_username(),
         application_name=operation.application_name,

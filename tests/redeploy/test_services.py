@@ -267,6 +267,22 @@ def test_missing_binding_restores_the_authorization(
     assert actions(operation=operation)[-2:] == ["redeploy.failed", "authorization.restored"]
 
 
+def test_an_authorization_revoked_meanwhile_is_not_put_back(
+    requester, approved_ticket, application, redis_client, sim
+):
+    # The state a revocation leaves when it lands while the task holds the token: the entry
+    # is REVOKED, and the token the task took must stay gone when the restart fails.
+    approved_ticket.entries.update(state=TicketEntry.State.REVOKED)
+
+    operation = run(request(requester, deployment_name="nope"))
+
+    assert operation.state == RedeployOperation.State.FAILED
+    assert redis_client.get(KEY) is None
+    event = operation.audit_events.get(action="authorization.restored")
+    assert event.outcome == "FAILURE"
+    assert "not put back" in event.message
+
+
 def test_missing_deployment_restores_the_authorization(
     requester, approved_ticket, application, cluster, sim, redis_client
 ):
