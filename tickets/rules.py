@@ -205,3 +205,13 @@ def revoke_refusal(*, entry: TicketEntry, user) -> DomainError | None:
             "it can no longer be revoked."
         )
     return None
+
+
+def is_approver(*, user) -> bool:
+    """Whether `user` decides any node of any work order (menus show them the queue)."""
+    return (
+        user.is_authenticated
+        and ApprovalNode.objects.exclude(node_type=ApprovalNode.Type.CC_TO)
+        .filter(group__user=user)
+        .exists()
+    )
