@@ -13,5 +13,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include("cratos.api_urls")),
     path("", include("tickets.urls")),
+    path("", include("tickets.notice_urls")),
     path("", include("redeploy.urls")),
 ]

@@ -11,6 +11,8 @@ from django.contrib import admin
 from django.db import models
 from django.utils.text import Truncator
 
+from cratos.admin_forms import WriteOnlyCredentialsForm, WriteOnlyTextarea
+
 from .models import (
     Application,
     AuditEvent,
@@ -87,25 +89,8 @@ class ApplicationAdmin(admin.ModelAdmin):
 CREDENTIAL_FIELDS = ("token", "client_cert_data", "client_key_data", "kubeconfig")
 
 
-class WriteOnlyTextarea(forms.Textarea):
-    """A textarea that never renders a value, neither the stored one nor one just typed."""
-
-    def format_value(self, value):
-        return None
-
-
-class KubernetesClusterForm(forms.ModelForm):
-    forget_credentials = forms.MultipleChoiceField(
-        choices=[
-            ("token", "Bearer token"),
-            ("client_cert_data", "Client certificate"),
-            ("client_key_data", "Client key"),
-            ("kubeconfig", "Kubeconfig"),
-        ],
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        label="Remove stored",
-    )
+class KubernetesClusterForm(WriteOnlyCredentialsForm):
+    credential_fields = CREDENTIAL_FIELDS
 
     class Meta:
         model = KubernetesCluster
@@ -127,30 +112,6 @@ class KubernetesClusterForm(forms.ModelForm):
             "client_key_data": WriteOnlyTextarea(attrs={"rows": 4}),
             "kubeconfig": WriteOnlyTextarea(attrs={"rows": 8}),
         }
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name in CREDENTIAL_FIELDS:
-            # A blank initial value: nothing stored reaches the page or the change message.
-            self.initial[name] = ""
-            self.fields[name].help_text = (
-                "A value is stored; leave blank to keep it."
-                if getattr(self.instance, name)
-                else "Not set."
-            )
-
-    def clean(self):
-        cleaned = super().clean()
-        forget = set(cleaned.get("forget_credentials") or [])
-        for name in CREDENTIAL_FIELDS:
-            if cleaned.get(name):
-                if name in forget:
-                    self.add_error(name, "Enter a new value or remove the stored one, not both.")
-            elif name in forget:
-                cleaned[name] = ""
-            else:
-                cleaned[name] = getattr(self.instance, name)
-        return cleaned
 
 
 @admin.register(KubernetesCluster)

@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError
 
 from cratos.exceptions import NotFound, ServiceUnavailable, ValidationFailed
 from tickets.models import Ticket, TicketEntry
+from tickets.notifications import notify_redeploy_finished
 from tickets.services import settle_entry
 
 from . import authorization, kube
@@ -591,6 +592,7 @@ def _conclude(*, operation_id, task_id: str) -> None:
         operation.message = _summary(targets)
         operation.finished_at = timezone.now()
         operation.save()
+        notify_redeploy_finished(operation=operation)
         if any(target.restarted_at for target in targets):
             _settle(operation, success=succeeded)
         else:

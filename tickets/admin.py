@@ -13,7 +13,10 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext_lazy as _
 
+from cratos.admin_forms import WriteOnlyCredentialsForm
 from cratos.exceptions import DomainError
 from redeploy.models import render_tags
 
@@ -36,8 +39,18 @@ class ApprovalNodeInline(admin.TabularInline):
     ordering = ("position",)
 
 
+class WorkOrderForm(WriteOnlyCredentialsForm):
+    credential_fields = ("webhook_secret",)
+
+    class Meta:
+        model = WorkOrder
+        fields = "__all__"
+        widgets = {"webhook_secret": forms.PasswordInput(render_value=False)}
+
+
 @admin.register(WorkOrder)
 class WorkOrderAdmin(admin.ModelAdmin):
+    form = WorkOrderForm
     list_display = ("key", "name", "business_type", "authorization_ttl_seconds", "enabled")
     list_filter = ("enabled", "business_type")
     search_fields = ("key", "name")
@@ -69,7 +82,7 @@ class TicketEntryInline(TicketPartInline):
     model = TicketEntry
     fields = readonly_fields = ("name", "tags", "state", "authorization_expires_at", "success")
 
-    @admin.display(description="Tags")
+    @admin.display(description=_("Tags"))
     def tags(self, entry: TicketEntry) -> str:
         return render_tags(entry.content.get("tags", []))
 

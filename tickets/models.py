@@ -1,6 +1,10 @@
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import models
+
+from cratos.fields import EncryptedTextField
 
 
 class WorkOrder(models.Model):
@@ -12,12 +16,28 @@ class WorkOrder(models.Model):
     description = models.TextField(blank=True)
     authorization_ttl_seconds = models.PositiveIntegerField(default=7200)
     enabled = models.BooleanField(default=True)
+    # Every notice of this work order's tickets is also POSTed here as signed JSON (a relay
+    # turns it into a Lark/Feishu, DingTalk, WeCom or Slack message).
+    webhook_url = models.URLField(
+        max_length=512, blank=True, validators=[URLValidator(schemes=["http", "https"])]
+    )
+    webhook_secret = EncryptedTextField(
+        blank=True, help_text="Key of the HMAC-SHA256 signature in the X-Cratos-Signature header."
+    )
 
     class Meta:
         ordering = ["key"]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.webhook_url and not self.webhook_secret:
+            raise ValidationError({"webhook_secret": "A webhook needs a secret to sign with."})
+
+    @property
+    def has_webhook(self) -> bool:
+        return bool(self.webhook_url and self.webhook_secret)
 
 
 class ApprovalNode(models.Model):
@@ -177,6 +197,20 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ticket} {self.node.name}: {self.decision} by {self.approver}"
+
+
+class DecisionLinkUse(models.Model):
+    """The use of a signed approve/reject link from an approval notice: each works only once."""
+
+    nonce = models.CharField(max_length=64, unique=True)
+    ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="+")
+    node = models.ForeignKey(ApprovalNode, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decision = models.CharField(max_length=8, choices=Approval.Decision.choices)
+    used_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.ticket} {self.node.name}: {self.decision} link of {self.user}"
 
 
 class TicketStateChange(models.Model):

@@ -17,6 +17,11 @@ from redeploy import authorization
 from redeploy.audit import Action, Outcome, record_event
 
 from .models import Approval, ApprovalNode, Ticket, TicketEntry, TicketNodeApprover, WorkOrder
+from .notifications import (
+    notify_authorization_revoked,
+    notify_ticket_decided,
+    notify_ticket_submitted,
+)
 from .providers import provider_for
 from .rules import (
     applicant_refusal,
@@ -208,6 +213,7 @@ def submit_ticket(
     record_event(
         action=Action.TICKET_SUBMITTED, actor=actor, ticket=ticket, message=ticket.reason + picks
     )
+    notify_ticket_submitted(ticket=ticket)
     return ticket
 
 
@@ -229,7 +235,7 @@ def _decide(
     current = ticket.current_node
     try:
         with transaction.atomic():
-            Approval.objects.create(
+            approval = Approval.objects.create(
                 ticket=ticket, node=current, approver=approver, decision=decision, comment=comment
             )
     except IntegrityError:
@@ -245,6 +251,8 @@ def _decide(
         message=f"{current.name}: {'rejected' if reject else 'approved'}"
         + (f" — {comment}" if comment else ""),
     )
+    # Sent after commit; a mint that fails rolls the decision back and nothing is sent.
+    notify_ticket_decided(ticket=ticket, approval=approval)
     return ticket, current
 
 
@@ -374,6 +382,7 @@ def revoke_authorization(*, entry: TicketEntry, actor, reason: str) -> TicketEnt
         message=reason,
     )
     entry = settle_entry(entry=entry, state=TicketEntry.State.REVOKED, actor=actor)
+    notify_authorization_revoked(entry=entry, actor=actor, reason=reason)
     # Redis last: a refusal above leaves the key alone, a Redis failure rolls all of it back.
     # A newer ticket's authorization for the same user and application is not this entry's.
     token = authorization.live_token(username=username, application_name=entry.name)
