@@ -34,6 +34,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "cratos.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -184,3 +185,46 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# -- Web hardening (docs/operations.md, "Web hardening") ------------------------------------
+# DJANGO_SECURE=true once the site is served over HTTPS only: secure cookies, HSTS, redirect to
+# HTTPS and a Content-Security-Policy. The rest holds in every mode; most are Django's defaults,
+# spelled out so that nothing weakens them unnoticed.
+DJANGO_SECURE = env.bool("DJANGO_SECURE", default=False)
+SECURE_SSL_REDIRECT = DJANGO_SECURE and env.bool("SECURE_SSL_REDIRECT", default=True)
+# The kubelet probes over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = DJANGO_SECURE
+CSRF_COOKIE_SECURE = DJANGO_SECURE
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000) if DJANGO_SECURE else 0
+# Both bind every subdomain / the browsers' preload list for a long time: opt in knowingly.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Behind a proxy that terminates TLS: the header it sets, e.g. X-Forwarded-Proto. Only if the
+# proxy sets it on every request; a client could otherwise claim HTTPS.
+if proxy_ssl_header := env("SECURE_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + proxy_ssl_header.upper().replace("-", "_"), "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+# No script reads the CSRF cookie: forms carry the token, DRF's browsable API reads the page.
+CSRF_COOKIE_HTTPONLY = True
+# Sent by cratos.security.ContentSecurityPolicyMiddleware. Pages load scripts and styles from
+# static/ only: no inline script or style, so no 'unsafe-inline'. data: images are Pico's icons.
+CONTENT_SECURITY_POLICY = (
+    env(
+        "CONTENT_SECURITY_POLICY",
+        default="default-src 'self'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    )
+    if DJANGO_SECURE
+    else ""
+)
+# Login rate limiting (cratos.security): LOGIN_FAILURE_LIMIT failed sign-ins per user name and
+# client address within LOGIN_FAILURE_WINDOW seconds lock that pair out for the window.
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
+# Proxies in front of the app that append to X-Forwarded-For (0: trust only the peer address).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)

@@ -2,13 +2,18 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from cratos import health
+from cratos import health, security
+
+# The admin's own login form, throttled like the site's (cratos.security).
+admin.site.login_form = security.ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # Ahead of admin.site.urls, so the admin's login answers 429 when locked, like the site's.
+    path("admin/login/", security.admin_login),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", security.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include("cratos.api_urls")),

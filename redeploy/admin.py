@@ -10,6 +10,8 @@ from django import forms
 from django.contrib import admin
 from django.db import models
 from django.utils.text import Truncator
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from cratos.admin_forms import WriteOnlyCredentialsForm, WriteOnlyTextarea
 
@@ -51,8 +53,8 @@ class TagsJSONField(forms.JSONField):
 class ApplicationForm(forms.ModelForm):
     tags = TagsJSONField(
         required=False,
-        widget=forms.Textarea(attrs={"rows": 8, "cols": 60, "style": "font-family: monospace"}),
-        help_text='Ordered key/value pairs, e.g. [{"key": "team", "value": "shop"}].',
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 60, "class": "monospace"}),
+        help_text=_('Ordered key/value pairs, e.g. [{"key": "team", "value": "shop"}].'),
     )
 
     class Meta:
@@ -81,7 +83,7 @@ class ApplicationAdmin(admin.ModelAdmin):
     search_fields = ("name", "description")
     inlines = [DeploymentBindingInline]
 
-    @admin.display(description="Tags")
+    @admin.display(description=_("Tags"))
     def tags_display(self, application: Application) -> str:
         return application.tags_display
 
@@ -124,10 +126,12 @@ class KubernetesClusterAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ("name", "server", "ca_data", "insecure_skip_tls_verify")}),
         (
-            "Credentials",
+            _("Credentials"),
             {
-                "description": "Stored credentials are never shown. A kubeconfig, when given, "
-                "wins over a token or client certificate.",
+                "description": _(
+                    "Stored credentials are never shown. A kubeconfig, when given, "
+                    "wins over a token or client certificate."
+                ),
                 "fields": (
                     "in_cluster",
                     "token",
@@ -141,22 +145,24 @@ class KubernetesClusterAdmin(admin.ModelAdmin):
         ),
     ]
 
-    @admin.display(description="Credentials")
+    @admin.display(description=_("Credentials"))
     def credential_kind(self, cluster: KubernetesCluster) -> str:
         if cluster.in_cluster:
-            return "in-cluster ServiceAccount"
+            return gettext("in-cluster ServiceAccount")
         if cluster.kubeconfig:
             context = cluster.kubeconfig_context
-            return f"kubeconfig (context {context})" if context else "kubeconfig"
+            if context:
+                return gettext("kubeconfig (context %(context)s)") % {"context": context}
+            return "kubeconfig"
         kinds = [
             kind
             for kind, present in (
-                ("bearer token", cluster.token),
-                ("client certificate", cluster.client_cert_data),
+                (gettext("bearer token"), cluster.token),
+                (gettext("client certificate"), cluster.client_cert_data),
             )
             if present
         ]
-        return " + ".join(kinds) or "none"
+        return " + ".join(kinds) or gettext("none")
 
 
 @admin.register(DeploymentBinding)
@@ -314,10 +320,10 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "celery_task_id",
     )
 
-    @admin.display(description="Time", ordering="created_at")
+    @admin.display(description=_("Time"), ordering="created_at")
     def time(self, event: AuditEvent):
         return event.created_at
 
-    @admin.display(description="Message")
+    @admin.display(description=_("Message"))
     def short_message(self, event: AuditEvent) -> str:
         return Truncator(event.message).chars(120)

@@ -8,9 +8,10 @@ from rest_framework import status, viewsets
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
+from cratos.security import client_ip
+
 from . import selectors, services
 from .serializers import OperationSerializer, RedeployRequestInput, operation_api_url
-from .views import client_ip
 
 
 class OperationPagination(PageNumberPagination):
@@ -48,7 +49,7 @@ class RedeployViewSet(viewsets.GenericViewSet):
             namespace=data["namespace"],
             deployment_name=data["deploymentName"],
             cluster_name=data.get("cluster") or None,
-            request_ip=client_ip(request),
+            request_ip=client_ip(request) or None,
         )
         url = operation_api_url(operation, request)
         return Response(

@@ -14,6 +14,7 @@ from django_tables2 import RequestConfig
 
 from cratos.api import error_body
 from cratos.exceptions import NotFound, ServiceUnavailable, ValidationFailed
+from cratos.security import client_ip
 from tickets.views import format_time_left
 
 from . import selectors, services
@@ -31,11 +32,6 @@ NOSCRIPT_REFRESH_SECONDS = 5
 
 
 # Words and badge colour of each operation and target state; the page's script gets the same.
-def client_ip(request) -> str | None:
-    """The address the request came from, for the audit log (the proxy's, behind one)."""
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def _require_permission(user) -> None:
     # The form is not even shown to a user the service would refuse (and audit) on POST.
     refusal = redeploy_refusal(user=user)
@@ -169,7 +165,7 @@ def redeploy_request(request):
         return _confirm_page(request, form, choice)
     try:
         operation = services.request_redeploy(
-            user=user, request_ip=client_ip(request), **form.request_fields()
+            user=user, request_ip=client_ip(request) or None, **form.request_fields()
         )
     except (UnauthorizedAccess, ValidationFailed, ServiceUnavailable) as refusal:
         # Any other refusal (no permission) is the error page's.

@@ -10,10 +10,11 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
-from django.utils.translation import gettext, pgettext_lazy
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from cratos.admin_forms import WriteOnlyCredentialsForm
@@ -51,6 +52,8 @@ class WorkOrderForm(WriteOnlyCredentialsForm):
 @admin.register(WorkOrder)
 class WorkOrderAdmin(admin.ModelAdmin):
     form = WorkOrderForm
+    # A webhook URL typed without a scheme means https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("key", "name", "business_type", "authorization_ttl_seconds", "enabled")
     list_filter = ("enabled", "business_type")
     search_fields = ("key", "name")
@@ -94,15 +97,15 @@ class ApprovalInline(TicketPartInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("node", "approver")
 
-    @admin.display(description="Node")
+    @admin.display(description=_("Node"))
     def node_name(self, approval: Approval) -> str:
         return approval.node.name
 
 
 class TicketStateChangeInline(TicketPartInline):
     model = TicketStateChange
-    verbose_name = "state change"
-    verbose_name_plural = "state history"
+    verbose_name = _("state change")
+    verbose_name_plural = _("state history")
     fields = readonly_fields = ("changed_at", "from_state", "to_state", "actor", "note")
 
     def get_queryset(self, request):
@@ -111,46 +114,56 @@ class TicketStateChangeInline(TicketPartInline):
 
 class ChosenApproverInline(TicketPartInline):
     model = TicketNodeApprover
-    verbose_name = "chosen approver"
-    verbose_name_plural = "chosen approvers"
+    verbose_name = _("chosen approver")
+    verbose_name_plural = _("chosen approvers")
     fields = readonly_fields = ("node_name", "user")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("node", "user")
 
-    @admin.display(description="Node")
+    @admin.display(description=_("Node"))
     def node_name(self, chosen: TicketNodeApprover) -> str:
         return chosen.node.name
 
 
 class ApproveForm(forms.Form):
     verb = "Approve"
-    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+    verb_label = _("Approve")
+    title_one = _("Approve ticket")
+    title_many = _("Approve selected tickets")
+    comment = forms.CharField(
+        label=_("Comment"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+    )
 
     def decide(self, *, ticket: Ticket, approver) -> str:
         ticket = services.approve_ticket(
             ticket=ticket, approver=approver, comment=self.cleaned_data["comment"]
         )
         if ticket.state == Ticket.State.APPROVED:
-            return f"Ticket {ticket.ticket_no} approved."
-        return (
-            f"Ticket {ticket.ticket_no}: your approval is recorded; "
-            f"it now waits for node {ticket.current_node.name}."
-        )
+            return gettext("Ticket %(no)s approved.") % {"no": ticket.ticket_no}
+        return gettext(
+            "Ticket %(no)s: your approval is recorded; it now waits for node %(node)s."
+        ) % {"no": ticket.ticket_no, "node": ticket.current_node.name}
 
 
 class RejectForm(forms.Form):
     verb = "Reject"
+    verb_label = _("Reject")
+    title_one = _("Reject ticket")
+    title_many = _("Reject selected tickets")
     reason = forms.CharField(
+        label=_("Reason"),
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Required; the applicant sees it.",
+        help_text=_("Required; the applicant sees it."),
     )
 
     def decide(self, *, ticket: Ticket, approver) -> str:
         ticket = services.reject_ticket(
             ticket=ticket, approver=approver, reason=self.cleaned_data["reason"]
         )
-        return f"Ticket {ticket.ticket_no} rejected."
+        return gettext("Ticket %(no)s rejected.") % {"no": ticket.ticket_no}
 
 
 @admin.register(Ticket)
@@ -198,19 +211,19 @@ class TicketAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="Applications")
+    @admin.display(description=_("Applications"))
     def applications(self, ticket: Ticket) -> str:
         return ", ".join(entry.name for entry in ticket.entries.all())
 
-    @admin.display(description="Current node", ordering="current_node__name")
+    @admin.display(description=_("Current node"), ordering="current_node__name")
     def current_node_name(self, ticket: Ticket) -> str:
         return ticket.current_node.name if ticket.current_node else "-"
 
-    @admin.action(description="Approve selected tickets")
+    @admin.action(description=ApproveForm.title_many)
     def approve_selected(self, request, queryset):
         return self.decide(request, tickets=queryset.order_by("pk"), form_class=ApproveForm)
 
-    @admin.action(description="Reject selected tickets")
+    @admin.action(description=RejectForm.title_many)
     def reject_selected(self, request, queryset):
         return self.decide(request, tickets=queryset.order_by("pk"), form_class=RejectForm)
 
@@ -232,10 +245,10 @@ class TicketAdmin(admin.ModelAdmin):
             return None
         context = {
             **self.admin_site.each_context(request),
-            "title": f"{form_class.verb} {'ticket' if single else 'selected tickets'}",
+            "title": form_class.title_one if single else form_class.title_many,
             "opts": self.opts,
             "form": form,
-            "verb": form_class.verb,
+            "verb": form_class.verb_label,
             "single": single,
             "tickets": [(ticket, *selectors.entries_table(ticket=ticket)) for ticket in tickets],
             "action_name": f"{form_class.verb.lower()}_selected",
