@@ -169,7 +169,7 @@ def test_a_body_that_is_not_an_object_is_400(alice_api, approved_ticket):
     assert response.status_code == 400
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_broker_down_is_503_and_keeps_the_authorization(alice_api, approved_ticket, binding, sim):
     use_broker("redis://127.0.0.1:1/0")
     try:

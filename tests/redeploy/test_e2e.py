@@ -15,7 +15,7 @@ FINISH_SECONDS = 30
 
 
 @pytest.mark.e2e
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_approve_redeploy_restart_complete(
     celery_worker, requester, approver, application, binding, sim
 ):

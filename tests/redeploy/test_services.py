@@ -457,14 +457,14 @@ def test_a_named_cluster_restarts_only_there(requester, approved_ticket, applica
     assert operation.state == RedeployOperation.State.SUCCEEDED
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_refusal_audit_is_committed(requester, binding):
     with pytest.raises(UnauthorizedAccess):
         request(requester)
     assert AuditEvent.objects.filter(action="redeploy.refused").count() == 1
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_fifty_concurrent_redeploys_on_one_authorization_patch_once(
     requester, approved_ticket, binding, sim, redis_client
 ):

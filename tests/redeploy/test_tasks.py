@@ -23,7 +23,7 @@ def test_tasks_are_acknowledged_late_and_retry_when_a_service_is_away():
         assert task.max_retries == 5
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_request_runs_the_task_after_commit_and_follows_the_rollout_without_a_broker(
     requester, approved_ticket, binding, sim
 ):
@@ -55,7 +55,7 @@ def test_run_redeploy_task_records_its_task_id(requester, approved_ticket, bindi
     assert AuditEvent.objects.get(action="redeploy.succeeded").celery_task_id == "task-42"
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_unreachable_broker_fails_the_request_and_leaves_the_authorization(
     requester, approved_ticket, binding, sim
 ):

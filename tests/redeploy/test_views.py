@@ -275,7 +275,7 @@ def test_missing_fields_are_required(as_alice, approved_ticket):
     assert input_value(page(response), "application") == "web"
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_broker_down_is_told_next_to_the_form(as_alice, approved_ticket, binding, sim):
     use_broker("redis://127.0.0.1:1/0")
     try:
