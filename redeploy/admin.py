@@ -8,7 +8,6 @@ import json
 
 from django import forms
 from django.contrib import admin
-from django.db import models
 from django.utils.text import Truncator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -93,6 +92,10 @@ CREDENTIAL_FIELDS = ("token", "client_cert_data", "client_key_data", "kubeconfig
 
 class KubernetesClusterForm(WriteOnlyCredentialsForm):
     credential_fields = CREDENTIAL_FIELDS
+    # API servers speak TLS; a URL typed without a scheme means https.
+    server = forms.URLField(
+        label="API server URL", required=False, assume_scheme="https", max_length=512
+    )
 
     class Meta:
         model = KubernetesCluster
@@ -119,8 +122,6 @@ class KubernetesClusterForm(WriteOnlyCredentialsForm):
 @admin.register(KubernetesCluster)
 class KubernetesClusterAdmin(admin.ModelAdmin):
     form = KubernetesClusterForm
-    # API servers speak TLS; a URL typed without a scheme means https.
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "server", "credential_kind", "updated_at")
     search_fields = ("name", "server")
     fieldsets = [

@@ -10,7 +10,6 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db import models
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -42,6 +41,8 @@ class ApprovalNodeInline(admin.TabularInline):
 
 class WorkOrderForm(WriteOnlyCredentialsForm):
     credential_fields = ("webhook_secret",)
+    # A webhook URL typed without a scheme means https.
+    webhook_url = forms.URLField(required=False, assume_scheme="https", max_length=512)
 
     class Meta:
         model = WorkOrder
@@ -52,8 +53,6 @@ class WorkOrderForm(WriteOnlyCredentialsForm):
 @admin.register(WorkOrder)
 class WorkOrderAdmin(admin.ModelAdmin):
     form = WorkOrderForm
-    # A webhook URL typed without a scheme means https.
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("key", "name", "business_type", "authorization_ttl_seconds", "enabled")
     list_filter = ("enabled", "business_type")
     search_fields = ("key", "name")
