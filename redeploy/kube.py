@@ -1,18 +1,27 @@
 """Everything that talks to Kubernetes. The only module that uses the official client.
 
-A client is built per call from a cluster's stored credentials. API and network failures leave
+A client per cluster's stored credentials is built on first use and kept, connections and all,
+for the calls that follow: building one and connecting cost more than a call on a warm
+connection (against a real API server, a TLS handshake). API and network failures leave
 this module as the product's exceptions (redeploy.exceptions), carrying the API's own message;
 transient ones are retried here a bounded number of times with backoff. Credentials never
 appear in a message or a log line.
 """
 
 import base64
+import hashlib
 import json
 import logging
+import os
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 
 import urllib3
@@ -36,6 +45,8 @@ PAUSED_MESSAGE = "can't restart paused deployment (run rollout resume first)"
 TIMED_OUT_REASON = "ProgressDeadlineExceeded"
 MAX_RETRY_DELAY = 10.0
 LIST_PAGE_SIZE = 500
+# Clients kept, one per set of cluster credentials; beyond that the least recently used goes.
+MAX_CLIENTS = 32
 
 
 @dataclass(frozen=True)
@@ -135,8 +146,58 @@ def _kubeconfig_of(cluster: KubernetesCluster) -> tuple[dict, str | None]:
     return kubeconfig, cluster.name
 
 
-def api_client(cluster: KubernetesCluster) -> ApiClient:
-    """A client for one cluster; use it as a context manager so its connections are closed."""
+_clients: OrderedDict[str, ApiClient] = OrderedDict()
+_clients_lock = threading.Lock()
+
+
+def _forget_clients() -> None:
+    # A forked process (a prefork worker) must not use its parent's connections.
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_forget_clients)
+
+
+def _credentials_key(cluster: KubernetesCluster) -> str:
+    """Changes whenever anything that goes into the cluster's client does."""
+    fields = (
+        cluster.name,
+        cluster.server,
+        cluster.ca_data,
+        cluster.insecure_skip_tls_verify,
+        cluster.token,
+        cluster.client_cert_data,
+        cluster.client_key_data,
+        cluster.kubeconfig,
+        cluster.kubeconfig_context,
+        cluster.in_cluster,
+    )
+    return hashlib.sha256(json.dumps(fields, default=str).encode()).hexdigest()
+
+
+@contextmanager
+def api_client(cluster: KubernetesCluster) -> Iterator[ApiClient]:
+    """The cluster's client, shared and kept open (thread-safe); use it as a context manager.
+
+    Changed credentials get a new client. Tokens that expire (exec plugins, in-cluster service
+    account tokens) are refreshed by the client itself before a request.
+    """
+    key = _credentials_key(cluster)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is not None:
+            _clients.move_to_end(key)
+    if client is None:
+        # Built outside the lock: loading a kubeconfig may run an exec plugin.
+        built = _new_client(cluster)
+        with _clients_lock:
+            client = _clients.setdefault(key, built)
+            while len(_clients) > MAX_CLIENTS:
+                _clients.popitem(last=False)
+    yield client
+
+
+def _new_client(cluster: KubernetesCluster) -> ApiClient:
     configuration = Configuration()
     try:
         if cluster.in_cluster:
@@ -248,27 +309,50 @@ def get_deployment(*, cluster: KubernetesCluster, namespace: str, name: str) -> 
         )
 
 
-def list_deployments(*, cluster: KubernetesCluster, label_selector: str = "") -> list[V1Deployment]:
-    """Every Deployment of the cluster (all namespaces) matching the label selector."""
+def list_deployments(
+    *, cluster: KubernetesCluster, label_selector: str = "", namespaces: Sequence[str] = ()
+) -> list[V1Deployment]:
+    """The cluster's Deployments matching the label selector: in the given namespaces, one
+    namespaced LIST each (what a namespaced Role allows), or else in all namespaces at once."""
     deployments: list[V1Deployment] = []
-    token = None
     with api_client(cluster) as client:
         apps = AppsV1Api(client)
-        while True:
-            page = _with_retries(
-                lambda token=token: apps.list_deployment_for_all_namespaces(
-                    label_selector=label_selector or None,
-                    limit=LIST_PAGE_SIZE,
-                    _continue=token,
-                    _request_timeout=_timeout(),
-                ),
+        if not namespaces:
+            return _all_pages(
+                apps.list_deployment_for_all_namespaces,
+                label_selector=label_selector,
                 what=f"LIST deployments of {cluster.name}",
-                names_deployment=False,
             )
-            deployments.extend(page.items or [])
-            token = page.metadata._continue if page.metadata else None
-            if not token:
-                return deployments
+        for namespace in namespaces:
+            deployments.extend(
+                _all_pages(
+                    partial(apps.list_namespaced_deployment, namespace),
+                    label_selector=label_selector,
+                    what=f"LIST deployments of {cluster.name}/{namespace}",
+                )
+            )
+    return deployments
+
+
+def _all_pages(list_page, *, label_selector: str, what: str) -> list:
+    """Every item of a LIST, read page by page (LIST_PAGE_SIZE items each)."""
+    items: list = []
+    token = None
+    while True:
+        page = _with_retries(
+            lambda token=token: list_page(
+                label_selector=label_selector or None,
+                limit=LIST_PAGE_SIZE,
+                _continue=token,
+                _request_timeout=_timeout(),
+            ),
+            what=what,
+            names_deployment=False,
+        )
+        items.extend(page.items or [])
+        token = page.metadata._continue if page.metadata else None
+        if not token:
+            return items
 
 
 def restarted_at_of(deployment: V1Deployment) -> str | None:

@@ -3,12 +3,12 @@
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 
 from cratos.exceptions import NotFound
-from tickets.selectors import live_authorizations
+from tickets.selectors import LiveAuthorization, live_authorizations
 
-from .models import DeploymentBinding, RedeployOperation, RedeployTarget
+from .models import Application, DeploymentBinding, RedeployOperation, RedeployTarget
 
 
 def operation_by_id(*, operation_id) -> RedeployOperation:
@@ -110,3 +110,42 @@ def redeploy_choices(*, user) -> list[RedeployChoice]:
         )
         for item in live
     ]
+
+
+# -- applications ----------------------------------------------------------------------------
+
+
+def applications_listed(*, search: str = "") -> QuerySet[Application]:
+    """Applications with their number of bindings (`binding_count`), by name; `search` keeps
+    those whose name contains it, in any case."""
+    applications = Application.objects.annotate(binding_count=Count("bindings")).order_by("name")
+    if search:
+        applications = applications.filter(name__icontains=search)
+    return applications
+
+
+def application_by_name(*, name: str) -> Application:
+    """The application with its bindings and their clusters (raises NotFound)."""
+    application = (
+        Application.objects.prefetch_related(
+            Prefetch(
+                "bindings",
+                queryset=DeploymentBinding.objects.select_related("cluster").order_by(
+                    "cluster__name", "namespace", "deployment_name"
+                ),
+            )
+        )
+        .filter(name=name)
+        .first()
+    )
+    if application is None:
+        raise NotFound(f"Application {name} does not exist.")
+    return application
+
+
+def live_authorization_for(*, user, application_name: str) -> LiveAuthorization | None:
+    """The user's live authorization to redeploy the application, if they hold one."""
+    return next(
+        (item for item in live_authorizations(user=user) if item.entry.name == application_name),
+        None,
+    )

@@ -1,5 +1,6 @@
 """Redeploy writes: request a redeploy, run it (the authoritative check and the restart), follow
-its rollout; register clusters and applications from kubeconfigs and Deployments.
+its rollout; register clusters (from kubeconfigs, or the one the product runs in) and
+applications from Deployments.
 
 Each function writes its audit events in the transaction of the change. Kubernetes calls happen
 between transactions (never while a row lock is held), through redeploy.kube only.
@@ -7,6 +8,7 @@ between transactions (never while a row lock is held), through redeploy.kube onl
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -694,14 +696,19 @@ def check_rollout(*, target_id: int, task_id: str = "") -> float | None:
 # -- clusters and applications ---------------------------------------------------------------
 
 
+def _cluster_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed("Give the cluster a name.")
+    return name
+
+
 @transaction.atomic
 def import_cluster(
     *, name: str, kubeconfig_path: str | Path, context: str | None = None, actor=None
 ) -> tuple[KubernetesCluster, bool]:
     """Register or update the cluster NAME from one context of a kubeconfig file."""
-    name = (name or "").strip()
-    if not name:
-        raise ValidationFailed("Give the cluster a name.")
+    name = _cluster_name(name)
     credentials = kube.read_kubeconfig(Path(kubeconfig_path), context)
     cluster, created = KubernetesCluster.objects.select_for_update().get_or_create(name=name)
     cluster.server = credentials.server
@@ -724,9 +731,36 @@ def import_cluster(
     return cluster, created
 
 
+@transaction.atomic
+def import_in_cluster(*, name: str, actor=None) -> tuple[KubernetesCluster, bool]:
+    """Register or update the cluster NAME as the one the product runs in: reached with the
+    pod's ServiceAccount, so credentials stored by an earlier import are dropped."""
+    name = _cluster_name(name)
+    cluster, created = KubernetesCluster.objects.select_for_update().get_or_create(name=name)
+    cluster.server = ""
+    cluster.ca_data = ""
+    cluster.insecure_skip_tls_verify = False
+    cluster.token = ""
+    cluster.client_cert_data = ""
+    cluster.client_key_data = ""
+    cluster.kubeconfig = ""
+    cluster.kubeconfig_context = ""
+    cluster.in_cluster = True
+    cluster.save()
+    record_event(
+        action=Action.CLUSTER_IMPORTED,
+        actor=actor,
+        cluster_name=name,
+        message=f"{'Registered' if created else 'Updated'} as in-cluster "
+        "(the pod's ServiceAccount)",
+    )
+    return cluster, created
+
+
 @dataclass
 class SyncSummary:
     cluster_name: str
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
     deployments: int = 0
     applications_created: int = 0
     applications_updated: int = 0
@@ -735,8 +769,9 @@ class SyncSummary:
     bindings_present: int = 0
 
     def __str__(self) -> str:
+        where = f" (namespaces {', '.join(self.namespaces)})" if self.namespaces else ""
         return (
-            f"Cluster {self.cluster_name}: {self.deployments} Deployment(s); applications "
+            f"Cluster {self.cluster_name}{where}: {self.deployments} Deployment(s); applications "
             f"{self.applications_created} created, {self.applications_updated} updated, "
             f"{self.applications_unchanged} unchanged; bindings {self.bindings_created} "
             f"created, {self.bindings_present} already present."
@@ -755,16 +790,36 @@ def _synced_tags(current: list[dict], labels: dict[str, str]) -> list[dict]:
     return tags
 
 
+def _namespaces(namespaces: Sequence[str]) -> tuple[str, ...]:
+    """The namespaces, stripped, validated and without repeats (in the order given)."""
+    cleaned = tuple(dict.fromkeys(namespace.strip() for namespace in namespaces))
+    for namespace in cleaned:
+        try:
+            validate_dns1123_label(namespace)
+        except ValidationError as error:
+            raise ValidationFailed(f"Namespace {namespace!r}: {error.messages[0]}") from None
+    return cleaned
+
+
 def sync_applications(
-    *, cluster_name: str, label: str = DEFAULT_APPLICATION_LABEL, actor=None
+    *,
+    cluster_name: str,
+    label: str = DEFAULT_APPLICATION_LABEL,
+    namespaces: Sequence[str] = (),
+    actor=None,
 ) -> SyncSummary:
     """One application per distinct value of `label` among the cluster's Deployments, tagged
-    with their labels, and a binding per (namespace, Deployment). Idempotent; never deletes."""
+    with their labels, and a binding per (namespace, Deployment). Idempotent; never deletes.
+
+    With `namespaces`, only those are listed, one namespaced LIST each: what a ServiceAccount
+    with namespaced Roles (deploy/) may do. Without, every namespace in one LIST.
+    """
+    namespaces = _namespaces(namespaces)
     cluster = KubernetesCluster.objects.filter(name=cluster_name).first()
     if cluster is None:
         raise NotFound(f"No cluster is named {cluster_name}.")
     deployments = sorted(
-        kube.list_deployments(cluster=cluster, label_selector=label),
+        kube.list_deployments(cluster=cluster, label_selector=label, namespaces=namespaces),
         key=lambda d: (d.metadata.namespace, d.metadata.name),
     )
     by_application: dict[str, list] = {}
@@ -772,7 +827,9 @@ def sync_applications(
         value = (deployment.metadata.labels or {}).get(label, "")
         if value:
             by_application.setdefault(value, []).append(deployment)
-    summary = SyncSummary(cluster_name=cluster.name, deployments=len(deployments))
+    summary = SyncSummary(
+        cluster_name=cluster.name, namespaces=namespaces, deployments=len(deployments)
+    )
     with transaction.atomic():
         for name, items in sorted(by_application.items()):
             labels: dict[str, str] = {}

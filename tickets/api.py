@@ -15,6 +15,7 @@ from . import selectors, services
 from .models import Ticket, WorkOrder
 from .serializers import (
     AuthorizationSerializer,
+    EntryRevokeInput,
     TicketApproveInput,
     TicketCancelInput,
     TicketCreateInput,
@@ -41,6 +42,7 @@ class TicketViewSet(viewsets.GenericViewSet):
         "approve": TicketApproveInput,
         "reject": TicketRejectInput,
         "cancel": TicketCancelInput,
+        "revoke": EntryRevokeInput,
     }
 
     def get_serializer_class(self):
@@ -118,6 +120,21 @@ class TicketViewSet(viewsets.GenericViewSet):
         data = self._input(request)
         ticket = services.cancel_ticket(ticket=ticket, actor=request.user, reason=data["reason"])
         return self._ticket_response(ticket)
+
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path=r"entries/(?P<entry_id>[0-9]+)/revoke",
+        url_name="revoke",
+    )
+    def revoke(self, request, ticket_no: str, entry_id: str):
+        """Withdraw the live authorization of one entry (approvers and administrators)."""
+        entry = selectors.entry_for_revocation(
+            ticket_no=ticket_no, entry_id=int(entry_id), user=request.user
+        )
+        data = self._input(request)
+        services.revoke_authorization(entry=entry, actor=request.user, reason=data["reason"])
+        return self._ticket_response(entry.ticket)
 
 
 class AuthorizationListView(APIView):

@@ -63,6 +63,11 @@ class TicketCancelInput(InputSerializer):
     reason = _reason_field(required=False, default="")
 
 
+class EntryRevokeInput(InputSerializer):
+    # Optional here: the service refuses a revocation without a reason, in its own words.
+    reason = _reason_field(required=False, default="")
+
+
 class UtcDateTimeField(serializers.DateTimeField):
     def __init__(self, **kwargs):
         super().__init__(default_timezone=UTC, **kwargs)

@@ -70,6 +70,8 @@ def ticket_create(request):
         raise Http404 from None
     form = TicketCreateForm(
         request.POST if request.method == "POST" else None,
+        # Links from an application's page preselect it (?application=<name>).
+        initial={"applications": request.GET.getlist("application")},
         work_order=work_order,
         applicant=request.user,
     )

@@ -130,3 +130,154 @@ def test_sync_applications_with_another_label(sim, tmp_path):
 def test_sync_applications_needs_a_known_cluster():
     with pytest.raises(CommandError, match="No cluster is named nope"):
         command("sync_applications", "--cluster", "nope")
+
+
+# -- import_cluster --in-cluster ---------------------------------------------------------------
+
+
+def test_import_cluster_in_cluster_needs_no_kubeconfig():
+    output = command("import_cluster", "local", "--in-cluster")
+
+    cluster = KubernetesCluster.objects.get(name="local")
+    assert output.strip() == "Registered cluster local (in-cluster)"
+    assert cluster.in_cluster
+    assert (cluster.server, cluster.token, cluster.kubeconfig) == ("", "", "")
+    event = AuditEvent.objects.get(action="cluster.imported")
+    assert (event.cluster_name, event.outcome) == ("local", "SUCCESS")
+    assert "in-cluster" in event.message
+
+
+def test_import_cluster_in_cluster_drops_the_stored_credentials(sim, tmp_path, monkeypatch):
+    path = sim.kubeconfig(tmp_path / "config")
+    command("import_cluster", "lab", "--kubeconfig", str(path))
+    sim.add_deployment("shop", "web")
+
+    output = command("import_cluster", "lab", "--in-cluster")
+
+    cluster = KubernetesCluster.objects.get()
+    assert output.strip() == "Updated cluster lab (in-cluster)"
+    assert cluster.in_cluster
+    assert (cluster.server, cluster.ca_data, cluster.token) == ("", "", "")
+    assert (cluster.client_cert_data, cluster.client_key_data, cluster.kubeconfig) == ("", "", "")
+    # The worker now uses the pod's ServiceAccount: outside a pod there is none to use.
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(kube.KubeError, match="configuration of cluster lab is not usable"):
+        kube.get_deployment(cluster=cluster, namespace="shop", name="web")
+    # And back to the kubeconfig.
+    command("import_cluster", "lab", "--kubeconfig", str(path))
+    cluster.refresh_from_db()
+    assert not cluster.in_cluster
+    assert kube.get_deployment(cluster=cluster, namespace="shop", name="web")
+    assert AuditEvent.objects.filter(action="cluster.imported", cluster_name="lab").count() == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "one of the arguments --kubeconfig --in-cluster is required"),
+        (("--in-cluster", "--kubeconfig", "config"), "not allowed with argument"),
+        (("--in-cluster", "--context", "lab"), "give --kubeconfig with it"),
+    ],
+)
+def test_import_cluster_takes_a_kubeconfig_or_in_cluster(args, message):
+    with pytest.raises(CommandError, match=message):
+        command("import_cluster", "lab", *args)
+    assert not KubernetesCluster.objects.exists()
+    assert not AuditEvent.objects.exists()
+
+
+# -- sync_applications --namespace -------------------------------------------------------------
+
+
+def deployment_lists(sim) -> list[str]:
+    """The paths of the LIST requests for Deployments the simulator received."""
+    return [
+        request.path
+        for request in sim.requests
+        if request.method == "GET" and request.path.rstrip("/").endswith("/deployments")
+    ]
+
+
+@pytest.fixture
+def demo_cluster(sim, tmp_path):
+    """The demo Deployments plus one in a namespace nobody named, and the cluster imported."""
+    seed_demo(sim)
+    sim.add_deployment("kube-system", "coredns")
+    command("import_cluster", "lab", "--kubeconfig", str(sim.kubeconfig(tmp_path / "config")))
+    sim.reset_requests()
+    return sim
+
+
+def test_sync_applications_lists_every_namespace_at_once_by_default(demo_cluster):
+    command("sync_applications", "--cluster", "lab")
+
+    assert deployment_lists(demo_cluster) == ["/apis/apps/v1/deployments"]
+    assert Application.objects.filter(name="coredns").exists()
+
+
+def test_sync_applications_in_named_namespaces_lists_only_those(demo_cluster):
+    output = command(
+        "sync_applications", "--cluster", "lab", "--namespace", "shop", "--namespace", "payments"
+    )
+
+    assert deployment_lists(demo_cluster) == [
+        "/apis/apps/v1/namespaces/shop/deployments",
+        "/apis/apps/v1/namespaces/payments/deployments",
+    ]
+    demo = {(namespace, name) for namespace, name, *_ in DEMO}
+    assert set(Application.objects.values_list("name", flat=True)) == {n for _, n in demo}
+    assert set(DeploymentBinding.objects.values_list("namespace", "deployment_name")) == demo
+    count = len(demo)
+    assert output.strip() == (
+        f"Cluster lab (namespaces shop, payments): {count} Deployment(s); applications "
+        f"{count} created, 0 updated, 0 unchanged; bindings {count} created, 0 already present."
+    )
+    event = AuditEvent.objects.get(action="applications.synced")
+    assert "namespaces shop, payments" in event.message
+
+
+def test_sync_applications_in_one_namespace_leaves_the_others_alone(demo_cluster):
+    command(
+        "sync_applications",
+        "--cluster",
+        "lab",
+        "--namespace",
+        "payments",
+        "--namespace",
+        "payments",
+    )
+
+    assert deployment_lists(demo_cluster) == ["/apis/apps/v1/namespaces/payments/deployments"]
+    assert set(DeploymentBinding.objects.values_list("namespace", flat=True)) == {"payments"}
+
+
+def test_sync_applications_fails_whole_when_a_namespace_may_not_be_listed(demo_cluster):
+    demo_cluster.forbid("payments")
+
+    with pytest.raises(CommandError, match='cannot list resource "deployments"'):
+        command(
+            "sync_applications",
+            "--cluster",
+            "lab",
+            "--namespace",
+            "shop",
+            "--namespace",
+            "payments",
+        )
+
+    assert not Application.objects.exists()
+    assert not AuditEvent.objects.filter(action="applications.synced").exists()
+
+
+def test_sync_applications_refuses_a_namespace_that_is_no_name(demo_cluster):
+    with pytest.raises(CommandError, match="Namespace 'Shop_1'"):
+        command("sync_applications", "--cluster", "lab", "--namespace", "Shop_1")
+
+    assert deployment_lists(demo_cluster) == []
+    assert not Application.objects.exists()
+
+
+def test_import_cluster_in_cluster_needs_a_name():
+    with pytest.raises(CommandError, match=r"Give the cluster a name\."):
+        command("import_cluster", "  ", "--in-cluster")
+    assert not KubernetesCluster.objects.exists()

@@ -688,3 +688,12 @@ def test_pages_follow_the_chosen_language(as_alice):
 def test_add_form_says_when_every_application_is_on_the_ticket(as_alice, alice, web):
     ticket = TicketFactory(applicant=alice, applications=[web])
     assert shows(as_alice.get(detail_url(ticket)), "Every application is already on this ticket.")
+
+
+def test_new_ticket_form_preselects_the_application_from_the_link(client, alice, web, api_app):
+    client.force_login(alice)
+
+    response = client.get("/tickets/new/?application=web")
+
+    assert response.status_code == 200
+    assert response.context["form"]["applications"].value() == ["web"]

@@ -1,26 +1,41 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from cratos.exceptions import DomainError
-from redeploy.services import import_cluster
+from redeploy.services import import_cluster, import_in_cluster
 
 
 class Command(BaseCommand):
     help = (
         "Register or update a Kubernetes cluster from a kubeconfig context: server, CA and "
-        "token or client certificate, or the whole context when it needs more (exec plugins)."
+        "token or client certificate, or the whole context when it needs more (exec plugins). "
+        "With --in-cluster, the cluster the product runs in, reached with the pod's "
+        "ServiceAccount."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("name", help="the cluster's name in Cratos")
-        parser.add_argument("--kubeconfig", required=True, help="path of the kubeconfig file")
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--kubeconfig", help="path of the kubeconfig file")
+        source.add_argument(
+            "--in-cluster",
+            action="store_true",
+            help="the cluster the product runs in (the worker's ServiceAccount; no kubeconfig)",
+        )
         parser.add_argument("--context", help="kubeconfig context (default: current-context)")
 
-    def handle(self, *args, name, kubeconfig, context, **options):
+    def handle(self, *args, name, kubeconfig, in_cluster, context, **options):
+        if in_cluster and context:
+            raise CommandError("--context names a kubeconfig context; give --kubeconfig with it.")
         try:
-            cluster, created = import_cluster(
-                name=name, kubeconfig_path=kubeconfig, context=context
-            )
+            if in_cluster:
+                cluster, created = import_in_cluster(name=name)
+                where = "in-cluster"
+            else:
+                cluster, created = import_cluster(
+                    name=name, kubeconfig_path=kubeconfig, context=context
+                )
+                where = cluster.server
         except DomainError as error:
             raise CommandError(error.message) from error
         verb = "Registered" if created else "Updated"
-        self.stdout.write(self.style.SUCCESS(f"{verb} cluster {cluster.name} ({cluster.server})"))
+        self.stdout.write(self.style.SUCCESS(f"{verb} cluster {cluster.name} ({where})"))

@@ -17,10 +17,20 @@ class Command(BaseCommand):
             default=DEFAULT_APPLICATION_LABEL,
             help=f"label whose value names the application (default: {DEFAULT_APPLICATION_LABEL})",
         )
+        parser.add_argument(
+            "--namespace",
+            action="append",
+            dest="namespaces",
+            default=[],
+            metavar="NS",
+            help="list Deployments in this namespace only (repeatable); needed when the "
+            "cluster's credentials may list namespace by namespace only, as deploy/'s Roles "
+            "allow (default: every namespace)",
+        )
 
-    def handle(self, *args, cluster, label, **options):
+    def handle(self, *args, cluster, label, namespaces, **options):
         try:
-            summary = sync_applications(cluster_name=cluster, label=label)
+            summary = sync_applications(cluster_name=cluster, label=label, namespaces=namespaces)
         except DomainError as error:
             raise CommandError(error.message) from error
         self.stdout.write(self.style.SUCCESS(str(summary)))
