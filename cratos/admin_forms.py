@@ -1,6 +1,7 @@
 """Admin forms shared by the apps."""
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 
 class WriteOnlyTextarea(forms.Textarea):
@@ -20,7 +21,7 @@ class WriteOnlyCredentialsForm(forms.ModelForm):
     credential_fields: tuple[str, ...] = ()
 
     forget_credentials = forms.MultipleChoiceField(
-        required=False, widget=forms.CheckboxSelectMultiple, label="Remove stored"
+        required=False, widget=forms.CheckboxSelectMultiple, label=_("Remove stored")
     )
 
     def __init__(self, *args, **kwargs):
@@ -31,9 +32,9 @@ class WriteOnlyCredentialsForm(forms.ModelForm):
         for name in self.credential_fields:
             self.initial[name] = ""
             self.fields[name].help_text = (
-                "A value is stored; leave blank to keep it."
+                _("A value is stored; leave blank to keep it.")
                 if getattr(self.instance, name)
-                else "Not set."
+                else _("Not set.")
             )
 
     def clean(self):
@@ -42,7 +43,7 @@ class WriteOnlyCredentialsForm(forms.ModelForm):
         for name in self.credential_fields:
             if cleaned.get(name):
                 if name in forget:
-                    self.add_error(name, "Enter a new value or remove the stored one, not both.")
+                    self.add_error(name, _("Enter a new value or remove the stored one, not both."))
             elif name in forget:
                 cleaned[name] = ""
             else:

@@ -94,7 +94,7 @@ class KubernetesClusterForm(WriteOnlyCredentialsForm):
     credential_fields = CREDENTIAL_FIELDS
     # API servers speak TLS; a URL typed without a scheme means https.
     server = forms.URLField(
-        label="API server URL", required=False, assume_scheme="https", max_length=512
+        label=_("API server URL"), required=False, assume_scheme="https", max_length=512
     )
 
     class Meta:

@@ -3,6 +3,8 @@ import uuid
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from cratos.fields import EncryptedTextField
 
@@ -18,7 +20,9 @@ def validate_tags(value) -> None:
         and isinstance(tag["value"], str)
         for tag in value
     ):
-        raise ValidationError('Tags must be a list of {"key": "...", "value": "..."} objects.')
+        raise ValidationError(
+            gettext('Tags must be a list of {"key": "...", "value": "..."} objects.')
+        )
 
 
 def render_tags(tags: list[dict]) -> str:
@@ -48,17 +52,18 @@ class Application(models.Model):
 
 class KubernetesCluster(models.Model):
     name = models.CharField(max_length=64, unique=True)
-    server = models.URLField("API server URL", max_length=512, blank=True)
-    ca_data = models.TextField("CA certificate (PEM)", blank=True)
+    server = models.URLField(_("API server URL"), max_length=512, blank=True)
+    ca_data = models.TextField(_("CA certificate (PEM)"), blank=True)
     insecure_skip_tls_verify = models.BooleanField(default=False)
     # Credentials, encrypted at rest and never rendered back. A kubeconfig, when given, wins.
     token = EncryptedTextField(blank=True)
-    client_cert_data = EncryptedTextField("client certificate (PEM)", blank=True)
-    client_key_data = EncryptedTextField("client key (PEM)", blank=True)
+    client_cert_data = EncryptedTextField(_("client certificate (PEM)"), blank=True)
+    client_key_data = EncryptedTextField(_("client key (PEM)"), blank=True)
     kubeconfig = EncryptedTextField(blank=True)
     kubeconfig_context = models.CharField(max_length=253, blank=True)
     in_cluster = models.BooleanField(
-        default=False, help_text="Use the pod's ServiceAccount instead of stored credentials."
+        default=False,
+        help_text=_("Use the pod's ServiceAccount instead of stored credentials."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -72,7 +77,9 @@ class KubernetesCluster(models.Model):
 
     def clean(self) -> None:
         if not (self.in_cluster or self.kubeconfig or self.server):
-            raise ValidationError("Give an API server URL, a kubeconfig, or choose in-cluster.")
+            raise ValidationError(
+                gettext("Give an API server URL, a kubeconfig, or choose in-cluster.")
+            )
 
 
 class DeploymentBinding(models.Model):
@@ -104,10 +111,11 @@ class RedeployOperation(models.Model):
     """One redeploy request; it restarts one Deployment in one or several clusters (targets)."""
 
     class State(models.TextChoices):
-        QUEUED = "QUEUED"
-        RUNNING = "RUNNING"
-        SUCCEEDED = "SUCCEEDED"
-        FAILED = "FAILED"
+        # Labels as Django derives them from the names (so no migration), made translatable.
+        QUEUED = "QUEUED", _("Queued")
+        RUNNING = "RUNNING", _("Running")
+        SUCCEEDED = "SUCCEEDED", _("Succeeded")
+        FAILED = "FAILED", _("Failed")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     requested_by = models.ForeignKey(
@@ -116,7 +124,7 @@ class RedeployOperation(models.Model):
     application_name = models.CharField(max_length=128)
     namespace = models.CharField(max_length=63)
     deployment_name = models.CharField(max_length=253)
-    cluster_name = models.CharField(max_length=64, blank=True, help_text="Empty: every cluster.")
+    cluster_name = models.CharField(max_length=64, blank=True, help_text=_("Empty: every cluster."))
     # The ticket whose authorization this operation consumed (set once consumed).
     ticket = models.ForeignKey(
         "tickets.Ticket",
@@ -151,10 +159,10 @@ class RedeployTarget(models.Model):
     """The redeploy record of one Deployment in one cluster: what was done and how it ended."""
 
     class State(models.TextChoices):
-        PENDING = "PENDING"
-        ROLLING = "ROLLING"
-        SUCCEEDED = "SUCCEEDED"
-        FAILED = "FAILED"
+        PENDING = "PENDING", _("Pending")
+        ROLLING = "ROLLING", _("Rolling")
+        SUCCEEDED = "SUCCEEDED", _("Succeeded")
+        FAILED = "FAILED", _("Failed")
 
     operation = models.ForeignKey(
         RedeployOperation, on_delete=models.CASCADE, related_name="targets"
@@ -206,34 +214,35 @@ class AuditEvent(models.Model):
     """Append-only record of every step. Written by services only; never updated or deleted."""
 
     class Action(models.TextChoices):
-        TICKET_CREATED = "ticket.created"
-        TICKET_ENTRY_ADDED = "ticket.entry_added"
-        TICKET_ENTRY_REMOVED = "ticket.entry_removed"
-        TICKET_SUBMITTED = "ticket.submitted"
-        TICKET_APPROVED = "ticket.approved"
-        TICKET_REJECTED = "ticket.rejected"
-        TICKET_CANCELLED = "ticket.cancelled"
-        TICKET_EXPIRED = "ticket.expired"
-        TICKET_COMPLETED = "ticket.completed"
-        AUTHORIZATION_MINTED = "authorization.minted"
-        AUTHORIZATION_CONSUMED = "authorization.consumed"
-        AUTHORIZATION_RESTORED = "authorization.restored"
-        AUTHORIZATION_EXPIRED = "authorization.expired"
-        AUTHORIZATION_REVOKED = "authorization.revoked"
-        REDEPLOY_REQUESTED = "redeploy.requested"
-        REDEPLOY_REFUSED = "redeploy.refused"
-        REDEPLOY_STARTED = "redeploy.started"
-        REDEPLOY_SUCCEEDED = "redeploy.succeeded"
-        REDEPLOY_FAILED = "redeploy.failed"
-        ROLLOUT_COMPLETE = "rollout.complete"
-        ROLLOUT_FAILED = "rollout.failed"
-        CLUSTER_IMPORTED = "cluster.imported"
-        APPLICATIONS_SYNCED = "applications.synced"
+        # Labels as Django derives them from the names (so no migration), made translatable.
+        TICKET_CREATED = "ticket.created", _("Ticket Created")
+        TICKET_ENTRY_ADDED = "ticket.entry_added", _("Ticket Entry Added")
+        TICKET_ENTRY_REMOVED = "ticket.entry_removed", _("Ticket Entry Removed")
+        TICKET_SUBMITTED = "ticket.submitted", _("Ticket Submitted")
+        TICKET_APPROVED = "ticket.approved", _("Ticket Approved")
+        TICKET_REJECTED = "ticket.rejected", _("Ticket Rejected")
+        TICKET_CANCELLED = "ticket.cancelled", _("Ticket Cancelled")
+        TICKET_EXPIRED = "ticket.expired", _("Ticket Expired")
+        TICKET_COMPLETED = "ticket.completed", _("Ticket Completed")
+        AUTHORIZATION_MINTED = "authorization.minted", _("Authorization Minted")
+        AUTHORIZATION_CONSUMED = "authorization.consumed", _("Authorization Consumed")
+        AUTHORIZATION_RESTORED = "authorization.restored", _("Authorization Restored")
+        AUTHORIZATION_EXPIRED = "authorization.expired", _("Authorization Expired")
+        AUTHORIZATION_REVOKED = "authorization.revoked", _("Authorization Revoked")
+        REDEPLOY_REQUESTED = "redeploy.requested", _("Redeploy Requested")
+        REDEPLOY_REFUSED = "redeploy.refused", _("Redeploy Refused")
+        REDEPLOY_STARTED = "redeploy.started", _("Redeploy Started")
+        REDEPLOY_SUCCEEDED = "redeploy.succeeded", _("Redeploy Succeeded")
+        REDEPLOY_FAILED = "redeploy.failed", _("Redeploy Failed")
+        ROLLOUT_COMPLETE = "rollout.complete", _("Rollout Complete")
+        ROLLOUT_FAILED = "rollout.failed", _("Rollout Failed")
+        CLUSTER_IMPORTED = "cluster.imported", _("Cluster Imported")
+        APPLICATIONS_SYNCED = "applications.synced", _("Applications Synced")
 
     class Outcome(models.TextChoices):
-        SUCCESS = "SUCCESS"
-        FAILURE = "FAILURE"
-        INFO = "INFO"
+        SUCCESS = "SUCCESS", _("Success")
+        FAILURE = "FAILURE", _("Failure")
+        INFO = "INFO", _("Info")
 
     created_at = models.DateTimeField(auto_now_add=True)
     actor = models.ForeignKey(

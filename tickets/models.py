@@ -3,6 +3,8 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from cratos.fields import EncryptedTextField
 
@@ -22,7 +24,8 @@ class WorkOrder(models.Model):
         max_length=512, blank=True, validators=[URLValidator(schemes=["http", "https"])]
     )
     webhook_secret = EncryptedTextField(
-        blank=True, help_text="Key of the HMAC-SHA256 signature in the X-Cratos-Signature header."
+        blank=True,
+        help_text=_("Key of the HMAC-SHA256 signature in the X-Cratos-Signature header."),
     )
 
     class Meta:
@@ -33,7 +36,9 @@ class WorkOrder(models.Model):
 
     def clean(self) -> None:
         if self.webhook_url and not self.webhook_secret:
-            raise ValidationError({"webhook_secret": "A webhook needs a secret to sign with."})
+            raise ValidationError(
+                {"webhook_secret": gettext("A webhook needs a secret to sign with.")}
+            )
 
     @property
     def has_webhook(self) -> bool:
@@ -44,9 +49,9 @@ class ApprovalNode(models.Model):
     """One step of a work order's approval chain, in `position` order."""
 
     class Type(models.TextChoices):
-        OR_BATCH = "OR_BATCH", "Any candidate approves"
-        USER_SPECIFIED = "USER_SPECIFIED", "Applicant picks the approver"
-        CC_TO = "CC_TO", "Informed only"
+        OR_BATCH = "OR_BATCH", _("Any candidate approves")
+        USER_SPECIFIED = "USER_SPECIFIED", _("Applicant picks the approver")
+        CC_TO = "CC_TO", _("Informed only")
 
     work_order = models.ForeignKey(WorkOrder, on_delete=models.CASCADE, related_name="nodes")
     position = models.PositiveSmallIntegerField()
@@ -71,12 +76,13 @@ class ApprovalNode(models.Model):
 
 class Ticket(models.Model):
     class State(models.TextChoices):
-        NEW = "NEW"
-        IN_APPROVAL = "IN_APPROVAL"
-        APPROVED = "APPROVED"
-        COMPLETED = "COMPLETED"
-        REJECTED = "REJECTED"
-        CLOSED = "CLOSED"
+        # Labels as Django derives them from the names (so no migration), made translatable.
+        NEW = "NEW", _("New")
+        IN_APPROVAL = "IN_APPROVAL", _("In Approval")
+        APPROVED = "APPROVED", _("Approved")
+        COMPLETED = "COMPLETED", _("Completed")
+        REJECTED = "REJECTED", _("Rejected")
+        CLOSED = "CLOSED", _("Closed")
 
     # Assigned from the primary key right after insert, so concurrent creation never collides.
     ticket_no = models.CharField(  # noqa: DJ001  (NULL until assigned; many NULLs stay unique)
@@ -134,12 +140,13 @@ class TicketEntry(models.Model):
     """One application on a ticket, with a snapshot taken when it was added."""
 
     class State(models.TextChoices):
-        DRAFT = "DRAFT"  # ticket not yet approved
-        AUTHORIZED = "AUTHORIZED"  # a live authorization was minted
-        USED = "USED"
-        EXPIRED = "EXPIRED"
-        REVOKED = "REVOKED"
-        CANCELLED = "CANCELLED"  # the ticket was rejected, withdrawn or expired before approval
+        DRAFT = "DRAFT", _("Draft")  # ticket not yet approved
+        AUTHORIZED = "AUTHORIZED", _("Authorized")  # a live authorization was minted
+        USED = "USED", _("Used")
+        EXPIRED = "EXPIRED", _("Expired")
+        REVOKED = "REVOKED", _("Revoked")
+        # The ticket was rejected, withdrawn or expired before approval.
+        CANCELLED = "CANCELLED", _("Cancelled")
 
     SETTLED_STATES = (State.USED, State.EXPIRED, State.REVOKED)
 
@@ -158,7 +165,7 @@ class TicketEntry(models.Model):
 
     class Meta:
         ordering = ["ticket", "id"]
-        verbose_name_plural = "ticket entries"
+        verbose_name_plural = _("ticket entries")
         constraints = [
             models.UniqueConstraint(fields=["ticket", "name"], name="unique_entry_per_ticket")
         ]
@@ -176,8 +183,8 @@ class Approval(models.Model):
     """The one decision taken on one node of one ticket."""
 
     class Decision(models.TextChoices):
-        APPROVE = "APPROVE"
-        REJECT = "REJECT"
+        APPROVE = "APPROVE", _("Approve")
+        REJECT = "REJECT", _("Reject")
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="approvals")
     node = models.ForeignKey(ApprovalNode, on_delete=models.PROTECT, related_name="+")
