@@ -7,10 +7,9 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from cratos.api import InputSerializer, StrictCharField
-from tickets.serializers import UtcDateTimeField
+from tickets.serializers import MAX_APPLICATION_NAME_LENGTH, UtcDateTimeField
 
 # Bounds against oversized input only; the service gives the DNS-1123 verdict in its own words.
-MAX_APPLICATION_NAME_LENGTH = 128
 MAX_KUBERNETES_NAME_LENGTH = 253
 MAX_CLUSTER_NAME_LENGTH = 64
 

@@ -703,6 +703,23 @@ def _cluster_name(name: str) -> str:
     return name
 
 
+def _register_cluster(
+    *, name: str, actor, source: str, **connection
+) -> tuple[KubernetesCluster, bool]:
+    """Create or update the cluster NAME with every `connection` field, and audit it."""
+    cluster, created = KubernetesCluster.objects.select_for_update().get_or_create(name=name)
+    for field, value in connection.items():
+        setattr(cluster, field, value)
+    cluster.save()
+    record_event(
+        action=Action.CLUSTER_IMPORTED,
+        actor=actor,
+        cluster_name=name,
+        message=f"{'Registered' if created else 'Updated'} {source}",
+    )
+    return cluster, created
+
+
 @transaction.atomic
 def import_cluster(
     *, name: str, kubeconfig_path: str | Path, context: str | None = None, actor=None
@@ -710,51 +727,40 @@ def import_cluster(
     """Register or update the cluster NAME from one context of a kubeconfig file."""
     name = _cluster_name(name)
     credentials = kube.read_kubeconfig(Path(kubeconfig_path), context)
-    cluster, created = KubernetesCluster.objects.select_for_update().get_or_create(name=name)
-    cluster.server = credentials.server
-    cluster.ca_data = credentials.ca_data
-    cluster.insecure_skip_tls_verify = credentials.insecure_skip_tls_verify
-    cluster.token = credentials.token
-    cluster.client_cert_data = credentials.client_cert_data
-    cluster.client_key_data = credentials.client_key_data
-    cluster.kubeconfig = credentials.kubeconfig
-    cluster.kubeconfig_context = credentials.kubeconfig_context
-    cluster.in_cluster = False
-    cluster.save()
-    record_event(
-        action=Action.CLUSTER_IMPORTED,
+    return _register_cluster(
+        name=name,
         actor=actor,
-        cluster_name=name,
-        message=f"{'Registered' if created else 'Updated'} from {kubeconfig_path}: "
-        f"{credentials.server} ({credentials.kind})",
+        source=f"from {kubeconfig_path}: {credentials.server} ({credentials.kind})",
+        server=credentials.server,
+        ca_data=credentials.ca_data,
+        insecure_skip_tls_verify=credentials.insecure_skip_tls_verify,
+        token=credentials.token,
+        client_cert_data=credentials.client_cert_data,
+        client_key_data=credentials.client_key_data,
+        kubeconfig=credentials.kubeconfig,
+        kubeconfig_context=credentials.kubeconfig_context,
+        in_cluster=False,
     )
-    return cluster, created
 
 
 @transaction.atomic
 def import_in_cluster(*, name: str, actor=None) -> tuple[KubernetesCluster, bool]:
     """Register or update the cluster NAME as the one the product runs in: reached with the
     pod's ServiceAccount, so credentials stored by an earlier import are dropped."""
-    name = _cluster_name(name)
-    cluster, created = KubernetesCluster.objects.select_for_update().get_or_create(name=name)
-    cluster.server = ""
-    cluster.ca_data = ""
-    cluster.insecure_skip_tls_verify = False
-    cluster.token = ""
-    cluster.client_cert_data = ""
-    cluster.client_key_data = ""
-    cluster.kubeconfig = ""
-    cluster.kubeconfig_context = ""
-    cluster.in_cluster = True
-    cluster.save()
-    record_event(
-        action=Action.CLUSTER_IMPORTED,
+    return _register_cluster(
+        name=_cluster_name(name),
         actor=actor,
-        cluster_name=name,
-        message=f"{'Registered' if created else 'Updated'} as in-cluster "
-        "(the pod's ServiceAccount)",
+        source="as in-cluster (the pod's ServiceAccount)",
+        server="",
+        ca_data="",
+        insecure_skip_tls_verify=False,
+        token="",
+        client_cert_data="",
+        client_key_data="",
+        kubeconfig="",
+        kubeconfig_context="",
+        in_cluster=True,
     )
-    return cluster, created
 
 
 @dataclass

@@ -4,6 +4,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.factories import RedeployWorkOrderFactory, UserFactory
 from tests.support import redis_down
 
 
@@ -47,3 +48,33 @@ def unreachable_redis():
 def _tasks_inline(settings):
     # Without a broker, tasks run inline in tests (the demo runs them in a thread).
     settings.TASKS_IN_THREADS = False
+
+
+@pytest.fixture
+def work_order(db):
+    """The APPLICATION_REDEPLOY work order with its one "Approvers" node (rebuilt when a
+    transactional test flushed the migration's)."""
+    return RedeployWorkOrderFactory()
+
+
+# The cast: alice asks, bob, carol and dave approve (the work order's "Approvers").
+
+
+@pytest.fixture
+def alice(work_order):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob(work_order):
+    return UserFactory(username="bob", groups=["Approvers"])
+
+
+@pytest.fixture
+def carol(work_order):
+    return UserFactory(username="carol", groups=["Approvers"])
+
+
+@pytest.fixture
+def dave(work_order):
+    return UserFactory(username="dave", groups=["Approvers"])

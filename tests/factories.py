@@ -2,7 +2,7 @@
 
 import factory
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
 from redeploy.models import Application, DeploymentBinding, KubernetesCluster
@@ -23,6 +23,15 @@ class UserFactory(factory.django.DjangoModelFactory):
     def groups(self, create, extracted, **kwargs):
         for name in extracted or []:
             self.groups.add(Group.objects.get_or_create(name=name)[0])
+
+    @factory.post_generation
+    def permissions(self, create, extracted, **kwargs):
+        """Granted to the user directly, as "app_label.codename"."""
+        for name in extracted or []:
+            app_label, codename = name.split(".")
+            self.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
 
 
 class GroupFactory(factory.django.DjangoModelFactory):
@@ -84,6 +93,21 @@ class ApprovalNodeFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"node-{n}")
     node_type = ApprovalNode.Type.OR_BATCH
     group = factory.SubFactory(GroupFactory)
+
+
+def approval_chain(work_order, *nodes: tuple[str, str, str]) -> list[ApprovalNode]:
+    """Replace the work order's approval chain with (node type, name, group name) nodes."""
+    work_order.nodes.all().delete()
+    return [
+        ApprovalNodeFactory(
+            work_order=work_order,
+            position=position,
+            name=name,
+            node_type=node_type,
+            group=GroupFactory(name=group),
+        )
+        for position, (node_type, name, group) in enumerate(nodes, start=1)
+    ]
 
 
 class RedeployWorkOrderFactory(WorkOrderFactory):

@@ -8,7 +8,6 @@ from django.http import Http404
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework import exceptions
-from rest_framework.test import APIClient
 
 from cratos.api import exception_handler
 from cratos.exceptions import (
@@ -19,7 +18,8 @@ from cratos.exceptions import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from tests.factories import ApplicationFactory, UserFactory
+from tests.factories import ApplicationFactory
+from tests.support import client_for
 
 TICKETS = "/api/v1/tickets/"
 LONG = "x" * 10_000
@@ -132,11 +132,9 @@ def test_unexpected_exceptions_are_left_to_the_server_error_path():
 
 
 @pytest.fixture
-def client(db):
+def client(alice):
     ApplicationFactory(name="web")
-    client = APIClient()
-    client.force_authenticate(UserFactory(username="alice"))
-    return client
+    return client_for(alice)
 
 
 def post_json(client, url, body):

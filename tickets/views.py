@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
 
-from cratos.exceptions import DomainError
+from cratos.exceptions import DomainError, ValidationFailed
 from redeploy import selectors as redeploy_selectors
 from redeploy.audit_selectors import audit_events_for_ticket
 from redeploy.tables import AuditTrailTable
@@ -17,7 +17,8 @@ from redeploy.tables import AuditTrailTable
 from . import selectors, services
 from .forms import AddEntriesForm, CancelForm, SubmitForm, TicketCreateForm
 from .models import Ticket, WorkOrder
-from .rules import applicant_refusal, decision_refusal, entries_refusal, transition_refusal
+from .notifications import eligible_approvers
+from .rules import applicant_refusal, entries_refusal, transition_refusal
 from .tables import TicketTable
 
 REDEPLOY_WORK_ORDER_KEY = "APPLICATION_REDEPLOY"
@@ -37,21 +38,6 @@ def format_time_left(seconds: int) -> str:
 
 def _visible_ticket(request, ticket_no: str) -> Ticket:
     return selectors.visible_ticket(ticket_no=ticket_no, user=request.user)
-
-
-def _deciders(ticket: Ticket) -> list:
-    """Who may decide the current node now, as tickets.rules says."""
-    node = ticket.current_node
-    if node is None:
-        return []
-    candidates = {user.pk: user for user in node.group.user_set.filter(is_active=True)}
-    for chosen in ticket.chosen_approvers.all():
-        if chosen.node_id == node.pk:
-            candidates.setdefault(chosen.user_id, chosen.user)
-    eligible = [
-        user for user in candidates.values() if decision_refusal(ticket=ticket, user=user) is None
-    ]
-    return sorted(eligible, key=lambda user: user.get_username())
 
 
 @login_required
@@ -129,7 +115,7 @@ def ticket_detail(request, ticket_no: str):
         "entry_rows": list(zip(entries, rows, strict=True)),
         "approvals": ticket.approvals.all(),
         "state_changes": ticket.state_changes.all(),
-        "deciders": _deciders(ticket),
+        "deciders": eligible_approvers(ticket=ticket),
         "redeploy_targets": redeploy_selectors.redeploy_targets_of(ticket=ticket),
         "revocable_entry_ids": selectors.revocable_entry_ids(ticket=ticket, user=user),
         "audit_trail": AuditTrailTable(audit_events_for_ticket(ticket=ticket), exclude=("ticket",)),
@@ -146,8 +132,13 @@ def ticket_detail(request, ticket_no: str):
     return render(request, "tickets/ticket_detail.html", context)
 
 
-def _form_errors(form) -> str:
-    return " ".join(str(error) for errors in form.errors.values() for error in errors)
+def _valid(form):
+    """The form, if valid; else ValidationFailed with its errors (the action's message)."""
+    if not form.is_valid():
+        raise ValidationFailed(
+            " ".join(str(error) for errors in form.errors.values() for error in errors)
+        )
+    return form
 
 
 def _ticket_action(action):
@@ -162,8 +153,7 @@ def _ticket_action(action):
         except DomainError as exc:
             messages.error(request, exc.message)
         else:
-            if text:
-                messages.success(request, text)
+            messages.success(request, text)
         return redirect("tickets:detail", ticket_no=ticket.ticket_no)
 
     view.__name__ = action.__name__
@@ -172,38 +162,28 @@ def _ticket_action(action):
 
 
 @_ticket_action
-def ticket_submit(request, ticket: Ticket) -> str | None:
-    form = SubmitForm(request.POST, work_order=ticket.work_order, applicant=request.user)
-    if not form.is_valid():
-        messages.error(request, _form_errors(form))
-        return None
+def ticket_submit(request, ticket: Ticket) -> str:
+    form = _valid(SubmitForm(request.POST, work_order=ticket.work_order, applicant=request.user))
     services.submit_ticket(ticket=ticket, actor=request.user, approvers=form.chosen_approvers())
     return _("Ticket %(no)s was submitted for approval.") % {"no": ticket.ticket_no}
 
 
 @_ticket_action
-def ticket_cancel(request, ticket: Ticket) -> str | None:
-    form = CancelForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _form_errors(form))
-        return None
+def ticket_cancel(request, ticket: Ticket) -> str:
+    form = _valid(CancelForm(request.POST))
     services.cancel_ticket(ticket=ticket, actor=request.user, reason=form.cleaned_data["reason"])
     return _("Ticket %(no)s was cancelled.") % {"no": ticket.ticket_no}
 
 
 @_ticket_action
-def entries_add(request, ticket: Ticket) -> str | None:
-    form = AddEntriesForm(request.POST)
-    if not form.is_valid():
-        messages.error(request, _form_errors(form))
-        return None
-    names = form.application_names()
+def entries_add(request, ticket: Ticket) -> str:
+    names = _valid(AddEntriesForm(request.POST)).application_names()
     services.add_entries(ticket=ticket, actor=request.user, application_names=names)
     return _("Added to the ticket: %(names)s.") % {"names": ", ".join(names)}
 
 
 @_ticket_action
-def entry_remove(request, ticket: Ticket) -> str | None:
+def entry_remove(request, ticket: Ticket) -> str:
     name = request.POST.get("entry", "")
     services.remove_entry(ticket=ticket, actor=request.user, entry_name=name)
     return _("Removed from the ticket: %(name)s.") % {"name": name}

@@ -54,17 +54,31 @@ def cluster(db, sim):
 
 
 @pytest.fixture
-def requester(db):
-    user = UserFactory(username="alice")
-    user.user_permissions.add(
+def requester(alice):
+    """alice, with the permission to redeploy."""
+    alice.user_permissions.add(
         Permission.objects.get(content_type__app_label="redeploy", codename="redeploy_application")
     )
-    return user
+    return alice
 
 
 @pytest.fixture
-def approver(db):
-    return UserFactory(username="bob", groups=["Approvers"])
+def approver(bob):
+    return bob
+
+
+@pytest.fixture
+def as_alice(client, requester):
+    client.force_login(requester)
+    return client
+
+
+@pytest.fixture
+def reviewer(client):
+    """carol, logged in: a member of the Reviewers group (no direct permission)."""
+    user = UserFactory(username="carol", groups=["Reviewers"])
+    client.force_login(user)
+    return user
 
 
 @pytest.fixture
@@ -116,68 +130,84 @@ def _test_database_url() -> str:
     return urlunsplit(parts._replace(path=f"/{settings.DATABASES['default']['NAME']}"))
 
 
+class WorkerProcess:
+    """A real `celery -A cratos worker` process (solo pool) on the test database and the broker at
+    `broker_url`, its output collected line by line; `env` adds to its environment."""
+
+    def __init__(self, *, broker_url: str, env: dict[str, str], name: str = "e2e"):
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "cratos",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=INFO",
+            f"--hostname={name}-{uuid.uuid4().hex[:8]}@%h",
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=Path(settings.BASE_DIR),
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "cratos.settings",
+                "DATABASE_URL": _test_database_url(),
+                "REDIS_URL": settings.REDIS_URL,
+                "CELERY_BROKER_URL": broker_url,
+                "PYTHONUNBUFFERED": "1",
+                **env,
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.output.append(line)
+
+    @property
+    def log(self) -> str:
+        return "".join(self.output)
+
+    def wait_ready(self) -> "WorkerProcess":
+        deadline = time.monotonic() + WORKER_START_SECONDS
+        while not any(" ready." in line for line in list(self.output)):
+            if self.process.poll() is not None:
+                self._reader.join(timeout=5)
+                pytest.fail(f"The Celery worker exited ({self.process.returncode}):\n{self.log}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"The worker was not ready in {WORKER_START_SECONDS} s:\n{self.log}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self._reader.join(timeout=5)
+
+
 @pytest.fixture
 def celery_worker(broker, transactional_db):
-    """A real `celery -A cratos worker` process on the test database and the real broker."""
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "cratos.settings",
-        "DATABASE_URL": _test_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": broker,
-        "KUBERNETES_REQUEST_TIMEOUT": "2",
-        "REDEPLOY_ROLLOUT_POLL_SECONDS": "0.3",
-        "PYTHONUNBUFFERED": "1",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "cratos",
-        "worker",
-        "--pool=solo",
-        "--concurrency=1",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        "--loglevel=INFO",
-        f"--hostname=e2e-{uuid.uuid4().hex[:8]}@%h",
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=Path(settings.BASE_DIR),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    """A real worker on the test database and the end-to-end broker: its output lines."""
+    worker = WorkerProcess(
+        broker_url=broker,
+        env={"KUBERNETES_REQUEST_TIMEOUT": "2", "REDEPLOY_ROLLOUT_POLL_SECONDS": "0.3"},
     )
-    output: list[str] = []
-
-    def read():
-        for line in process.stdout:
-            output.append(line)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + WORKER_START_SECONDS
     try:
-        while not any(" ready." in line for line in list(output)):
-            if process.poll() is not None:
-                reader.join(timeout=5)
-                pytest.fail(f"The Celery worker exited ({process.returncode}):\n{''.join(output)}")
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"The Celery worker was not ready within {WORKER_START_SECONDS} s:\n"
-                    + "".join(output)
-                )
-            time.sleep(0.1)
-        yield output
+        yield worker.wait_ready().output
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        reader.join(timeout=5)
+        worker.stop()

@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from redeploy import authorization
@@ -19,6 +18,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.redeploy.conftest import use_broker
+from tests.support import client_for
 
 pytestmark = pytest.mark.django_db
 
@@ -26,12 +26,6 @@ REDEPLOYS = "/api/v1/redeploys/"
 KEY = "APPLICATION:REDEPLOY:TOKEN:USERNAME:alice:APPLICATION_NAME:web"
 BODY = {"applicationName": "web", "namespace": "shop", "deploymentName": "web"}
 UNAUTHORIZED = {"error": "unauthorized_access", "message": "Unauthorized access"}
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def detail_url(operation_id) -> str:
@@ -274,19 +268,11 @@ def test_get_a_failed_target_before_any_restart(alice_api, requester):
     }
 
 
-def _reviewer():
-    user = UserFactory(username="rita")
-    user.user_permissions.add(
-        Permission.objects.get(content_type__app_label="redeploy", codename="view_auditevent")
-    )
-    return user
-
-
 @pytest.mark.parametrize(
     "make_viewer",
     [
         lambda: UserFactory(username="sam", is_staff=True),
-        _reviewer,
+        lambda: UserFactory(username="rita", permissions=["redeploy.view_auditevent"]),
         lambda: UserFactory(username="ruth", groups=["Reviewers"]),
     ],
     ids=["staff", "reviewer by permission", "reviewer by group"],

@@ -16,6 +16,7 @@ from tests.factories import (
     TicketFactory,
     UserFactory,
 )
+from tests.support import page
 
 pytestmark = pytest.mark.django_db
 
@@ -28,10 +29,6 @@ def list_url() -> str:
 
 def detail_url(name: str) -> str:
     return reverse("redeploy:application", kwargs={"name": name})
-
-
-def page(response) -> str:
-    return response.content.decode()
 
 
 def listed(response) -> list[str]:
@@ -55,17 +52,6 @@ def web():
     return application
 
 
-@pytest.fixture
-def reviewer():
-    return UserFactory(username="carol", groups=["Reviewers"])
-
-
-@pytest.fixture
-def logged_in(client, requester):
-    client.force_login(requester)
-    return client
-
-
 # --- who may look ------------------------------------------------------------------------------
 
 
@@ -82,18 +68,18 @@ def test_every_signed_in_user_may_browse(client, web):
     assert client.get(detail_url("web")).status_code == 200
 
 
-def test_the_pages_are_read_only(logged_in, web):
-    assert logged_in.post(list_url()).status_code == 405
-    assert logged_in.post(detail_url("web")).status_code == 405
+def test_the_pages_are_read_only(as_alice, web):
+    assert as_alice.post(list_url()).status_code == 405
+    assert as_alice.post(detail_url("web")).status_code == 405
 
 
 # --- the list ----------------------------------------------------------------------------------
 
 
-def test_the_list_shows_name_description_tags_and_bindings(logged_in, web):
+def test_the_list_shows_name_description_tags_and_bindings(as_alice, web):
     ApplicationFactory(name="api", description="", tags=[])
 
-    response = logged_in.get(list_url())
+    response = as_alice.get(list_url())
 
     assert listed(response) == ["api", "web"]
     html = page(response)
@@ -105,18 +91,18 @@ def test_the_list_shows_name_description_tags_and_bindings(logged_in, web):
     assert rows["api"].get_cell("binding_count") == 0
 
 
-def test_search_keeps_names_containing_the_text_in_any_case(logged_in, web):
+def test_search_keeps_names_containing_the_text_in_any_case(as_alice, web):
     for name in ("web-admin", "api", "WEBHOOKS"):
         ApplicationFactory(name=name)
 
-    response = logged_in.get(list_url(), {"q": " Web "})
+    response = as_alice.get(list_url(), {"q": " Web "})
 
     assert listed(response) == ["WEBHOOKS", "web", "web-admin"]
     assert 'name="q" value="Web"' in page(response)
 
 
-def test_a_search_that_finds_nothing_says_so(logged_in, web):
-    response = logged_in.get(list_url(), {"q": XSS})
+def test_a_search_that_finds_nothing_says_so(as_alice, web):
+    response = as_alice.get(list_url(), {"q": XSS})
 
     assert listed(response) == []
     assert escape(XSS) in page(response)
@@ -125,25 +111,25 @@ def test_a_search_that_finds_nothing_says_so(logged_in, web):
     assert f'<a href="{list_url()}">Clear filters</a>' in page(response)
 
 
-def test_without_applications_the_page_says_who_adds_them(logged_in):
-    response = logged_in.get(list_url())
+def test_without_applications_the_page_says_who_adds_them(as_alice):
+    response = as_alice.get(list_url())
 
     assert "No applications are available." in page(response)
     assert 'role="search"' not in page(response)
 
 
-def test_the_list_sorts_by_number_of_bindings(logged_in, web):
+def test_the_list_sorts_by_number_of_bindings(as_alice, web):
     ApplicationFactory(name="api")
 
-    response = logged_in.get(list_url(), {"sort": "-binding_count"})
+    response = as_alice.get(list_url(), {"sort": "-binding_count"})
 
     assert listed(response) == ["web", "api"]
 
 
-def test_the_list_costs_the_same_queries_for_many_applications(logged_in, web):
+def test_the_list_costs_the_same_queries_for_many_applications(as_alice, web):
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
-            assert logged_in.get(list_url()).status_code == 200
+            assert as_alice.get(list_url()).status_code == 200
         return len(captured)
 
     few = queries()
@@ -155,8 +141,8 @@ def test_the_list_costs_the_same_queries_for_many_applications(logged_in, web):
 # --- one application ---------------------------------------------------------------------------
 
 
-def test_the_page_shows_tags_and_bindings(logged_in, web):
-    response = logged_in.get(detail_url("web"))
+def test_the_page_shows_tags_and_bindings(as_alice, web):
+    response = as_alice.get(detail_url("web"))
 
     html = page(response)
     assert "<h1>web</h1>" in html
@@ -173,27 +159,27 @@ def test_the_page_shows_tags_and_bindings(logged_in, web):
     assert f'href="{reverse("tickets:create")}"' in html
 
 
-def test_an_unknown_application_is_not_found(logged_in):
-    response = logged_in.get(detail_url("nope"))
+def test_an_unknown_application_is_not_found(as_alice):
+    response = as_alice.get(detail_url("nope"))
 
     assert response.status_code == 404
     assert "Application nope does not exist." in page(response)
     assert "error.html" in [template.name for template in response.templates]
 
 
-def test_any_name_has_its_page(logged_in):
+def test_any_name_has_its_page(as_alice):
     ApplicationFactory(name="team/web app?", description=XSS)
 
-    response = logged_in.get(list_url())
+    response = as_alice.get(list_url())
     assert "/applications/team/web%20app%3F/" in page(response)
 
-    detail = logged_in.get("/applications/team/web%20app%3F/")
+    detail = as_alice.get("/applications/team/web%20app%3F/")
     assert detail.status_code == 200
     assert escape(XSS) in page(detail) and XSS not in page(detail)
 
 
-def test_my_live_authorization_offers_the_redeploy(logged_in, approved_ticket, web):
-    response = logged_in.get(detail_url("web"))
+def test_my_live_authorization_offers_the_redeploy(as_alice, approved_ticket, web):
+    response = as_alice.get(detail_url("web"))
 
     live = response.context["authorization"]
     assert live.token.ticket_no == approved_ticket.ticket_no
@@ -217,19 +203,19 @@ def test_without_an_authorization_there_is_no_redeploy_button(client, approved_t
         assert "You hold no live authorization" in page(response)
 
 
-def test_a_used_authorization_is_gone_from_the_page(logged_in, approved_ticket, web):
+def test_a_used_authorization_is_gone_from_the_page(as_alice, approved_ticket, web):
     authorization.consume(username="alice", application_name="web")
 
-    assert logged_in.get(detail_url("web")).context["authorization"] is None
+    assert as_alice.get(detail_url("web")).context["authorization"] is None
 
 
 # --- the audit trail ----------------------------------------------------------------------------
 
 
-def test_requesters_do_not_see_the_audit_trail(logged_in, web):
+def test_requesters_do_not_see_the_audit_trail(as_alice, web):
     AuditEventFactory(application_name="web", message="secret step")
 
-    response = logged_in.get(detail_url("web"))
+    response = as_alice.get(detail_url("web"))
 
     assert response.context["audit_trail"] is None
     assert "Audit trail" not in page(response)
@@ -239,7 +225,6 @@ def test_requesters_do_not_see_the_audit_trail(logged_in, web):
 def test_reviewers_see_the_applications_own_trail(client, reviewer, web):
     mine = [AuditEventFactory(application_name="web", message=f"step {n}") for n in range(3)]
     AuditEventFactory(application_name="api", message="not this one")
-    client.force_login(reviewer)
 
     response = client.get(detail_url("web"))
 
@@ -252,8 +237,6 @@ def test_reviewers_see_the_applications_own_trail(client, reviewer, web):
 
 
 def test_the_page_costs_the_same_queries_however_much_there_is(client, reviewer, web):
-    client.force_login(reviewer)
-
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:
             assert client.get(detail_url("web")).status_code == 200

@@ -5,7 +5,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.template.loader import render_to_string
 from django.test import RequestFactory
@@ -17,7 +16,7 @@ from redeploy.models import AuditEvent
 from redeploy.tables import AuditEventTable, AuditTrailTable, operation_url
 from tests.factories import AuditEventFactory, TicketFactory, UserFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.redeploy.audit_urls")]
+pytestmark = pytest.mark.django_db
 
 UTC = UTC
 
@@ -37,14 +36,6 @@ def shown(response) -> list[int]:
 
 def body(response) -> str:
     return b"".join(response.streaming_content).decode()
-
-
-@pytest.fixture
-def reviewer(client):
-    """A member of the Reviewers group (no direct permission): the group alone is enough."""
-    user = UserFactory(username="carol", groups=["Reviewers"])
-    client.force_login(user)
-    return user
 
 
 # --- who may read it ------------------------------------------------------------------------
@@ -71,9 +62,7 @@ def test_reviewers_group_may_read(client, reviewer):
 
 
 def test_view_permission_alone_may_read(client):
-    user = UserFactory()
-    user.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
-    client.force_login(user)
+    client.force_login(UserFactory(permissions=["redeploy.view_auditevent"]))
     assert client.get(audit_url()).status_code == 200
 
 
@@ -446,9 +435,10 @@ def test_application_trail_is_limited_and_says_more_exist():
 @pytest.mark.parametrize("is_reviewer", [True, False])
 def test_trail_include_renders_rows_and_links_reviewers_to_the_log(is_reviewer):
     AuditEventFactory(application_name="shop", message="<i>restarted</i>", ticket_no="T-9")
-    user = UserFactory(groups=["Reviewers"] if is_reviewer else [])
-    if is_reviewer:
-        user.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
+    user = UserFactory(
+        groups=["Reviewers"] if is_reviewer else [],
+        permissions=["redeploy.view_auditevent"] if is_reviewer else [],
+    )
     request = RequestFactory().get("/applications/shop/")
     request.user = user
     table = AuditTrailTable(

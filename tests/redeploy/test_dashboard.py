@@ -3,7 +3,6 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -292,25 +291,15 @@ def test_durations_read_short(duration, text):
 
 # --- the page --------------------------------------------------------------------------------
 
-page = pytest.mark.urls("tests.redeploy.dashboard_urls")
-
 
 def dashboard_url() -> str:
     return reverse("redeploy:dashboard")
-
-
-@pytest.fixture
-def reviewer(client):
-    user = UserFactory(username="carol", groups=["Reviewers"])
-    client.force_login(user)
-    return user
 
 
 def long_date(day) -> str:
     return formats.date_format(day, "DATE_FORMAT")
 
 
-@page
 def test_anonymous_is_sent_to_log_in(client):
     response = client.get(dashboard_url())
     assert response.status_code == 302
@@ -318,7 +307,6 @@ def test_anonymous_is_sent_to_log_in(client):
     assert "next=/dashboard/" in response.url
 
 
-@page
 @pytest.mark.parametrize(
     "user_kwargs", [{"groups": ["Requesters"]}, {"groups": ["Approvers"], "is_staff": True}]
 )
@@ -330,39 +318,31 @@ def test_requesters_and_approvers_are_refused_with_the_error_page(client, user_k
     assert "error.html" in [template.name for template in response.templates]
 
 
-@page
 def test_reviewers_group_may_see_it(client, reviewer):
     assert client.get(dashboard_url()).status_code == 200
 
 
-@page
 def test_audit_view_permission_may_see_it(client):
-    user = UserFactory()
-    user.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
-    client.force_login(user)
+    client.force_login(UserFactory(permissions=["redeploy.view_auditevent"]))
     assert client.get(dashboard_url()).status_code == 200
 
 
-@page
 def test_superusers_may_see_it(client):
     client.force_login(UserFactory(is_superuser=True, is_staff=True))
     assert client.get(dashboard_url()).status_code == 200
 
 
-@page
 def test_the_page_is_read_only(client, reviewer):
     for method in (client.post, client.put, client.patch, client.delete):
         assert method(dashboard_url()).status_code == 405
 
 
-@page
 def test_without_data_the_page_says_so_and_draws_nothing(client, reviewer):
     content = client.get(dashboard_url()).content.decode()
     assert "Nothing to show yet" in content
     assert "<svg" not in content
 
 
-@page
 def test_with_tickets_but_no_redeploys_each_card_says_what_is_missing(client, reviewer):
     TicketRecordFactory(state=State.IN_APPROVAL)
     content = client.get(dashboard_url()).content.decode()
@@ -372,7 +352,6 @@ def test_with_tickets_but_no_redeploys_each_card_says_what_is_missing(client, re
     assert "No finished redeploys in the last 30 days." in content
 
 
-@page
 def test_cards_and_charts_show_the_numbers(client, reviewer):
     now = timezone.now()
     today, yesterday = timezone.localdate(now), timezone.localdate(now) - timedelta(days=1)
@@ -414,7 +393,6 @@ def test_cards_and_charts_show_the_numbers(client, reviewer):
     assert '<th scope="row">shop</th><td>3</td><td>2</td><td>1</td><td>66.7%</td>' in content
 
 
-@page
 def test_application_names_are_escaped_everywhere(client, reviewer):
     name = '<script>alert("x")</script>&co'
     target(timezone.now(), application=name)
@@ -426,7 +404,6 @@ def test_application_names_are_escaped_everywhere(client, reviewer):
     assert "&amp;lt;" not in content  # escaped once, not twice
 
 
-@page
 def test_the_page_costs_the_same_queries_with_much_more_data(client, reviewer):
     def queries() -> int:
         with CaptureQueriesContext(connection) as captured:

@@ -8,6 +8,7 @@ import pytest
 from redeploy import services
 from redeploy.models import AuditEvent, RedeployOperation
 from tests.factories import TicketFactory
+from tests.support import audit_actions
 from tickets.models import Ticket
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -52,7 +53,7 @@ def test_approve_redeploy_restart_complete(
     )
     ticket.refresh_from_db()
     assert (ticket.state, ticket.success) == (Ticket.State.COMPLETED, True)
-    assert list(AuditEvent.objects.order_by("pk").values_list("action", flat=True)) == [
+    assert audit_actions() == [
         "ticket.created",
         "ticket.entry_added",
         "ticket.submitted",

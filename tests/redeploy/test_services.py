@@ -17,6 +17,7 @@ from tests.factories import (
     RedeployOperationFactory,
     UserFactory,
 )
+from tests.support import audit_actions
 from tickets.models import Ticket, TicketEntry
 
 pytestmark = pytest.mark.django_db
@@ -46,12 +47,6 @@ def follow(operation: RedeployOperation, seconds: float = 15) -> RedeployOperati
 
 def patches(sim):
     return [r for r in sim.requests if r.method == "PATCH"]
-
-
-def actions(**filters) -> list[str]:
-    return list(
-        AuditEvent.objects.filter(**filters).order_by("pk").values_list("action", flat=True)
-    )
 
 
 def assert_restored(redis_client, ttl_before: int) -> None:
@@ -162,7 +157,7 @@ def test_redeploy_restarts_like_kubectl_and_consumes_the_authorization(
     )
     assert target.operated_at is not None
     assert redis_client.exists(KEY) == 0
-    assert actions(operation=operation) == [
+    assert audit_actions(operation=operation) == [
         "redeploy.requested",
         "authorization.consumed",
         "redeploy.started",
@@ -196,7 +191,7 @@ def test_rollout_complete_completes_the_ticket_with_success(
     entry = approved_ticket.entries.get()
     assert (entry.state, entry.success) == (TicketEntry.State.USED, True)
     assert redis_client.exists(KEY) == 0  # one approval, one redeploy
-    assert actions(action__in=["rollout.complete", "ticket.completed"]) == [
+    assert audit_actions(action__in=["rollout.complete", "ticket.completed"]) == [
         "rollout.complete",
         "ticket.completed",
     ]
@@ -241,7 +236,7 @@ def test_no_authorization_when_the_task_runs(
     )
     assert not operation.targets.exists()
     assert patches(sim) == []
-    assert actions(operation=operation)[-1] == "redeploy.failed"
+    assert audit_actions(operation=operation)[-1] == "redeploy.failed"
 
 
 def test_missing_binding_restores_the_authorization(
@@ -264,7 +259,7 @@ def test_missing_binding_restores_the_authorization(
     approved_ticket.refresh_from_db()
     assert approved_ticket.state == Ticket.State.APPROVED
     assert approved_ticket.entries.get().state == TicketEntry.State.AUTHORIZED
-    assert actions(operation=operation)[-2:] == ["redeploy.failed", "authorization.restored"]
+    assert audit_actions(operation=operation)[-2:] == ["redeploy.failed", "authorization.restored"]
 
 
 def test_an_authorization_revoked_meanwhile_is_not_put_back(
@@ -393,7 +388,7 @@ def test_a_task_run_twice_restarts_once(requester, approved_ticket, binding, sim
 
     assert len(patches(sim)) == 1
     assert again.targets.get().state == RedeployTarget.State.ROLLING
-    assert actions(action="authorization.consumed") == ["authorization.consumed"]
+    assert audit_actions(action="authorization.consumed") == ["authorization.consumed"]
 
 
 def test_redelivery_after_the_patch_was_sent_follows_the_rollout(

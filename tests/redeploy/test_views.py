@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
@@ -25,6 +24,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.redeploy.conftest import use_broker
+from tests.support import page, shows
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
@@ -32,15 +32,6 @@ pytestmark = pytest.mark.django_db
 KEY = "APPLICATION:REDEPLOY:TOKEN:USERNAME:alice:APPLICATION_NAME:web"
 FORM = {"application": "web", "namespace": "shop", "deployment": "web", "cluster": ""}
 XSS = '<script>alert("x")</script>'
-
-
-def page(response) -> str:
-    return response.content.decode()
-
-
-def shows(response, text: str) -> bool:
-    """The text appears on the page as the user reads it (HTML-escaped in the markup)."""
-    return escape(text) in page(response)
 
 
 def request_url() -> str:
@@ -66,12 +57,6 @@ def datalist(html: str, list_id: str) -> list[str]:
     match = re.search(rf'<datalist id="{list_id}">(.*?)</datalist>', html, re.S)
     assert match, f"no datalist {list_id}"
     return re.findall(r'<option value="([^"]*)"', match.group(1))
-
-
-@pytest.fixture
-def as_alice(client, requester):
-    client.force_login(requester)
-    return client
 
 
 def expire_authorization(redis_client) -> None:
@@ -378,11 +363,11 @@ def test_messages_are_shown_verbatim_and_escaped(as_alice, requester, approved_t
 @pytest.mark.parametrize("who", ["staff", "reviewer"])
 def test_staff_and_reviewers_see_any_operation(client, requester, who):
     operation = RedeployOperationFactory(requested_by=requester)
-    viewer = UserFactory(username="rita", is_staff=who == "staff")
-    if who == "reviewer":
-        viewer.user_permissions.add(
-            Permission.objects.get(content_type__app_label="redeploy", codename="view_auditevent")
-        )
+    viewer = UserFactory(
+        username="rita",
+        is_staff=who == "staff",
+        permissions=["redeploy.view_auditevent"] if who == "reviewer" else [],
+    )
     client.force_login(viewer)
     assert client.get(operation_url(operation)).status_code == 200
     assert client.get(status_url(operation)).status_code == 200

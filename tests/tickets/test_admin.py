@@ -1,6 +1,5 @@
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
-from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from redeploy.authorization import token_key
@@ -14,12 +13,13 @@ CHANGELIST = reverse("admin:tickets_ticket_changelist")
 
 
 def staff(username: str, *, groups=(), superuser: bool = False):
-    user = UserFactory(
-        username=username, groups=list(groups), is_staff=True, is_superuser=superuser
+    return UserFactory(
+        username=username,
+        groups=list(groups),
+        is_staff=True,
+        is_superuser=superuser,
+        permissions=[] if superuser else ["tickets.view_ticket"],
     )
-    if not superuser:
-        user.user_permissions.add(Permission.objects.get(codename="view_ticket"))
-    return user
 
 
 def submitted_ticket(*, applicant, applications=("web",)) -> Ticket:
@@ -51,11 +51,6 @@ def messages_of(response) -> list[tuple[str, str]]:
     """The messages shown on the page the decision redirected to."""
     assert response.redirect_chain, "the decision did not redirect"
     return [(m.level_tag, m.message) for m in response.context["messages"]]
-
-
-@pytest.fixture
-def alice():
-    return UserFactory(username="alice")
 
 
 @pytest.fixture

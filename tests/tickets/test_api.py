@@ -1,14 +1,14 @@
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from redeploy import authorization
-from tests.factories import ApplicationFactory, ApprovalNodeFactory, GroupFactory, UserFactory
-from tickets.models import ApprovalNode, Ticket, WorkOrder
+from tests.factories import ApplicationFactory, UserFactory
+from tests.support import client_for
+from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -17,24 +17,8 @@ AUTHORIZATIONS = "/api/v1/authorizations/"
 PASSWORD = "pw-for-tests-123"  # UserFactory's
 
 
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def action_url(ticket_no: str, action: str = "") -> str:
     return f"{TICKETS}{ticket_no}/{action + '/' if action else ''}"
-
-
-@pytest.fixture
-def alice():
-    return UserFactory(username="alice")
-
-
-@pytest.fixture
-def bob():
-    return UserFactory(username="bob", groups=["Approvers"])
 
 
 @pytest.fixture
@@ -236,18 +220,6 @@ def test_who_may_decide(alice, bob, web):
     assert Ticket.objects.get(ticket_no=ticket_no).state == Ticket.State.APPROVED
 
 
-@pytest.fixture
-def lead_node():
-    work_order = WorkOrder.objects.get(key="APPLICATION_REDEPLOY")
-    return ApprovalNodeFactory(
-        work_order=work_order,
-        position=2,
-        name="Lead",
-        node_type=ApprovalNode.Type.USER_SPECIFIED,
-        group=GroupFactory(name="Leads"),
-    )
-
-
 def test_user_specified_node_approver_chosen_on_submit(alice, bob, web, lead_node):
     erin = UserFactory(username="erin", groups=["Leads"])
     frank = UserFactory(username="frank", groups=["Leads"])
@@ -346,10 +318,8 @@ def test_cancel_in_approval(alice, web):
 def test_who_sees_a_ticket(alice, bob, web):
     ticket_no = create(client_for(alice))["ticketNo"]
     url = action_url(ticket_no)
-    auditor = UserFactory(username="auditor")
-    auditor.user_permissions.add(Permission.objects.get(codename="view_auditevent"))
-    viewer = UserFactory(username="viewer")
-    viewer.user_permissions.add(Permission.objects.get(codename="view_ticket"))
+    auditor = UserFactory(username="auditor", permissions=["redeploy.view_auditevent"])
+    viewer = UserFactory(username="viewer", permissions=["tickets.view_ticket"])
     seers = [
         alice,
         UserFactory(username="stella", is_staff=True),

@@ -7,15 +7,10 @@ from redeploy import authorization
 from redeploy.audit import Action
 from redeploy.models import AuditEvent
 from tests.factories import ApplicationFactory, TicketFactory, UserFactory
+from tests.support import client_for
 from tickets.models import Ticket, TicketEntry
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def revoke_url(ticket_no: str, entry_id: int) -> str:
@@ -27,37 +22,20 @@ def key_of(name: str) -> str:
 
 
 @pytest.fixture
-def alice():
-    return UserFactory(username="alice")
+def web(approved_two) -> TicketEntry:
+    return approved_two.entries.get(name="web")
 
 
-@pytest.fixture
-def bob():
-    return UserFactory(username="bob", groups=["Approvers"])
-
-
-@pytest.fixture
-def approved(alice, bob):
-    """alice's ticket for web and api, approved by bob: two live authorizations in Redis."""
-    applications = [ApplicationFactory(name="web"), ApplicationFactory(name="api")]
-    return TicketFactory(applicant=alice, applications=applications, approved_by=bob)
-
-
-@pytest.fixture
-def web(approved) -> TicketEntry:
-    return approved.entries.get(name="web")
-
-
-def test_an_approver_revokes_one_authorization(approved, web, bob, redis_client):
+def test_an_approver_revokes_one_authorization(approved_two, web, bob, redis_client):
     assert redis_client.exists(key_of("web")) == 1
 
     response = client_for(bob).post(
-        revoke_url(approved.ticket_no, web.pk), {"reason": "Wrong release"}, format="json"
+        revoke_url(approved_two.ticket_no, web.pk), {"reason": "Wrong release"}, format="json"
     )
 
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert body["ticketNo"] == approved.ticket_no
+    assert body["ticketNo"] == approved_two.ticket_no
     assert body["state"] == Ticket.State.APPROVED  # api is still authorized
     states = {entry["applicationName"]: entry["state"] for entry in body["entries"]}
     assert states == {"web": "REVOKED", "api": "AUTHORIZED"}
@@ -73,20 +51,20 @@ def test_an_approver_revokes_one_authorization(approved, web, bob, redis_client)
     )
 
 
-def test_the_last_revocation_completes_the_ticket(approved, bob):
+def test_the_last_revocation_completes_the_ticket(approved_two, bob):
     client = client_for(bob)
-    for entry in approved.entries.all():
+    for entry in approved_two.entries.all():
         response = client.post(
-            revoke_url(approved.ticket_no, entry.pk), {"reason": "Stop"}, format="json"
+            revoke_url(approved_two.ticket_no, entry.pk), {"reason": "Stop"}, format="json"
         )
         assert response.status_code == 200, response.json()
     assert response.json()["state"] == Ticket.State.COMPLETED
     assert response.json()["success"] is False
 
 
-def test_the_requester_is_refused(approved, web, alice, redis_client):
+def test_the_requester_is_refused(approved_two, web, alice, redis_client):
     response = client_for(alice).post(
-        revoke_url(approved.ticket_no, web.pk), {"reason": "Not needed"}, format="json"
+        revoke_url(approved_two.ticket_no, web.pk), {"reason": "Not needed"}, format="json"
     )
 
     assert response.status_code == 403
@@ -102,8 +80,8 @@ def test_the_requester_is_refused(approved, web, alice, redis_client):
 
 
 @pytest.mark.parametrize("body", [{"reason": ""}, {"reason": "   "}, {}])
-def test_a_reason_is_required(approved, web, bob, redis_client, body):
-    response = client_for(bob).post(revoke_url(approved.ticket_no, web.pk), body, format="json")
+def test_a_reason_is_required(approved_two, web, bob, redis_client, body):
+    response = client_for(bob).post(revoke_url(approved_two.ticket_no, web.pk), body, format="json")
 
     assert response.status_code == 400
     assert response.json() == {
@@ -115,9 +93,9 @@ def test_a_reason_is_required(approved, web, bob, redis_client, body):
     assert web.state == TicketEntry.State.AUTHORIZED
 
 
-def test_the_body_is_checked_for_shape(approved, web, bob, redis_client):
+def test_the_body_is_checked_for_shape(approved_two, web, bob, redis_client):
     client = client_for(bob)
-    url = revoke_url(approved.ticket_no, web.pk)
+    url = revoke_url(approved_two.ticket_no, web.pk)
 
     unknown = client.post(url, {"reason": "x", "notify": False}, format="json")
     not_text = client.post(url, {"reason": 42}, format="json")
@@ -128,19 +106,21 @@ def test_the_body_is_checked_for_shape(approved, web, bob, redis_client):
     assert redis_client.exists(key_of("web")) == 1
 
 
-def test_an_unknown_entry_is_not_found(approved, web, bob, alice):
+def test_an_unknown_entry_is_not_found(approved_two, web, bob, alice):
     other = TicketFactory(applicant=alice, applications=[ApplicationFactory(name="db")])
     client = client_for(bob)
 
-    missing = client.post(revoke_url(approved.ticket_no, 999_999), {"reason": "x"}, format="json")
+    missing = client.post(
+        revoke_url(approved_two.ticket_no, 999_999), {"reason": "x"}, format="json"
+    )
     elsewhere = client.post(
-        revoke_url(approved.ticket_no, other.entries.get().pk), {"reason": "x"}, format="json"
+        revoke_url(approved_two.ticket_no, other.entries.get().pk), {"reason": "x"}, format="json"
     )
     no_ticket = client.post(revoke_url("NOPE", web.pk), {"reason": "x"}, format="json")
 
     assert (missing.status_code, missing.json()) == (
         404,
-        {"error": "not_found", "message": f"Ticket {approved.ticket_no} has no entry 999999."},
+        {"error": "not_found", "message": f"Ticket {approved_two.ticket_no} has no entry 999999."},
     )
     assert elsewhere.status_code == 404
     assert (no_ticket.status_code, no_ticket.json()["message"]) == (
@@ -149,21 +129,21 @@ def test_an_unknown_entry_is_not_found(approved, web, bob, alice):
     )
 
 
-def test_someone_who_may_not_see_the_ticket_learns_nothing(approved, web, redis_client):
+def test_someone_who_may_not_see_the_ticket_learns_nothing(approved_two, web, redis_client):
     response = client_for(UserFactory(username="dave")).post(
-        revoke_url(approved.ticket_no, web.pk), {"reason": "x"}, format="json"
+        revoke_url(approved_two.ticket_no, web.pk), {"reason": "x"}, format="json"
     )
 
     assert (response.status_code, response.json()["message"]) == (
         404,
-        f"Ticket {approved.ticket_no} does not exist.",
+        f"Ticket {approved_two.ticket_no} does not exist.",
     )
     assert redis_client.exists(key_of("web")) == 1
 
 
-def test_a_revoked_entry_cannot_be_revoked_again(approved, web, bob):
+def test_a_revoked_entry_cannot_be_revoked_again(approved_two, web, bob):
     client = client_for(bob)
-    url = revoke_url(approved.ticket_no, web.pk)
+    url = revoke_url(approved_two.ticket_no, web.pk)
     assert client.post(url, {"reason": "once"}, format="json").status_code == 200
 
     again = client.post(url, {"reason": "twice"}, format="json")
@@ -173,9 +153,9 @@ def test_a_revoked_entry_cannot_be_revoked_again(approved, web, bob):
     assert AuditEvent.objects.filter(action=Action.AUTHORIZATION_REVOKED).count() == 1
 
 
-def test_anonymous_callers_must_authenticate(approved, web, redis_client):
+def test_anonymous_callers_must_authenticate(approved_two, web, redis_client):
     response = APIClient().post(
-        revoke_url(approved.ticket_no, web.pk), {"reason": "x"}, format="json"
+        revoke_url(approved_two.ticket_no, web.pk), {"reason": "x"}, format="json"
     )
 
     assert response.status_code == 401

@@ -11,14 +11,14 @@ from redeploy.audit import Action
 from redeploy.models import AuditEvent
 from tests.factories import (
     ApplicationFactory,
-    ApprovalNodeFactory,
     BindingFactory,
     ClusterFactory,
     GroupFactory,
-    RedeployWorkOrderFactory,
     TicketFactory,
     UserFactory,
+    approval_chain,
 )
+from tests.support import flash, page
 from tickets import services
 from tickets.models import Approval, ApprovalNode, Ticket
 
@@ -26,26 +26,6 @@ pytestmark = pytest.mark.django_db
 
 QUEUE = reverse("tickets:approvals")
 CONFIRM = reverse("tickets:approval-confirm")
-
-
-@pytest.fixture
-def work_order():
-    return RedeployWorkOrderFactory()
-
-
-@pytest.fixture
-def alice(work_order):
-    return UserFactory(username="alice")
-
-
-@pytest.fixture
-def bob(work_order):
-    return UserFactory(username="bob", groups=["Approvers"])
-
-
-@pytest.fixture
-def carol(work_order):
-    return UserFactory(username="carol", groups=["Approvers"])
 
 
 @pytest.fixture
@@ -77,14 +57,6 @@ def as_bob(client, bob):
     return client
 
 
-def page(response) -> str:
-    return response.content.decode()
-
-
-def flash(response) -> list[str]:
-    return [str(message) for message in response.context["messages"]]
-
-
 def vote(ticket: Ticket) -> str:
     return f"{ticket.ticket_no}:{ticket.current_node_id}"
 
@@ -95,23 +67,11 @@ def queued(response) -> list[str]:
 
 def three_node_chain(work_order) -> tuple[ApprovalNode, ApprovalNode]:
     """Leads (OR_BATCH) then Owners (USER_SPECIFIED), after an informed-only node."""
-    work_order.nodes.all().delete()
-    ApprovalNodeFactory(
-        work_order=work_order,
-        position=1,
-        name="Watchers",
-        node_type=ApprovalNode.Type.CC_TO,
-        group=GroupFactory(name="Watchers"),
-    )
-    leads = ApprovalNodeFactory(
-        work_order=work_order, position=2, name="Leads", group=GroupFactory(name="Approvers")
-    )
-    owners = ApprovalNodeFactory(
-        work_order=work_order,
-        position=3,
-        name="Owners",
-        node_type=ApprovalNode.Type.USER_SPECIFIED,
-        group=GroupFactory(name="Owners"),
+    _, leads, owners = approval_chain(
+        work_order,
+        (ApprovalNode.Type.CC_TO, "Watchers", "Watchers"),
+        (ApprovalNode.Type.OR_BATCH, "Leads", "Approvers"),
+        (ApprovalNode.Type.USER_SPECIFIED, "Owners", "Owners"),
     )
     return leads, owners
 

@@ -10,9 +10,7 @@ from django.utils import timezone
 from redeploy.audit import Action
 from redeploy.models import AuditEvent, RedeployOperation
 from tests.factories import (
-    ApplicationFactory,
     RedeployOperationFactory,
-    RedeployWorkOrderFactory,
     TicketFactory,
     UserFactory,
 )
@@ -28,31 +26,6 @@ LOCK_WAIT_SECONDS = 10
 def max_age_setting(settings):
     settings.TICKET_APPROVAL_MAX_AGE_DAYS = 7
     return settings
-
-
-@pytest.fixture
-def work_order():
-    return RedeployWorkOrderFactory()
-
-
-@pytest.fixture
-def alice(work_order):
-    return UserFactory(username="alice")
-
-
-@pytest.fixture
-def bob(work_order):
-    return UserFactory(username="bob", groups=["Approvers"])
-
-
-@pytest.fixture
-def web():
-    return ApplicationFactory(name="web")
-
-
-@pytest.fixture
-def api_app():
-    return ApplicationFactory(name="api")
 
 
 def submitted_ago(ticket: Ticket, age: timedelta) -> Ticket:

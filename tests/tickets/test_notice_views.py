@@ -8,51 +8,22 @@ from django.core import mail, signing
 from django.urls import reverse
 
 from tests.factories import (
-    ApplicationFactory,
     ApprovalNodeFactory,
     GroupFactory,
-    RedeployWorkOrderFactory,
     TicketFactory,
     UserFactory,
 )
+from tests.tickets.conftest import SITE_URL
 from tickets import services
 from tickets.models import Approval, DecisionLinkUse, Ticket
 from tickets.notifications import DECISION_LINK_SALT, notify_ticket_submitted
 
-pytestmark = pytest.mark.django_db
-
-SITE_URL = "https://cratos.example"
-
-
-@pytest.fixture(autouse=True)
-def _notices(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.SITE_URL = SITE_URL
-
-
-@pytest.fixture
-def work_order():
-    return RedeployWorkOrderFactory()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("notices")]
 
 
 @pytest.fixture
 def alice(work_order):
     return UserFactory(username="alice", groups=["Approvers"])
-
-
-@pytest.fixture
-def bob(work_order):
-    return UserFactory(username="bob", groups=["Approvers"])
-
-
-@pytest.fixture
-def dave(work_order):
-    return UserFactory(username="dave", groups=["Approvers"])
-
-
-@pytest.fixture
-def web():
-    return ApplicationFactory(name="web", tags=[{"key": "team", "value": "shop"}])
 
 
 @pytest.fixture

@@ -20,16 +20,16 @@ from django.db import connection, transaction
 
 from redeploy.models import RedeployOperation
 from tests.factories import (
-    ApplicationFactory,
     ApprovalNodeFactory,
     GroupFactory,
     RedeployOperationFactory,
     RedeployTargetFactory,
-    RedeployWorkOrderFactory,
     TicketFactory,
     UserFactory,
+    approval_chain,
 )
 from tests.redeploy.conftest import use_broker
+from tests.tickets.conftest import SITE_URL
 from tickets import services
 from tickets.models import ApprovalNode, WorkOrder
 from tickets.notifications import (
@@ -40,10 +40,8 @@ from tickets.notifications import (
     notify_ticket_submitted,
 )
 
-# The notice links need the `notices` URLs next to the project's.
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("notices")]
 
-SITE_URL = "https://cratos.example"
 SECRET = "webhook-secret-for-tests"
 
 
@@ -90,38 +88,10 @@ def receiver():
     server.server_close()
 
 
-@pytest.fixture(autouse=True)
-def _notices(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    settings.DEFAULT_FROM_EMAIL = "cratos@example.com"
-    settings.SITE_URL = SITE_URL
-    settings.NOTICE_WEBHOOK_TIMEOUT = 0.5
-
-
-@pytest.fixture
-def work_order():
-    return RedeployWorkOrderFactory()
-
-
 @pytest.fixture
 def alice(work_order):
     """The applicant; also an approver, to prove she is never asked to decide her own ticket."""
     return UserFactory(username="alice", groups=["Approvers"])
-
-
-@pytest.fixture
-def bob(work_order):
-    return UserFactory(username="bob", groups=["Approvers"])
-
-
-@pytest.fixture
-def dave(work_order):
-    return UserFactory(username="dave", groups=["Approvers"])
-
-
-@pytest.fixture
-def web():
-    return ApplicationFactory(name="web", tags=[{"key": "team", "value": "shop"}])
 
 
 @pytest.fixture
@@ -130,21 +100,6 @@ def webhook(work_order, receiver):
     work_order.webhook_secret = SECRET
     work_order.save()
     return receiver
-
-
-def chain(work_order, *nodes: tuple[str, str, str]) -> list[ApprovalNode]:
-    """Replace the work order's approval chain with (node type, name, group name) nodes."""
-    work_order.nodes.all().delete()
-    return [
-        ApprovalNodeFactory(
-            work_order=work_order,
-            position=position,
-            name=name,
-            node_type=node_type,
-            group=GroupFactory(name=group),
-        )
-        for position, (node_type, name, group) in enumerate(nodes, start=1)
-    ]
 
 
 def recipients() -> list[str]:
@@ -214,7 +169,7 @@ def test_each_approver_gets_links_signed_for_them_alone(
 def test_user_specified_node_asks_only_the_chosen_approver(
     alice, bob, dave, web, work_order, django_capture_on_commit_callbacks
 ):
-    chain(work_order, (ApprovalNode.Type.USER_SPECIFIED, "Owner", "Approvers"))
+    approval_chain(work_order, (ApprovalNode.Type.USER_SPECIFIED, "Owner", "Approvers"))
     ticket = TicketFactory(applicant=alice, applications=[web])
     ticket = services.submit_ticket(ticket=ticket, actor=alice, approvers={"Owner": "dave"})
 
@@ -329,7 +284,7 @@ def test_rejection_tells_the_applicant_who_and_why(
 @pytest.fixture
 def two_step_work_order(work_order, bob):
     """Step "Lead" (group Leads: bob, lena), then step "Approval" (group Approvers)."""
-    chain(
+    approval_chain(
         work_order,
         (ApprovalNode.Type.OR_BATCH, "Lead", "Leads"),
         (ApprovalNode.Type.OR_BATCH, "Approval", "Approvers"),

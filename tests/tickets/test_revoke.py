@@ -1,7 +1,6 @@
 """Revoking a live authorization: the service, its rule, and its page."""
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from cratos.exceptions import (
@@ -20,7 +19,6 @@ from tests.factories import (
     ClusterFactory,
     GroupFactory,
     RedeployOperationFactory,
-    RedeployWorkOrderFactory,
     TicketFactory,
     UserFactory,
     WorkOrderFactory,
@@ -33,26 +31,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def work_order():
-    return RedeployWorkOrderFactory()
-
-
-@pytest.fixture
-def alice(work_order):
-    return UserFactory(username="alice")
-
-
-@pytest.fixture
-def bob(work_order):
-    return UserFactory(username="bob", groups=["Approvers"])
-
-
-@pytest.fixture
-def carol(work_order):
-    return UserFactory(username="carol", groups=["Approvers"])
-
-
-@pytest.fixture
 def web():
     app = ApplicationFactory(name="web")
     BindingFactory(
@@ -62,11 +40,6 @@ def web():
         deployment_name="web-frontend",
     )
     return app
-
-
-@pytest.fixture
-def api_app():
-    return ApplicationFactory(name="api")
 
 
 @pytest.fixture
@@ -172,10 +145,7 @@ def test_informed_only_members_may_not_revoke(approved, work_order):
 
 def test_administrators_may_revoke(approved):
     admin = UserFactory(username="root", is_superuser=True, is_staff=True)
-    staff = UserFactory(username="sam", is_staff=True)
-    staff.user_permissions.add(
-        Permission.objects.get(content_type__app_label="tickets", codename="change_ticket")
-    )
+    staff = UserFactory(username="sam", is_staff=True, permissions=["tickets.change_ticket"])
     services.revoke_authorization(entry=entry_of(approved, "web"), actor=admin, reason="Audit")
     services.revoke_authorization(entry=entry_of(approved, "api"), actor=staff, reason="Audit")
     assert live("web") is None and live("api") is None

@@ -7,11 +7,10 @@ import pytest
 from cratos.exceptions import InvalidTransition, PermissionRefused
 from tests.factories import (
     ApplicationFactory,
-    ApprovalNodeFactory,
-    GroupFactory,
     RedeployWorkOrderFactory,
     TicketFactory,
     UserFactory,
+    approval_chain,
 )
 from tickets import services
 from tickets.models import ApprovalNode, Ticket
@@ -114,23 +113,11 @@ def test_decision_refusal_says_why():
 def test_decidable_by_agrees_with_decision_refusal():
     """Every (ticket, user) pair of a mixed population: the query and the rule agree."""
     work_order = RedeployWorkOrderFactory()
-    work_order.nodes.all().delete()
-    ApprovalNodeFactory(
-        work_order=work_order, position=1, name="Leads", group=GroupFactory(name="Leads")
-    )
-    ApprovalNodeFactory(
-        work_order=work_order,
-        position=2,
-        name="Owners",
-        node_type=Type.USER_SPECIFIED,
-        group=GroupFactory(name="Owners"),
-    )
-    ApprovalNodeFactory(
-        work_order=work_order,
-        position=3,
-        name="Watchers",
-        node_type=Type.CC_TO,
-        group=GroupFactory(name="Watchers"),
+    approval_chain(
+        work_order,
+        (Type.OR_BATCH, "Leads", "Leads"),
+        (Type.USER_SPECIFIED, "Owners", "Owners"),
+        (Type.CC_TO, "Watchers", "Watchers"),
     )
     alice = UserFactory(username="alice", groups=["Leads", "Owners"])
     lead = UserFactory(username="lead", groups=["Leads"])

@@ -5,11 +5,9 @@ import pytest
 from redeploy import authorization
 from tests.factories import (
     ApplicationFactory,
-    ApprovalNodeFactory,
-    GroupFactory,
-    RedeployWorkOrderFactory,
     TicketFactory,
     UserFactory,
+    approval_chain,
 )
 from tickets import selectors, services
 from tickets.models import ApprovalNode, Ticket
@@ -17,21 +15,6 @@ from tickets.models import ApprovalNode, Ticket
 pytestmark = pytest.mark.django_db
 
 Type = ApprovalNode.Type
-
-
-@pytest.fixture
-def work_order():
-    return RedeployWorkOrderFactory()
-
-
-@pytest.fixture
-def alice():
-    return UserFactory(username="alice")
-
-
-@pytest.fixture
-def bob():
-    return UserFactory(username="bob", groups=["Approvers"])
 
 
 @pytest.fixture
@@ -120,23 +103,11 @@ def test_awaiting_decision_lists_others_tickets_in_approval_oldest_first(alice, 
 
 
 def test_awaiting_decision_follows_the_node_type(alice, work_order):
-    work_order.nodes.all().delete()
-    ApprovalNodeFactory(
-        work_order=work_order,
-        position=1,
-        name="Watchers",
-        node_type=Type.CC_TO,
-        group=GroupFactory(name="Watchers"),
-    )
-    leads = ApprovalNodeFactory(
-        work_order=work_order, position=2, name="Leads", group=GroupFactory(name="Leads")
-    )
-    ApprovalNodeFactory(
-        work_order=work_order,
-        position=3,
-        name="Owners",
-        node_type=Type.USER_SPECIFIED,
-        group=GroupFactory(name="Owners"),
+    _, leads, _ = approval_chain(
+        work_order,
+        (Type.CC_TO, "Watchers", "Watchers"),
+        (Type.OR_BATCH, "Leads", "Leads"),
+        (Type.USER_SPECIFIED, "Owners", "Owners"),
     )
     watcher = UserFactory(groups=["Watchers"])
     lead = UserFactory(groups=["Leads"])

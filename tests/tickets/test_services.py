@@ -20,13 +20,13 @@ from redeploy import authorization
 from redeploy.models import AuditEvent
 from tests.factories import (
     ApplicationFactory,
-    ApprovalNodeFactory,
     GroupFactory,
     RedeployWorkOrderFactory,
     TicketFactory,
     UserFactory,
+    approval_chain,
 )
-from tests.support import redis_down
+from tests.support import audit_actions, redis_down
 from tickets import services
 from tickets.models import Approval, ApprovalNode, Ticket, TicketEntry
 
@@ -35,21 +35,6 @@ Entry = TicketEntry.State
 Type = ApprovalNode.Type
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def work_order():
-    return RedeployWorkOrderFactory()
-
-
-@pytest.fixture
-def alice():
-    return UserFactory(username="alice")
-
-
-@pytest.fixture
-def bob():
-    return UserFactory(username="bob", groups=["Approvers"])
 
 
 @pytest.fixture
@@ -76,29 +61,20 @@ def approved(submitted, bob):
     return services.approve_ticket(ticket=submitted, approver=bob)
 
 
-def actions(ticket) -> list[str]:
-    return list(
-        AuditEvent.objects.filter(ticket=ticket).order_by("id").values_list("action", flat=True)
-    )
-
-
 def history(ticket) -> list[tuple[str, str]]:
     return list(ticket.state_changes.order_by("id").values_list("from_state", "to_state"))
 
 
 def chain(work_order, *nodes: tuple[str, str]) -> list[ApprovalNode]:
-    """Replace the work order's approval chain with (node type, group name) nodes, in order."""
-    work_order.nodes.all().delete()
-    return [
-        ApprovalNodeFactory(
-            work_order=work_order,
-            position=position,
-            name=f"{node_type.lower()}-{position}",
-            node_type=node_type,
-            group=GroupFactory(name=group),
-        )
-        for position, (node_type, group) in enumerate(nodes, start=1)
-    ]
+    """Replace the work order's approval chain with (node type, group name) nodes, in order,
+    each named after its type and position ("or_batch-1")."""
+    return approval_chain(
+        work_order,
+        *(
+            (node_type, f"{node_type.lower()}-{position}", group)
+            for position, (node_type, group) in enumerate(nodes, start=1)
+        ),
+    )
 
 
 def token_value(redis_client, *, username="alice", application_name="web") -> dict | None:
@@ -121,7 +97,7 @@ def test_create_makes_a_new_ticket_with_snapshot_entries(draft, alice, web):
     assert entry.business_type == "APPLICATION"
     assert entry.content == {"name": "web", "tags": web.tags}
     assert history(draft) == [("", State.NEW)]
-    assert actions(draft) == ["ticket.created", "ticket.entry_added"]
+    assert audit_actions(ticket=draft) == ["ticket.created", "ticket.entry_added"]
 
 
 def test_ticket_numbers_are_unique(alice, work_order, web):
@@ -186,7 +162,7 @@ def test_applicant_adds_and_removes_entries_while_new(draft, alice):
 
     services.remove_entry(ticket=draft, actor=alice, entry_name="web")
     assert list(draft.entries.values_list("name", flat=True)) == ["api"]
-    assert actions(draft)[-2:] == ["ticket.entry_added", "ticket.entry_removed"]
+    assert audit_actions(ticket=draft)[-2:] == ["ticket.entry_added", "ticket.entry_removed"]
 
 
 def test_add_refuses_an_application_already_on_the_ticket(draft, alice):
@@ -225,7 +201,7 @@ def test_submit_moves_new_to_in_approval_at_the_first_node(submitted, work_order
     assert submitted.current_node == work_order.nodes.get()
     assert submitted.submitted_at is not None
     assert history(submitted) == [("", State.NEW), (State.NEW, State.IN_APPROVAL)]
-    assert actions(submitted)[-1] == "ticket.submitted"
+    assert audit_actions(ticket=submitted)[-1] == "ticket.submitted"
     event = AuditEvent.objects.get(ticket=submitted, action="ticket.submitted")
     assert event.actor_username == "alice"
     assert event.message == "New config"
@@ -310,7 +286,7 @@ def test_approve_moves_to_approved_and_mints_the_manuals_authorization(
     entry = ticket.entries.get()
     assert entry.state == Entry.AUTHORIZED
     assert entry.authorization_expires_at == expires
-    assert actions(ticket)[-2:] == ["ticket.approved", "authorization.minted"]
+    assert audit_actions(ticket=ticket)[-2:] == ["ticket.approved", "authorization.minted"]
     minted = AuditEvent.objects.get(ticket=ticket, action="authorization.minted")
     assert (minted.actor_username, minted.application_name) == ("bob", "web")
     assert "Temporary" not in minted.message  # the value itself is never logged
@@ -330,7 +306,7 @@ def test_the_authorization_lives_as_long_as_the_work_order_says(alice, bob, redi
         key = authorization.token_key(username="alice", application_name=name)
         assert 595 <= redis_client.ttl(key) <= 600
         assert token_value(redis_client, application_name=name)["ticketNo"] == ticket.ticket_no
-    assert actions(ticket)[-3:] == [
+    assert audit_actions(ticket=ticket)[-3:] == [
         "ticket.approved",
         "authorization.minted",
         "authorization.minted",
@@ -338,14 +314,14 @@ def test_the_authorization_lives_as_long_as_the_work_order_says(alice, bob, redi
 
 
 def test_approval_with_redis_down_changes_nothing(submitted, bob, redis_client):
-    events_before = actions(submitted)
+    events_before = audit_actions(ticket=submitted)
     with redis_down(), pytest.raises(ServiceUnavailable):
         services.approve_ticket(ticket=submitted, approver=bob)
     submitted.refresh_from_db()
     assert submitted.state == State.IN_APPROVAL
     assert not Approval.objects.exists()
     assert submitted.entries.get().state == Entry.DRAFT
-    assert actions(submitted) == events_before
+    assert audit_actions(ticket=submitted) == events_before
     assert redis_client.keys("*") == []
     # Redis is back: the same approval goes through.
     assert services.approve_ticket(ticket=submitted, approver=bob).state == State.APPROVED
@@ -464,7 +440,7 @@ def test_reject_moves_to_rejected_and_cancels_entries(submitted, bob, redis_clie
         "Not today",
     )
     assert change.actor == bob
-    assert actions(ticket)[-1] == "ticket.rejected"
+    assert audit_actions(ticket=ticket)[-1] == "ticket.rejected"
     assert AuditEvent.objects.get(action="ticket.rejected").message == (
         "Approval: rejected — Not today"
     )
@@ -480,7 +456,7 @@ def test_cancel_a_draft(draft, alice):
     assert history(ticket)[-1] == (State.NEW, State.CLOSED)
     assert ticket.state_changes.last().note == "Not needed"
     assert list(ticket.entries.values_list("state", flat=True)) == [Entry.CANCELLED]
-    assert actions(ticket)[-1] == "ticket.cancelled"
+    assert audit_actions(ticket=ticket)[-1] == "ticket.cancelled"
 
 
 def test_cancel_a_ticket_in_approval(submitted, alice, bob):
@@ -530,7 +506,11 @@ def test_or_batch_any_member_approves_and_the_first_approval_completes_the_node(
         (first, lead_b),
         (second, operator),
     ]
-    assert actions(ticket)[-3:] == ["ticket.approved", "ticket.approved", "authorization.minted"]
+    assert audit_actions(ticket=ticket)[-3:] == [
+        "ticket.approved",
+        "ticket.approved",
+        "authorization.minted",
+    ]
 
 
 def test_rejection_at_a_later_node_rejects_the_ticket(alice, work_order, web, redis_client):
@@ -672,15 +652,6 @@ def test_a_three_node_chain_of_each_gating_type(alice, work_order, web):
 # --- settle entries and complete -------------------------------------------------------------
 
 
-@pytest.fixture
-def approved_two(alice, bob):
-    return TicketFactory(
-        applicant=alice,
-        applications=[ApplicationFactory(name="web"), ApplicationFactory(name="api")],
-        approved_by=bob,
-    )
-
-
 def _entry(ticket, name) -> TicketEntry:
     return ticket.entries.get(name=name)
 
@@ -764,7 +735,7 @@ def test_full_life_history_and_audit_trail(alice, bob, work_order, web):
         (State.APPROVED, State.COMPLETED),
     ]
     assert [c.actor for c in ticket.state_changes.order_by("id")] == [alice, alice, bob, None]
-    assert actions(ticket) == [
+    assert audit_actions(ticket=ticket) == [
         "ticket.created",
         "ticket.entry_added",
         "ticket.submitted",
@@ -778,11 +749,11 @@ def test_audit_events_are_written_in_the_transaction_of_the_change(submitted, bo
     """A change rolled back takes its audit event and state history with it."""
     with pytest.raises(RuntimeError), transaction.atomic():
         services.reject_ticket(ticket=submitted, approver=bob, reason="No")
-        assert actions(submitted)[-1] == "ticket.rejected"
+        assert audit_actions(ticket=submitted)[-1] == "ticket.rejected"
         raise RuntimeError("the surrounding request failed")
     submitted.refresh_from_db()
     assert submitted.state == State.IN_APPROVAL
-    assert "ticket.rejected" not in actions(submitted)
+    assert "ticket.rejected" not in audit_actions(ticket=submitted)
     assert history(submitted)[-1] == (State.NEW, State.IN_APPROVAL)
     assert not Approval.objects.exists()
 

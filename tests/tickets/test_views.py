@@ -3,44 +3,25 @@
 import re
 
 import pytest
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
-from django.utils.html import escape
 
-from redeploy.models import RedeployOperation, RedeployTarget
 from tests.factories import (
     ApplicationFactory,
-    ApprovalNodeFactory,
-    GroupFactory,
-    RedeployWorkOrderFactory,
+    RedeployOperationFactory,
+    RedeployTargetFactory,
     TicketFactory,
     UserFactory,
 )
-from tickets.models import ApprovalNode, Ticket, TicketNodeApprover
+from tests.support import flash, page, shows
+from tickets.models import Ticket, TicketNodeApprover
 from tickets.views import format_time_left
 
 pytestmark = pytest.mark.django_db
 
 REDEPLOY = "APPLICATION_REDEPLOY"
-
-
-@pytest.fixture
-def work_order():
-    return RedeployWorkOrderFactory(key=REDEPLOY)
-
-
-@pytest.fixture
-def alice(work_order):
-    return UserFactory(username="alice")
-
-
-@pytest.fixture
-def bob(work_order):
-    return UserFactory(username="bob", groups=["Approvers"])
 
 
 @pytest.fixture
@@ -59,19 +40,6 @@ def api_app():
 def as_alice(client, alice):
     client.force_login(alice)
     return client
-
-
-def page(response) -> str:
-    return response.content.decode()
-
-
-def shows(response, text: str) -> bool:
-    """The text appears on the page as the user reads it (HTML-escaped in the markup)."""
-    return escape(text) in page(response)
-
-
-def flash(response) -> list[str]:
-    return [str(message) for message in response.context["messages"]]
 
 
 def detail_url(ticket) -> str:
@@ -277,18 +245,6 @@ def test_draft_limit_is_shown_next_to_the_form_and_input_kept(as_alice, alice, w
     assert Ticket.objects.filter(applicant=alice).count() == 3
 
 
-@pytest.fixture
-def lead_node(work_order):
-    """A second, USER_SPECIFIED node: the applicant picks one of the "Leads"."""
-    return ApprovalNodeFactory(
-        work_order=work_order,
-        position=2,
-        name="Lead",
-        node_type=ApprovalNode.Type.USER_SPECIFIED,
-        group=GroupFactory(name="Leads"),
-    )
-
-
 def test_user_specified_node_offers_group_members_but_the_applicant(as_alice, alice, lead_node):
     alice.groups.add(lead_node.group)
     UserFactory(username="dave", groups=["Leads"])
@@ -395,33 +351,16 @@ def test_ticket_page_shows_approvals_and_history(as_alice, alice, bob, web):
 
 def test_ticket_page_shows_the_redeploy_records(as_alice, alice, bob, web):
     ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
-    operation = RedeployOperation.objects.create(
-        requested_by=alice,
-        application_name="web",
-        namespace="shop",
-        deployment_name="web",
-        ticket=ticket,
+    operation = RedeployOperationFactory(requested_by=alice, ticket=ticket)
+    RedeployTargetFactory(
+        operation=operation, ticket=ticket, cluster_name="prod-a", message="Rollout complete"
     )
-    now = timezone.now()
-    RedeployTarget.objects.create(
-        operation=operation,
-        ticket=ticket,
-        cluster_name="prod-a",
-        namespace="shop",
-        deployment_name="web",
-        success=True,
-        message="Rollout complete",
-        operated_at=now,
-    )
-    RedeployTarget.objects.create(
+    RedeployTargetFactory(
         operation=operation,
         ticket=ticket,
         cluster_name="prod-b",
-        namespace="shop",
-        deployment_name="web",
-        success=False,
+        failed=True,
         message="Deployment does not exist",
-        operated_at=now,
     )
     html = page(as_alice.get(detail_url(ticket)))
     for header in (
@@ -447,20 +386,12 @@ def test_unknown_ticket_is_404(as_alice):
     assert as_alice.get("/tickets/20990101999999/").status_code == 404
 
 
-def _reviewer_by_perm():
-    user = UserFactory(username="rita")
-    user.user_permissions.add(
-        Permission.objects.get(content_type__app_label="redeploy", codename="view_auditevent")
-    )
-    return user
-
-
 @pytest.mark.parametrize(
     "make_viewer",
     [
         lambda: UserFactory(username="sam", is_staff=True),
         lambda: UserFactory(username="rob", groups=["Reviewers"]),
-        _reviewer_by_perm,
+        lambda: UserFactory(username="rita", permissions=["redeploy.view_auditevent"]),
     ],
     ids=["staff", "reviewers-group", "view_auditevent-perm"],
 )
