@@ -152,8 +152,19 @@ class _LocalStore:
 _local_store = _LocalStore()
 
 
+# One store per Redis URL, so a check does not look the client up again (tests point REDIS_URL
+# elsewhere to take Redis away; that URL gets its own store).
+_redis_stores: dict[str, _RedisStore] = {}
+
+
 def _store():
-    return _RedisStore() if settings.REDIS_URL else _local_store
+    url = settings.REDIS_URL
+    if not url:
+        return _local_store
+    store = _redis_stores.get(url)
+    if store is None:
+        store = _redis_stores.setdefault(url, _RedisStore())
+    return store
 
 
 def _call(operation, *args, **kwargs):
