@@ -122,6 +122,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "cratos.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # \u-escape non-ASCII: a lone surrogate echoed from a request (an unknown field's name)
+    # cannot be encoded as UTF-8 and would turn a 400 into a 500.
+    "UNICODE_JSON": False,
 }
 
 # Celery. Without a broker the tasks run in-process, so the demo needs no RabbitMQ/Redis.
@@ -137,7 +140,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
-CELERY_BROKER_TRANSPORT_OPTIONS = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    # A Redis broker hands the task of a worker that died to another one after this many
+    # seconds (kombu's default: an hour). Longer than any task runs; tasks are safe to rerun.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
+}
 CELERY_TIMEZONE = TIME_ZONE
 # Task modules not named tasks.py, which autodiscovery would miss.
 CELERY_IMPORTS = ["tickets.notification_tasks"]

@@ -56,4 +56,6 @@ class AuditEventFilter(django_filters.FilterSet):
         return queryset.filter(created_at__gte=_start_of(value))
 
     def filter_until_day(self, queryset, name, value: date):
+        if value == date.max:  # no day after it to stop before
+            return queryset
         return queryset.filter(created_at__lt=_start_of(value + timedelta(days=1)))

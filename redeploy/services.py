@@ -131,11 +131,15 @@ def request_redeploy(
         "deployment_name": deployment_name,
     }
     refusal = redeploy_refusal(user=user)
-    if refusal is None and (
-        authorization.live_token(username=user.get_username(), application_name=application_name)
-        is None
-    ):
-        refusal = UnauthorizedAccess()
+    if refusal is None:
+        try:
+            token = authorization.live_token(
+                username=user.get_username(), application_name=application_name
+            )
+        except ServiceUnavailable as unavailable:
+            refusal = unavailable
+        else:
+            refusal = UnauthorizedAccess() if token is None else None
     if refusal is not None:
         with transaction.atomic():
             record_event(
@@ -190,6 +194,26 @@ def _enqueue(*, operation: RedeployOperation) -> None:
                     message=QUEUE_DOWN,
                 )
         raise ServiceUnavailable(QUEUE_DOWN) from error
+
+
+def give_up_redeploy(*, operation_id, message: str, task_id: str = "") -> None:
+    """The task's last try failed (Redis away): a redeploy that never started fails with the
+    reason; its authorization was never taken. One that started is left to its targets."""
+    with transaction.atomic():
+        operation = _locked_operation(operation_id)
+        if operation.state != OperationState.QUEUED:
+            return
+        operation.state = OperationState.FAILED
+        operation.message = message
+        operation.finished_at = timezone.now()
+        operation.save(update_fields=["state", "message", "finished_at"])
+        _operation_event(
+            operation,
+            action=Action.REDEPLOY_FAILED,
+            outcome=Outcome.FAILURE,
+            message=message,
+            task_id=task_id,
+        )
 
 
 # -- audit helpers -------------------------------------------------------------------------

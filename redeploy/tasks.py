@@ -23,7 +23,15 @@ RETRY = {
 
 @shared_task(bind=True, acks_late=True, name="redeploy.run_redeploy", **RETRY)
 def run_redeploy(self, operation_id: str) -> None:
-    operation = services.run_redeploy(operation_id=operation_id, task_id=self.request.id)
+    try:
+        operation = services.run_redeploy(operation_id=operation_id, task_id=self.request.id)
+    except ServiceUnavailable as error:
+        if self.request.retries >= self.max_retries:
+            # The last try: a redeploy that never started says why instead of staying QUEUED.
+            services.give_up_redeploy(
+                operation_id=operation_id, message=error.message, task_id=self.request.id
+            )
+        raise
     for target in operation.targets.all():
         if target.state == RedeployTarget.State.ROLLING:
             follow_rollout.apply_async(

@@ -81,8 +81,9 @@ def _places(bindings) -> list[dict]:
 def _prefill(request, choices) -> dict:
     """Initial values from the query (?application=web&namespace=...); when only the
     application is given and it runs as one Deployment, that Deployment's names too."""
+    # NUL names nothing (PostgreSQL cannot even be asked about it): dropped.
     initial = {
-        name: request.GET.get(name, "")[: field.max_length or 253].strip()
+        name: request.GET.get(name, "").replace("\x00", "")[: field.max_length or 253].strip()
         for name, field in RedeployRequestForm.base_fields.items()
     }
     application = initial["application"]
@@ -97,9 +98,11 @@ def _prefill(request, choices) -> dict:
 
 
 def _form_page(request, form, choices, *, status: int = 200):
-    application = (form.data.get("application") if form.is_bound else None) or form.initial.get(
-        "application", ""
-    )
+    # What the form accepted: a typed name it refused (NUL, too long) narrows nothing.
+    if form.is_bound:
+        application = form.cleaned_data.get("application", "")
+    else:
+        application = form.initial.get("application", "")
     bindings = _bindings_in_view(choices, application.strip())
     context = {
         "form": form,
@@ -156,7 +159,11 @@ def redeploy_request(request):
         _require_permission(user)
         choices = selectors.redeploy_choices(user=user)
         return _form_page(request, form, choices, status=400)
-    choices = selectors.redeploy_choices(user=user)
+    try:
+        choices = selectors.redeploy_choices(user=user)
+    except ServiceUnavailable:
+        # Nothing to confirm without Redis: the service refuses in its words and audits it.
+        choices = []
     choice = _choice_for(choices, form.cleaned_data["application"])
     # Without a live authorization (or the permission) there is nothing to confirm: the service
     # refuses at once, in its own words, and audits the attempt.

@@ -100,7 +100,7 @@ class TicketViewSet(viewsets.GenericViewSet):
 
     @action(detail=True, methods=["post"])
     def approve(self, request, ticket_no: str):
-        ticket = self._visible_ticket()
+        ticket = selectors.ticket_for_vote(ticket_no=ticket_no, user=request.user)
         data = self._input(request)
         ticket = services.approve_ticket(
             ticket=ticket, approver=request.user, comment=data["comment"]
@@ -109,7 +109,7 @@ class TicketViewSet(viewsets.GenericViewSet):
 
     @action(detail=True, methods=["post"])
     def reject(self, request, ticket_no: str):
-        ticket = self._visible_ticket()
+        ticket = selectors.ticket_for_vote(ticket_no=ticket_no, user=request.user)
         data = self._input(request)
         ticket = services.reject_ticket(ticket=ticket, approver=request.user, reason=data["reason"])
         return self._ticket_response(ticket)

@@ -56,7 +56,8 @@ def provider_for(work_order) -> TicketEntryProvider:
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
     def cell(text: str) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
+        # Any line break (\r too: CommonMark ends a line there) would end the table row.
+        return " ".join(str(text).splitlines()).replace("|", "\\|")
 
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
     lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]

@@ -59,6 +59,25 @@ def visible_ticket(*, ticket_no: str, user) -> Ticket:
     return ticket
 
 
+def ticket_for_vote(*, ticket_no: str, user) -> Ticket:
+    """visible_ticket for a vote: a candidate approver of a submitted ticket keeps seeing it once
+    their node was decided, to hear why the vote no longer counts (as on the approval queue)."""
+    try:
+        ticket = ticket_by_no(ticket_no=ticket_no)
+    except Ticket.DoesNotExist:
+        raise NotFound(f"Ticket {ticket_no} does not exist.") from None
+    candidate = ticket.state != Ticket.State.NEW and any(
+        candidate_of(ticket=ticket, node=node, user=user)
+        for node in ticket.work_order.nodes.all()
+        if node.is_gating
+    )
+    if not candidate:
+        refusal = view_refusal(ticket=ticket, user=user)
+        if refusal:
+            raise refusal
+    return ticket
+
+
 def work_order_by_key(*, key: str) -> WorkOrder:
     return WorkOrder.objects.prefetch_related("nodes__group").get(key=key)
 
