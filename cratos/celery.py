@@ -2,7 +2,8 @@ import os
 import threading
 
 from celery import Celery, Task
-from django.db import close_old_connections
+from celery.signals import task_postrun, task_prerun
+from django.db import close_old_connections, connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cratos.settings")
 
@@ -24,7 +25,7 @@ class CratosTask(Task):
             try:
                 self.apply(args, kwargs, task_id=options.get("task_id"))
             finally:
-                close_old_connections()
+                connections.close_all()  # this thread ends here
 
         timer = threading.Timer(options.get("countdown") or 0, run)
         timer.daemon = True
@@ -35,3 +36,12 @@ class CratosTask(Task):
 app = Celery("cratos", task_cls=CratosTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _recycle_database_connections(task=None, **kwargs):
+    # As between two requests: a connection too old or broken is dropped, a good one kept.
+    # Eager tasks run inside the caller's request or transaction: leave that one alone.
+    if not getattr(task.request, "is_eager", False):
+        close_old_connections()
