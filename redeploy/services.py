@@ -226,7 +226,9 @@ def _operation_event(
     outcome: str,
     message: str,
     task_id: str = "",
+    **where,
 ) -> None:
+    """An audit event of the operation; `where` narrows it to one target's fields."""
     record_event(
         action=action,
         actor=operation.requested_by,
@@ -234,32 +236,31 @@ def _operation_event(
         ticket=operation.ticket,
         operation=operation,
         application_name=operation.application_name,
-        cluster_name=operation.cluster_name,
-        namespace=operation.namespace,
-        deployment_name=operation.deployment_name,
         message=message,
         celery_task_id=task_id or operation.celery_task_id,
+        **{
+            "cluster_name": operation.cluster_name,
+            "namespace": operation.namespace,
+            "deployment_name": operation.deployment_name,
+            **where,
+        },
     )
 
 
 def _target_event(
     target: RedeployTarget, *, action: str, outcome: str, message: str, task_id: str
 ) -> None:
-    operation = target.operation
-    record_event(
+    _operation_event(
+        target.operation,
         action=action,
-        actor=operation.requested_by,
         outcome=outcome,
-        ticket=operation.ticket,
-        operation=operation,
-        application_name=operation.application_name,
+        message=message,
+        task_id=task_id,
         cluster_name=target.cluster_name,
         namespace=target.namespace,
         deployment_name=target.deployment_name,
-        message=message,
         generation=target.generation,
         resource_version=target.resource_version,
-        celery_task_id=task_id,
     )
 
 
