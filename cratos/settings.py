@@ -181,8 +181,13 @@ KUBERNETES_FIELD_MANAGER = "cratos-redeploy"
 # first pause KUBERNETES_RETRY_BACKOFF seconds, doubling (capped at 10 s; Retry-After wins).
 KUBERNETES_RETRY_ATTEMPTS = env.int("KUBERNETES_RETRY_ATTEMPTS", default=4)
 KUBERNETES_RETRY_BACKOFF = env.float("KUBERNETES_RETRY_BACKOFF", default=0.5)
+# API calls in flight at once per worker process when a batch of redeploys runs (kubectl sends
+# one at a time; an API server serves many clients side by side).
+KUBERNETES_PARALLEL_REQUESTS = env.int("KUBERNETES_PARALLEL_REQUESTS", default=8)
 # Seconds between two looks at a running rollout.
 REDEPLOY_ROLLOUT_POLL_SECONDS = env.float("REDEPLOY_ROLLOUT_POLL_SECONDS", default=2.0)
+# Redeploys one request (and one task) may carry.
+REDEPLOY_MAX_BATCH = env.int("REDEPLOY_MAX_BATCH", default=500)
 
 # Notices: deep links are built on SITE_URL; mail goes through Django's email backend.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")

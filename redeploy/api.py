@@ -4,6 +4,7 @@ Refusals are DomainErrors from the services and selectors, rendered by
 cratos.api.exception_handler as `{"error": code, "message": ...}`.
 """
 
+from django.conf import settings
 from rest_framework import status, viewsets
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -14,6 +15,14 @@ from . import selectors, services
 from .serializers import OperationSerializer, RedeployRequestInput, operation_api_url
 
 
+def _accepted(operation, request) -> dict:
+    return {
+        "id": str(operation.pk),
+        "state": operation.state,
+        "url": operation_api_url(operation, request),
+    }
+
+
 class OperationPagination(PageNumberPagination):
     page_size = 20
     page_size_query_param = "pageSize"
@@ -21,8 +30,9 @@ class OperationPagination(PageNumberPagination):
 
 
 class RedeployViewSet(viewsets.GenericViewSet):
-    """`POST /redeploys/` queues a redeploy (202); `GET /redeploys/` lists mine;
-    `GET /redeploys/{id}/` shows one to its requester, staff and reviewers."""
+    """`POST /redeploys/` queues a redeploy (202), or a batch given as a JSON array (202 with an
+    array, all or none queued); `GET /redeploys/` lists mine; `GET /redeploys/{id}/` shows one
+    to its requester, staff and reviewers."""
 
     lookup_value_converter = "uuid"
     pagination_class = OperationPagination
@@ -39,23 +49,31 @@ class RedeployViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
     def create(self, request):
-        serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        # No transaction here: the service commits, then queues the task.
-        operation = services.request_redeploy(
-            user=request.user,
-            application_name=data["applicationName"],
-            namespace=data["namespace"],
-            deployment_name=data["deploymentName"],
-            cluster_name=data.get("cluster") or None,
-            request_ip=client_ip(request) or None,
+        batch = isinstance(request.data, list)
+        serializer = self.get_serializer(
+            data=request.data,
+            many=batch,
+            **({"max_length": settings.REDEPLOY_MAX_BATCH} if batch else {}),
         )
-        url = operation_api_url(operation, request)
+        serializer.is_valid(raise_exception=True)
+        items = [
+            services.RedeployRequest(
+                application_name=data["applicationName"],
+                namespace=data["namespace"],
+                deployment_name=data["deploymentName"],
+                cluster_name=data.get("cluster") or None,
+            )
+            for data in (serializer.validated_data if batch else [serializer.validated_data])
+        ]
+        # No transaction here: the service commits, then queues the task.
+        operations = services.request_redeploys(
+            user=request.user, items=items, request_ip=client_ip(request) or None
+        )
+        accepted = [_accepted(operation, request) for operation in operations]
+        if batch:
+            return Response(accepted, status=status.HTTP_202_ACCEPTED)
         return Response(
-            {"id": str(operation.pk), "state": operation.state, "url": url},
-            status=status.HTTP_202_ACCEPTED,
-            headers={"Location": url},
+            accepted[0], status=status.HTTP_202_ACCEPTED, headers={"Location": accepted[0]["url"]}
         )
 
     def retrieve(self, request, pk):

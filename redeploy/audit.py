@@ -1,4 +1,5 @@
-"""Writing audit events. Services call `record_event` inside the transaction of the change."""
+"""Writing audit events. Services call `record_event` (or `record_events` for several at once,
+one INSERT) inside the transaction of the change."""
 
 from django.db import transaction
 
@@ -8,7 +9,7 @@ Action = AuditEvent.Action
 Outcome = AuditEvent.Outcome
 
 
-def record_event(
+def build_event(
     *,
     action: str,
     actor=None,
@@ -25,11 +26,8 @@ def record_event(
     request_ip: str | None = None,
     celery_task_id: str = "",
 ) -> AuditEvent:
-    # A caller outside a transaction would let the change land without its record (or the
-    # reverse); refuse loudly so that mistake shows in tests, not in an incident review.
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("record_event must run inside the transaction of the change")
-    return AuditEvent.objects.create(
+    """An audit event, not yet written: give it to record_events."""
+    return AuditEvent(
         action=action,
         actor=actor if actor is not None and actor.pk else None,
         actor_username=actor.get_username() if actor is not None else "",
@@ -47,3 +45,17 @@ def record_event(
         request_ip=request_ip,
         celery_task_id=celery_task_id or "",
     )
+
+
+def record_events(events: list[AuditEvent]) -> list[AuditEvent]:
+    # A caller outside a transaction would let the change land without its record (or the
+    # reverse); refuse loudly so that mistake shows in tests, not in an incident review.
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("record_event must run inside the transaction of the change")
+    return AuditEvent.objects.bulk_create(events)
+
+
+def record_event(**fields) -> AuditEvent:
+    """One audit event (the fields of build_event), written now."""
+    (event,) = record_events([build_event(**fields)])
+    return event

@@ -94,9 +94,13 @@ class _RedisStore:
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         return self.client.mget(keys) if keys else []
 
-    def take(self, key: str) -> bytes | None:
-        # GETDEL: of many racing consumers exactly one receives the value.
-        return self.client.getdel(key)
+    def take_many(self, keys: list[str]) -> list[bytes | None]:
+        # GETDEL: of many racing consumers exactly one receives the value. One round trip for
+        # all the keys; each GETDEL is atomic on its own, which is all that is needed.
+        with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.getdel(key)
+            return pipe.execute()
 
     def delete(self, key: str) -> bool:
         return bool(self.client.delete(key))
@@ -138,11 +142,12 @@ class _LocalStore:
         with self._lock:
             return [self._live(key) for key in keys]
 
-    def take(self, key: str) -> str | None:
+    def take_many(self, keys: list[str]) -> list[str | None]:
         with self._lock:
-            value = self._live(key)
-            self._items.pop(key, None)
-            return value
+            values = [self._live(key) for key in keys]
+            for key in keys:
+                self._items.pop(key, None)
+            return values
 
     def delete(self, key: str) -> bool:
         with self._lock:
@@ -248,13 +253,21 @@ def live_tokens(*, username: str, application_names: list[str]) -> list[Redeploy
     ]
 
 
+def consume_all(*, wanted: list[tuple[str, str]]) -> list[RedeployToken | None]:
+    """Atomically take the authorizations of (username, application name) pairs, in one round
+    trip: of many racing callers exactly one gets each. None where there was no live one."""
+    keys = [token_key(username=user, application_name=name) for user, name in wanted]
+    tokens = [_parse(raw) for raw in _call(_store().take_many, keys)] if keys else []
+    return [
+        token if token and token.is_live_for(username=user, application_name=name) else None
+        for token, (user, name) in zip(tokens, wanted, strict=True)
+    ]
+
+
 def consume(*, username: str, application_name: str) -> RedeployToken | None:
-    """Atomically take the authorization: of many racing callers exactly one gets it."""
-    key = token_key(username=username, application_name=application_name)
-    token = _parse(_call(_store().take, key))
-    if token and token.is_live_for(username=username, application_name=application_name):
-        return token
-    return None
+    """Atomically take one authorization: of many racing callers exactly one gets it."""
+    (token,) = consume_all(wanted=[(username, application_name)])
+    return token
 
 
 def restore(*, token: RedeployToken) -> bool:

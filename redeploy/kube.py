@@ -16,7 +16,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -150,9 +151,14 @@ _clients: OrderedDict[str, ApiClient] = OrderedDict()
 _clients_lock = threading.Lock()
 
 
+_background: ThreadPoolExecutor | None = None
+
+
 def _forget_clients() -> None:
-    # A forked process (a prefork worker) must not use its parent's connections.
+    # A forked process (a prefork worker) must not use its parent's connections or threads.
+    global _background
     _clients.clear()
+    _background = None
 
 
 os.register_at_fork(after_in_child=_forget_clients)
@@ -216,10 +222,33 @@ def _new_client(cluster: KubernetesCluster) -> ApiClient:
         ) from error
     # Retries are ours (bounded, with backoff, aware of what a repeated PATCH means).
     configuration.retries = False
+    # A connection kept for each call that may be in flight at once (in_background).
+    configuration.connection_pool_maxsize = max(
+        configuration.connection_pool_maxsize, settings.KUBERNETES_PARALLEL_REQUESTS
+    )
     client = ApiClient(configuration)
     # The product's name in the apiserver's audit log, like kubectl's own user agent.
     client.user_agent = settings.KUBERNETES_FIELD_MANAGER
     return client
+
+
+def in_background(call: Callable, /, **kwargs) -> Future:
+    """Run one of this module's calls (`get_deployment`, `restart_deployment`) on a thread.
+
+    The calls of a batch of redeploys go out side by side (KUBERNETES_PARALLEL_REQUESTS at a
+    time, over the client's pooled connections), and one redeploy reads its Deployment while
+    its transaction commits. Only API calls run there: database work stays on the caller's
+    thread. The future raises what the call raises.
+    """
+    global _background
+    with _clients_lock:
+        if _background is None:
+            _background = ThreadPoolExecutor(
+                max_workers=settings.KUBERNETES_PARALLEL_REQUESTS,
+                thread_name_prefix="kube",
+            )
+        executor = _background
+    return executor.submit(call, **kwargs)
 
 
 def _timeout() -> tuple[float, float]:

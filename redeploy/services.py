@@ -8,7 +8,9 @@ between transactions (never while a row lock is held), through redeploy.kube onl
 
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -16,16 +18,17 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from cratos.exceptions import NotFound, ServiceUnavailable, ValidationFailed
+from cratos.exceptions import DomainError, NotFound, ServiceUnavailable, ValidationFailed
 from tickets.models import Ticket, TicketEntry
 from tickets.notifications import notify_redeploy_finished
 from tickets.services import settle_entry
 
 from . import authorization, kube
-from .audit import Action, Outcome, record_event
+from .audit import Action, Outcome, build_event, record_event, record_events
 from .exceptions import (
     DEPLOYMENT_DOES_NOT_EXIST,
     UNAUTHORIZED_ACCESS,
@@ -39,6 +42,7 @@ from .exceptions import (
 )
 from .models import (
     Application,
+    AuditEvent,
     DeploymentBinding,
     KubernetesCluster,
     RedeployOperation,
@@ -74,12 +78,20 @@ def rollout_poll_seconds() -> float:
 # -- request -------------------------------------------------------------------------------
 
 
-def _clean_request(
-    *, application_name: str, namespace: str, deployment_name: str, cluster_name: str | None
-) -> tuple[str, str, str, str]:
-    application_name = (application_name or "").strip()
-    namespace = (namespace or "").strip()
-    deployment_name = (deployment_name or "").strip()
+@dataclass(frozen=True)
+class RedeployRequest:
+    """What to restart: the Deployment of an application, in one cluster or in all of them."""
+
+    application_name: str
+    namespace: str
+    deployment_name: str
+    cluster_name: str | None = None
+
+
+def _clean_request(item: RedeployRequest) -> RedeployRequest:
+    application_name = (item.application_name or "").strip()
+    namespace = (item.namespace or "").strip()
+    deployment_name = (item.deployment_name or "").strip()
     missing = [
         label
         for label, value in (
@@ -96,7 +108,133 @@ def _clean_request(
         validate_dns1123_subdomain(deployment_name)
     except ValidationError as error:
         raise ValidationFailed(error.messages[0]) from None
-    return application_name, namespace, deployment_name, (cluster_name or "").strip()
+    return RedeployRequest(
+        application_name=application_name,
+        namespace=namespace,
+        deployment_name=deployment_name,
+        cluster_name=(item.cluster_name or "").strip(),
+    )
+
+
+def _clean_batch(items: Sequence[RedeployRequest]) -> list[RedeployRequest]:
+    """The requests cleaned; in a batch each message names the request it is about."""
+    if not items:
+        raise ValidationFailed("Give at least one redeploy.")
+    most = settings.REDEPLOY_MAX_BATCH
+    if len(items) > most:
+        raise ValidationFailed(f"At most {most} redeploys can be requested at once.")
+    if len(items) == 1:
+        return [_clean_request(items[0])]
+    cleaned = []
+    for number, item in enumerate(items, start=1):
+        try:
+            cleaned.append(_clean_request(item))
+        except ValidationFailed as error:
+            raise ValidationFailed(f"Redeploy {number}: {error.message}") from None
+    seen = set()
+    for item in cleaned:
+        if item.application_name in seen:
+            # The second would find the authorization used by the first.
+            raise ValidationFailed(
+                f"Application {item.application_name} is named twice; one approval allows "
+                "one redeploy."
+            )
+        seen.add(item.application_name)
+    return cleaned
+
+
+def _refusals(*, user, items: list[RedeployRequest]) -> list[DomainError | None]:
+    """The fast check of each request: the permission, and a live authorization."""
+    refusal = redeploy_refusal(user=user)
+    if refusal is not None:
+        return [refusal] * len(items)
+    try:
+        live = authorization.live_tokens(
+            username=user.get_username(),
+            application_names=[item.application_name for item in items],
+        )
+    except ServiceUnavailable as unavailable:
+        return [unavailable] * len(items)
+    authorized = {token.application_name for token in live}
+    return [None if item.application_name in authorized else UnauthorizedAccess() for item in items]
+
+
+def _where(item: RedeployRequest) -> dict:
+    return {
+        "application_name": item.application_name,
+        "cluster_name": item.cluster_name,
+        "namespace": item.namespace,
+        "deployment_name": item.deployment_name,
+    }
+
+
+def request_redeploys(
+    *, user, items: Sequence[RedeployRequest], request_ip: str | None = None
+) -> list[RedeployOperation]:
+    """Queue redeploys for a user holding a live authorization for each application: one
+    operation per request, all run by one task (a batch restarts its Deployments side by side).
+
+    The fast check only: the task consumes each authorization (the authoritative check). All
+    or nothing: when any request is refused none is queued, each refusal is audited in its own
+    committed transaction and the first is raised (in a batch its message names the
+    applications), so call this outside any transaction (as views do). Without a cluster every
+    cluster where the binding exists is restarted, each as a target of the operation. The task
+    is queued once the operations are committed; a broker that does not answer fails them and
+    raises ServiceUnavailable, the authorizations untouched.
+    Raises PermissionRefused, UnauthorizedAccess, ValidationFailed, ServiceUnavailable.
+    """
+    items = _clean_batch(items)
+    refusals = _refusals(user=user, items=items)
+    refused = [error for error in refusals if error is not None]
+    if refused:
+        first = refused[0]
+        with transaction.atomic():
+            record_events(
+                [
+                    build_event(
+                        action=Action.REDEPLOY_REFUSED,
+                        actor=user,
+                        outcome=Outcome.FAILURE,
+                        message=error.message if error else f"Not queued: {first.message}",
+                        request_ip=request_ip,
+                        **_where(item),
+                    )
+                    for item, error in zip(items, refusals, strict=True)
+                ]
+            )
+        if len(items) > 1 and isinstance(first, UnauthorizedAccess):
+            names = ", ".join(
+                item.application_name
+                for item, error in zip(items, refusals, strict=True)
+                if error is not None
+            )
+            raise UnauthorizedAccess(f"{UNAUTHORIZED_ACCESS} (no live authorization: {names})")
+        raise first
+    # One task for the batch, so every operation carries its id.
+    task_id = str(uuid.uuid4())
+    with transaction.atomic():
+        operations = RedeployOperation.objects.bulk_create(
+            RedeployOperation(
+                requested_by=user, request_ip=request_ip, celery_task_id=task_id, **_where(item)
+            )
+            for item in items
+        )
+        record_events(
+            [
+                build_event(
+                    action=Action.REDEPLOY_REQUESTED,
+                    actor=user,
+                    outcome=Outcome.INFO,
+                    operation=operation,
+                    request_ip=request_ip,
+                    celery_task_id=task_id,
+                    **_where(item),
+                )
+                for operation, item in zip(operations, items, strict=True)
+            ]
+        )
+        transaction.on_commit(lambda: _enqueue(operations=operations, task_id=task_id))
+    return operations
 
 
 def request_redeploy(
@@ -108,97 +246,44 @@ def request_redeploy(
     cluster_name: str | None = None,
     request_ip: str | None = None,
 ) -> RedeployOperation:
-    """Queue a redeploy for a user holding a live authorization for the application.
-
-    The fast check only: the task consumes the authorization (the authoritative check). A
-    refusal is audited in its own committed transaction before it is raised, so call this
-    outside any transaction (as views do). Without a cluster every cluster where the binding
-    exists is restarted, each as a target of the operation. The task is queued once the
-    operation is committed; a broker that does not answer fails the operation and raises
-    ServiceUnavailable, the authorization untouched.
-    Raises PermissionRefused, UnauthorizedAccess, ValidationFailed, ServiceUnavailable.
-    """
-    application_name, namespace, deployment_name, cluster_name = _clean_request(
-        application_name=application_name,
-        namespace=namespace,
-        deployment_name=deployment_name,
-        cluster_name=cluster_name,
+    """Queue one redeploy (request_redeploys with one request)."""
+    (operation,) = request_redeploys(
+        user=user,
+        items=[
+            RedeployRequest(
+                application_name=application_name,
+                namespace=namespace,
+                deployment_name=deployment_name,
+                cluster_name=cluster_name,
+            )
+        ],
+        request_ip=request_ip,
     )
-    where = {
-        "application_name": application_name,
-        "cluster_name": cluster_name,
-        "namespace": namespace,
-        "deployment_name": deployment_name,
-    }
-    refusal = redeploy_refusal(user=user)
-    if refusal is None:
-        try:
-            token = authorization.live_token(
-                username=user.get_username(), application_name=application_name
-            )
-        except ServiceUnavailable as unavailable:
-            refusal = unavailable
-        else:
-            refusal = UnauthorizedAccess() if token is None else None
-    if refusal is not None:
-        with transaction.atomic():
-            record_event(
-                action=Action.REDEPLOY_REFUSED,
-                actor=user,
-                outcome=Outcome.FAILURE,
-                message=refusal.message,
-                request_ip=request_ip,
-                **where,
-            )
-        raise refusal
-    with transaction.atomic():
-        operation = RedeployOperation.objects.create(
-            requested_by=user, request_ip=request_ip, celery_task_id=str(uuid.uuid4()), **where
-        )
-        record_event(
-            action=Action.REDEPLOY_REQUESTED,
-            actor=user,
-            outcome=Outcome.INFO,
-            operation=operation,
-            request_ip=request_ip,
-            celery_task_id=operation.celery_task_id,
-            **where,
-        )
-        transaction.on_commit(lambda: _enqueue(operation=operation))
     return operation
 
 
-def _enqueue(*, operation: RedeployOperation) -> None:
-    from .tasks import run_redeploy as run_redeploy_task  # the tasks module imports this one
+def _enqueue(*, operations: list[RedeployOperation], task_id: str) -> None:
+    from .tasks import run_redeploys as run_redeploys_task  # the tasks module imports this one
 
+    operation_ids = [str(operation.pk) for operation in operations]
     try:
-        run_redeploy_task.apply_async(
-            kwargs={"operation_id": str(operation.pk)},
-            task_id=operation.celery_task_id,
+        run_redeploys_task.apply_async(
+            kwargs={"operation_ids": operation_ids},
+            task_id=task_id,
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
         )
     except OperationalError as error:
-        logger.error("Cannot queue redeploy %s: %s", operation.pk, error)
-        with transaction.atomic():
-            operation = RedeployOperation.objects.select_for_update().get(pk=operation.pk)
-            if operation.state == OperationState.QUEUED:
-                operation.state = OperationState.FAILED
-                operation.message = QUEUE_DOWN
-                operation.finished_at = timezone.now()
-                operation.save(update_fields=["state", "message", "finished_at"])
-                _operation_event(
-                    operation,
-                    action=Action.REDEPLOY_FAILED,
-                    outcome=Outcome.FAILURE,
-                    message=QUEUE_DOWN,
-                )
+        logger.error("Cannot queue redeploys %s: %s", ", ".join(operation_ids), error)
+        for operation_id in operation_ids:
+            give_up_redeploy(operation_id=operation_id, message=QUEUE_DOWN)
         raise ServiceUnavailable(QUEUE_DOWN) from error
 
 
 def give_up_redeploy(*, operation_id, message: str, task_id: str = "") -> None:
-    """The task's last try failed (Redis away): a redeploy that never started fails with the
-    reason; its authorization was never taken. One that started is left to its targets."""
+    """The operation could not start (broker down, or the task's last try found Redis away):
+    one that never started fails with the reason; its authorization was never taken. One that
+    started is left to its targets."""
     with transaction.atomic():
         operation = _locked_operation(operation_id)
         if operation.state != OperationState.QUEUED:
@@ -207,12 +292,16 @@ def give_up_redeploy(*, operation_id, message: str, task_id: str = "") -> None:
         operation.message = message
         operation.finished_at = timezone.now()
         operation.save(update_fields=["state", "message", "finished_at"])
-        _operation_event(
-            operation,
-            action=Action.REDEPLOY_FAILED,
-            outcome=Outcome.FAILURE,
-            message=message,
-            task_id=task_id,
+        record_events(
+            [
+                _operation_event(
+                    operation,
+                    action=Action.REDEPLOY_FAILED,
+                    outcome=Outcome.FAILURE,
+                    message=message,
+                    task_id=task_id,
+                )
+            ]
         )
 
 
@@ -227,9 +316,9 @@ def _operation_event(
     message: str,
     task_id: str = "",
     **where,
-) -> None:
-    """An audit event of the operation; `where` narrows it to one target's fields."""
-    record_event(
+) -> AuditEvent:
+    """An audit event of the operation (for record_events); `where` narrows it to a target."""
+    return build_event(
         action=action,
         actor=operation.requested_by,
         outcome=outcome,
@@ -249,8 +338,8 @@ def _operation_event(
 
 def _target_event(
     target: RedeployTarget, *, action: str, outcome: str, message: str, task_id: str
-) -> None:
-    _operation_event(
+) -> AuditEvent:
+    return _operation_event(
         target.operation,
         action=action,
         outcome=outcome,
@@ -283,100 +372,229 @@ def _locked_target(target_id: int) -> RedeployTarget:
     )
 
 
-def _bindings(operation: RedeployOperation) -> list[DeploymentBinding]:
-    bindings = DeploymentBinding.objects.select_related("cluster").filter(
-        application__name=operation.application_name,
-        namespace=operation.namespace,
-        deployment_name=operation.deployment_name,
-    )
-    if operation.cluster_name:
-        bindings = bindings.filter(cluster__name=operation.cluster_name)
-    return list(bindings.order_by("cluster__name"))
+def _bindings_of(operations: list[RedeployOperation]) -> dict:
+    """The bindings each operation restarts, by operation id, in cluster order: one query."""
+    wanted = Q()
+    for operation in operations:
+        wanted |= Q(
+            application__name=operation.application_name,
+            namespace=operation.namespace,
+            deployment_name=operation.deployment_name,
+        )
+    found = defaultdict(list)
+    for binding in (
+        DeploymentBinding.objects.select_related("application", "cluster")
+        .filter(wanted)
+        .order_by("cluster__name")
+    ):
+        key = (binding.application.name, binding.namespace, binding.deployment_name)
+        found[key].append(binding)
+    return {
+        operation.pk: [
+            binding
+            for binding in found[
+                (operation.application_name, operation.namespace, operation.deployment_name)
+            ]
+            if not operation.cluster_name or binding.cluster.name == operation.cluster_name
+        ]
+        for operation in operations
+    }
 
 
-def _start(*, operation_id, task_id: str) -> RedeployOperation:
-    """Steps 1-2: consume the authorization, find the bindings, create the targets.
+@dataclass
+class _Pending:
+    """A target to restart, its cluster, and the read of its Deployment (the paused check)
+    going on in the background."""
+
+    target: RedeployTarget
+    cluster: KubernetesCluster
+    look: Future
+    deployment: kube.V1Deployment | None = None  # once the look said it may be restarted
+
+    @classmethod
+    def of(cls, target: RedeployTarget, cluster: KubernetesCluster) -> "_Pending":
+        look = kube.in_background(
+            kube.get_deployment,
+            cluster=cluster,
+            namespace=target.namespace,
+            name=target.deployment_name,
+        )
+        return cls(target=target, cluster=cluster, look=look)
+
+    def refusal(self) -> str:
+        """Waits for the look; why the Deployment must not be restarted, or "" (it may)."""
+        try:
+            deployment = self.look.result()
+        except KubeError as error:
+            return _failure_message(error)
+        if kube.is_paused(deployment):
+            return operation_failed_message(kube.PAUSED_MESSAGE)
+        self.deployment = deployment
+        return ""
+
+
+def _update_operations(operations: list[RedeployOperation], fields: list[str]) -> None:
+    """Save these fields of the operations: one UPDATE per distinct set of values (a batch's
+    operations share them, but for the ticket), cheaper than a bulk_update's CASEs."""
+    groups = defaultdict(list)
+    for operation in operations:
+        values = tuple((field, getattr(operation, field)) for field in fields)
+        groups[values].append(operation.pk)
+    for values, ids in groups.items():
+        RedeployOperation.objects.filter(pk__in=ids).update(**dict(values))
+
+
+def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
+    """Steps 1-2 for the QUEUED operations among `operation_ids`: consume their authorizations
+    (one round trip), find the bindings, create the targets, all in one transaction. Each
+    Deployment is read (the paused check) meanwhile: a target whose read is back before its row
+    is written is decided there (failed, or its restart claimed); the others after the commit.
 
     Only a QUEUED operation starts; a redelivered task finds it RUNNING or finished.
     """
-    token = None
+    tokens: list = []
     try:
         with transaction.atomic():
-            operation = _locked_operation(operation_id)
-            if operation.state != OperationState.QUEUED:
-                return operation
-            bindings = _bindings(operation)
-            now = timezone.now()
-            operation.celery_task_id = task_id or operation.celery_task_id
-            operation.started_at = now
+            operations = [
+                operation
+                for operation in RedeployOperation.objects.select_for_update(of=("self",))
+                .select_related("requested_by")
+                .filter(pk__in=operation_ids)
+                .order_by("pk")  # one lock order for every task
+                if operation.state == OperationState.QUEUED
+            ]
+            if not operations:
+                return []
             # GETDEL: of many racing tasks on one authorization exactly one gets it. Should this
-            # transaction then not commit, the `except` below puts the authorization back.
-            token = authorization.consume(
-                username=operation.requested_by.get_username(),
-                application_name=operation.application_name,
+            # transaction then not commit, the `except` below puts the authorizations back.
+            tokens = authorization.consume_all(
+                wanted=[
+                    (operation.requested_by.get_username(), operation.application_name)
+                    for operation in operations
+                ]
             )
-            if token is None:
-                operation.state = OperationState.FAILED
-                operation.message = UNAUTHORIZED_ACCESS
-                operation.finished_at = now
-                operation.save()
-                _operation_event(
-                    operation,
-                    action=Action.REDEPLOY_FAILED,
-                    outcome=Outcome.FAILURE,
-                    message=UNAUTHORIZED_ACCESS,
-                )
-                return operation
-            operation.state = OperationState.RUNNING
-            operation.authorization_expires_at = token.expires
-            operation.ticket = Ticket.objects.get(pk=token.ticket_id)
-            operation.save()
-            _operation_event(
-                operation,
-                action=Action.AUTHORIZATION_CONSUMED,
-                outcome=Outcome.SUCCESS,
-                message=f"Authorization of ticket {token.ticket_no} consumed "
-                f"({token.seconds_left()} s were left)",
+            bindings = _bindings_of(
+                [operation for operation, token in zip(operations, tokens, strict=True) if token]
             )
-            _operation_event(
-                operation,
-                action=Action.REDEPLOY_STARTED,
-                outcome=Outcome.INFO,
-                message=f"Restarting {len(bindings)} Deployment(s)",
+            now = timezone.now()
+            targets: list[RedeployTarget] = []
+            pending: list[_Pending] = []
+            events: list[AuditEvent] = []
+            for operation, token in zip(operations, tokens, strict=True):
+                operation.celery_task_id = task_id or operation.celery_task_id
+                operation.started_at = now
+                if token is None:
+                    operation.state = OperationState.FAILED
+                    operation.message = UNAUTHORIZED_ACCESS
+                    operation.finished_at = now
+                    events.append(
+                        _operation_event(
+                            operation,
+                            action=Action.REDEPLOY_FAILED,
+                            outcome=Outcome.FAILURE,
+                            message=UNAUTHORIZED_ACCESS,
+                        )
+                    )
+                    continue
+                operation.state = OperationState.RUNNING
+                operation.authorization_expires_at = token.expires
+                # The authorization names its ticket: no need to read it.
+                operation.ticket = Ticket(pk=token.ticket_id, ticket_no=token.ticket_no)
+                found = bindings[operation.pk]
+                events += [
+                    _operation_event(
+                        operation,
+                        action=Action.AUTHORIZATION_CONSUMED,
+                        outcome=Outcome.SUCCESS,
+                        message=f"Authorization of ticket {token.ticket_no} consumed "
+                        f"({token.seconds_left()} s were left)",
+                    ),
+                    _operation_event(
+                        operation,
+                        action=Action.REDEPLOY_STARTED,
+                        outcome=Outcome.INFO,
+                        message=f"Restarting {len(found)} Deployment(s)",
+                    ),
+                ]
+                if not found:
+                    missing = RedeployTarget(
+                        operation=operation,
+                        ticket_id=token.ticket_id,
+                        cluster_name=operation.cluster_name,
+                        namespace=operation.namespace,
+                        deployment_name=operation.deployment_name,
+                        state=TargetState.FAILED,
+                        success=False,
+                        message=binding_missing_message(operation.deployment_name),
+                        operated_at=now,
+                        finished_at=now,
+                    )
+                    targets.append(missing)
+                    events.append(
+                        _target_event(
+                            missing,
+                            action=Action.REDEPLOY_FAILED,
+                            outcome=Outcome.FAILURE,
+                            message=missing.message,
+                            task_id=operation.celery_task_id,
+                        )
+                    )
+                pending += [
+                    _Pending.of(
+                        RedeployTarget(
+                            operation=operation,
+                            ticket_id=token.ticket_id,
+                            binding=binding,
+                            cluster_name=binding.cluster.name,
+                            namespace=binding.namespace,
+                            deployment_name=binding.deployment_name,
+                        ),
+                        binding.cluster,
+                    )
+                    for binding in found
+                ]
+            _update_operations(
+                operations,
+                [
+                    "state",
+                    "message",
+                    "started_at",
+                    "finished_at",
+                    "celery_task_id",
+                    "authorization_expires_at",
+                    "ticket_id",
+                ],
             )
-            if not bindings:
-                target = RedeployTarget.objects.create(
-                    operation=operation,
-                    ticket=operation.ticket,
-                    cluster_name=operation.cluster_name,
-                    namespace=operation.namespace,
-                    deployment_name=operation.deployment_name,
-                    state=TargetState.FAILED,
-                    success=False,
-                    message=binding_missing_message(operation.deployment_name),
-                    operated_at=now,
-                    finished_at=now,
-                )
-                _target_event(
-                    target,
-                    action=Action.REDEPLOY_FAILED,
-                    outcome=Outcome.FAILURE,
-                    message=target.message,
-                    task_id=operation.celery_task_id,
-                )
-            for binding in bindings:
-                RedeployTarget.objects.create(
-                    operation=operation,
-                    ticket=operation.ticket,
-                    binding=binding,
-                    cluster_name=binding.cluster.name,
-                    namespace=binding.namespace,
-                    deployment_name=binding.deployment_name,
-                )
-            return operation
+            restarted_at = kube.now_restarted_at()
+            undecided = []
+            for item in pending:
+                if not item.look.done():
+                    undecided.append(item)
+                elif failure := item.refusal():
+                    target = item.target
+                    target.state, target.success = TargetState.FAILED, False
+                    target.message = failure
+                    target.operated_at = target.finished_at = now
+                    events.append(
+                        _target_event(
+                            target,
+                            action=Action.REDEPLOY_FAILED,
+                            outcome=Outcome.FAILURE,
+                            message=failure,
+                            task_id=target.operation.celery_task_id,
+                        )
+                    )
+                else:
+                    # Committed before the PATCH: a redelivered task never sends another.
+                    item.target.restarted_at = restarted_at
+                    undecided.append(item)
+            RedeployTarget.objects.bulk_create(targets + [item.target for item in pending])
+            record_events(events)
+            return undecided
     except BaseException:
-        if token is not None:
-            authorization.restore(token=token)
+        for token in tokens:
+            if token is not None:
+                authorization.restore(token=token)
         raise
 
 
@@ -401,12 +619,16 @@ def _fail_target(target_id: int, *, message: str, task_id: str, keep_restart: bo
         if not keep_restart:
             target.restarted_at = ""
         target.save()
-        _target_event(
-            target,
-            action=Action.REDEPLOY_FAILED,
-            outcome=Outcome.FAILURE,
-            message=message,
-            task_id=task_id,
+        record_events(
+            [
+                _target_event(
+                    target,
+                    action=Action.REDEPLOY_FAILED,
+                    outcome=Outcome.FAILURE,
+                    message=message,
+                    task_id=task_id,
+                )
+            ]
         )
 
 
@@ -416,35 +638,78 @@ def _deadline(progress_deadline_seconds: int):
     return timezone.now() + timedelta(seconds=progress_deadline_seconds + grace)
 
 
-def _rolling(
-    target_id: int, *, restart: kube.Restart, progress_deadline_seconds: int, task_id: str
-) -> None:
+@dataclass
+class _Restarted:
+    target_id: int
+    restart: kube.Restart
+    progress_deadline_seconds: int
+
+
+ROLLING_FIELDS = [
+    "state",
+    "restarted_at",
+    "generation",
+    "resource_version",
+    "operated_at",
+    "progress_deadline_seconds",
+    "deadline_at",
+    "message",
+]
+
+
+def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
+    """The applied restarts, in one transaction: their targets are ROLLING, one event each."""
+    if not restarted:
+        return
     with transaction.atomic():
-        target = _locked_target(target_id)
-        target.state = TargetState.ROLLING
-        target.restarted_at = restart.restarted_at
-        target.generation = restart.generation
-        target.resource_version = restart.resource_version
-        target.operated_at = timezone.now()
-        target.progress_deadline_seconds = progress_deadline_seconds
-        target.deadline_at = _deadline(progress_deadline_seconds)
-        target.message = f"Restarted (restartedAt {restart.restarted_at}); rolling out..."
-        target.save()
-        _target_event(
-            target,
-            action=Action.REDEPLOY_SUCCEEDED,
-            outcome=Outcome.SUCCESS,
-            message=f"Restart applied: restartedAt {restart.restarted_at}",
-            task_id=task_id,
-        )
+        targets = {
+            target.pk: target
+            for target in RedeployTarget.objects.select_for_update(of=("self",))
+            .select_related("operation__requested_by", "operation__ticket")
+            .filter(pk__in=[item.target_id for item in restarted])
+            .order_by("pk")
+        }
+        now = timezone.now()
+        events = []
+        for item in restarted:
+            target, restart = targets[item.target_id], item.restart
+            target.state = TargetState.ROLLING
+            target.restarted_at = restart.restarted_at
+            target.generation = restart.generation
+            target.resource_version = restart.resource_version
+            target.operated_at = now
+            target.progress_deadline_seconds = item.progress_deadline_seconds
+            target.deadline_at = _deadline(item.progress_deadline_seconds)
+            target.message = f"Restarted (restartedAt {restart.restarted_at}); rolling out..."
+            events.append(
+                _target_event(
+                    target,
+                    action=Action.REDEPLOY_SUCCEEDED,
+                    outcome=Outcome.SUCCESS,
+                    message=f"Restart applied: restartedAt {restart.restarted_at}",
+                    task_id=task_id,
+                )
+            )
+        RedeployTarget.objects.bulk_update(list(targets.values()), ROLLING_FIELDS)
+        record_events(events)
 
 
 def _cluster_of(target: RedeployTarget) -> KubernetesCluster | None:
     return KubernetesCluster.objects.filter(name=target.cluster_name).first()
 
 
-def _resume_restart(target: RedeployTarget, cluster: KubernetesCluster, *, task_id: str) -> None:
-    """A redelivered task met a target whose PATCH was already sent: look, never PATCH again."""
+def _resume_restart(target: RedeployTarget, *, task_id: str) -> None:
+    """A redelivered task met a target whose restart was claimed, perhaps sent: look, never
+    PATCH again."""
+    cluster = _cluster_of(target)
+    if cluster is None:
+        _fail_target(
+            target.pk,
+            message=binding_missing_message(target.deployment_name),
+            task_id=task_id,
+            keep_restart=True,
+        )
+        return
     try:
         deployment = kube.get_deployment(
             cluster=cluster, namespace=target.namespace, name=target.deployment_name
@@ -470,78 +735,124 @@ def _resume_restart(target: RedeployTarget, cluster: KubernetesCluster, *, task_
             keep_restart=True,
         )
         return
-    _rolling(
-        target.pk,
-        restart=kube.Restart(
-            restarted_at=target.restarted_at,
-            generation=deployment.metadata.generation,
-            resource_version=deployment.metadata.resource_version or "",
-        ),
-        progress_deadline_seconds=kube.progress_deadline_seconds(deployment),
+    _record_restarts(
+        [
+            _Restarted(
+                target_id=target.pk,
+                restart=kube.Restart(
+                    restarted_at=target.restarted_at,
+                    generation=deployment.metadata.generation,
+                    resource_version=deployment.metadata.resource_version or "",
+                ),
+                progress_deadline_seconds=kube.progress_deadline_seconds(deployment),
+            )
+        ],
         task_id=task_id,
     )
 
 
-def _restart_target(target: RedeployTarget, *, task_id: str) -> None:
-    """Steps 3-4 for one target: read the Deployment, refuse a paused one, restart it."""
-    cluster = _cluster_of(target)
-    if cluster is None:
-        _fail_target(
-            target.pk,
-            message=binding_missing_message(target.deployment_name),
-            task_id=task_id,
-            keep_restart=False,
-        )
-        return
-    if target.restarted_at:
-        _resume_restart(target, cluster, task_id=task_id)
-        return
-    where = {"cluster": cluster, "namespace": target.namespace, "name": target.deployment_name}
-    try:
-        deployment = kube.get_deployment(**where)
-    except KubeError as error:
-        _fail_target(
-            target.pk, message=_failure_message(error), task_id=task_id, keep_restart=False
-        )
-        return
-    if kube.is_paused(deployment):
-        _fail_target(
-            target.pk,
-            message=operation_failed_message(kube.PAUSED_MESSAGE),
-            task_id=task_id,
-            keep_restart=False,
-        )
-        return
-    restarted_at = kube.now_restarted_at()
-    # Committed before the PATCH: whatever happens next, a redelivered task sees that the
-    # restart was sent and never sends another.
+def _claim(targets: list[RedeployTarget], *, restarted_at: str) -> set[int]:
+    """Fix the restartedAt of targets not yet claimed, committed before any PATCH: whatever
+    happens next, a redelivered task sees the restart was perhaps sent and never sends another.
+    Returns the targets claimed here (not by a concurrent run of the same task)."""
+    unclaimed = RedeployTarget.objects.filter(
+        pk__in=[target.pk for target in targets], state=TargetState.PENDING, restarted_at=""
+    )
+    if len(targets) == 1:  # the usual redeploy: one statement
+        return {targets[0].pk} if unclaimed.update(restarted_at=restarted_at) else set()
     with transaction.atomic():
-        claimed = RedeployTarget.objects.filter(
-            pk=target.pk, state=TargetState.PENDING, restarted_at=""
-        ).update(restarted_at=restarted_at)
-    if not claimed:
-        return
-    try:
-        restart = kube.restart_deployment(**where, restarted_at=restarted_at)
-    except RestartInDoubt as error:
-        _fail_target(
-            target.pk,
-            message=operation_failed_message(error.message),
-            task_id=task_id,
-            keep_restart=True,
+        claimable = set(unclaimed.select_for_update().values_list("pk", flat=True))
+        RedeployTarget.objects.filter(pk__in=claimable).update(restarted_at=restarted_at)
+    return claimable
+
+
+def _restart(pending: list[_Pending], *, task_id: str) -> None:
+    """Steps 3-4: refuse a paused Deployment like kubectl, claim (unless _start did) and restart
+    the others side by side, and record the restarts in one transaction."""
+    claimed = [item for item in pending if item.target.restarted_at]
+    ready = []
+    for item in pending:
+        if item.target.restarted_at:
+            continue
+        if failure := item.refusal():
+            _fail_target(item.target.pk, message=failure, task_id=task_id, keep_restart=False)
+        else:
+            ready.append(item)
+    if ready:
+        restarted_at = kube.now_restarted_at()
+        won = _claim([item.target for item in ready], restarted_at=restarted_at)
+        for item in ready:
+            if item.target.pk in won:
+                item.target.restarted_at = restarted_at
+                claimed.append(item)
+    patches = [
+        (
+            item.target,
+            item.deployment,
+            kube.in_background(
+                kube.restart_deployment,
+                cluster=item.cluster,
+                namespace=item.target.namespace,
+                name=item.target.deployment_name,
+                restarted_at=item.target.restarted_at,
+            ),
         )
-        return
-    except KubeError as error:
-        _fail_target(
-            target.pk, message=_failure_message(error), task_id=task_id, keep_restart=False
+        for item in claimed
+    ]
+    restarted = []
+    for target, deployment, patch in patches:
+        try:
+            restart = patch.result()
+        except RestartInDoubt as error:
+            _fail_target(
+                target.pk,
+                message=operation_failed_message(error.message),
+                task_id=task_id,
+                keep_restart=True,
+            )
+            continue
+        except KubeError as error:
+            _fail_target(
+                target.pk, message=_failure_message(error), task_id=task_id, keep_restart=False
+            )
+            continue
+        restarted.append(
+            _Restarted(
+                target_id=target.pk,
+                restart=restart,
+                progress_deadline_seconds=kube.progress_deadline_seconds(deployment),
+            )
         )
-        return
-    _rolling(
-        target.pk,
-        restart=restart,
-        progress_deadline_seconds=kube.progress_deadline_seconds(deployment),
-        task_id=task_id,
-    )
+    _record_restarts(restarted, task_id=task_id)
+
+
+def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -> None:
+    """A redelivered task: the targets of its RUNNING operations that this run did not start.
+    Claimed ones are looked at, never restarted again; unclaimed ones are restarted."""
+    pending = []
+    for target in (
+        RedeployTarget.objects.select_related("operation__requested_by", "operation__ticket")
+        .filter(
+            operation_id__in=operation_ids,
+            operation__state=OperationState.RUNNING,
+            state=TargetState.PENDING,
+        )
+        .exclude(pk__in=[item.target.pk for item in started])
+        .order_by("pk")
+    ):
+        run_id = task_id or target.operation.celery_task_id
+        if target.restarted_at:
+            _resume_restart(target, task_id=run_id)
+        elif (cluster := _cluster_of(target)) is None:
+            _fail_target(
+                target.pk,
+                message=binding_missing_message(target.deployment_name),
+                task_id=run_id,
+                keep_restart=False,
+            )
+        else:
+            pending.append(_Pending.of(target, cluster))
+    _restart(pending, task_id=task_id)
 
 
 def _summary(targets: list[RedeployTarget]) -> str:
@@ -558,13 +869,17 @@ def _restore(operation: RedeployOperation, *, task_id: str) -> None:
         ticket_id=operation.ticket_id, name=operation.application_name
     ).first()
     if entry is None or entry.state != TicketEntry.State.AUTHORIZED:
-        _operation_event(
-            operation,
-            action=Action.AUTHORIZATION_RESTORED,
-            outcome=Outcome.FAILURE,
-            message="No restart was applied; the authorization was not put back because it "
-            f"was {entry.state.lower() if entry else 'removed'} meanwhile",
-            task_id=task_id,
+        record_events(
+            [
+                _operation_event(
+                    operation,
+                    action=Action.AUTHORIZATION_RESTORED,
+                    outcome=Outcome.FAILURE,
+                    message="No restart was applied; the authorization was not put back because "
+                    f"it was {entry.state.lower() if entry else 'removed'} meanwhile",
+                    task_id=task_id,
+                )
+            ]
         )
         return
     token = authorization.RedeployToken(
@@ -580,12 +895,16 @@ def _restore(operation: RedeployOperation, *, task_id: str) -> None:
         message = f"No restart was applied; authorization put back ({token.seconds_left()} s left)"
     else:
         message = "No restart was applied, but the authorization expired meanwhile or was replaced"
-    _operation_event(
-        operation,
-        action=Action.AUTHORIZATION_RESTORED,
-        outcome=Outcome.SUCCESS if restored else Outcome.FAILURE,
-        message=message,
-        task_id=task_id,
+    record_events(
+        [
+            _operation_event(
+                operation,
+                action=Action.AUTHORIZATION_RESTORED,
+                outcome=Outcome.SUCCESS if restored else Outcome.FAILURE,
+                message=message,
+                task_id=task_id,
+            )
+        ]
     )
 
 
@@ -626,54 +945,100 @@ def _conclude(*, operation_id, task_id: str) -> None:
             _restore(operation, task_id=task_id)
 
 
-def run_redeploy(*, operation_id, task_id: str = "") -> RedeployOperation:
-    """The task's work (steps 1-5): consume, find the bindings, restart each target.
+def run_redeploys(*, operation_ids: Sequence, task_id: str = "") -> list[RedeployOperation]:
+    """The task's work (steps 1-5) for a batch of operations (often one): consume, find the
+    bindings, restart each target.
 
     Safe to run twice: only a QUEUED operation consumes and starts; a redelivered RUNNING one
-    continues with the targets not yet restarted and never sends a second restart.
-    Returns the operation with its targets; ROLLING ones are to be followed (check_rollout).
+    looks at its claimed targets and never sends a second restart.
+    Returns the operations with their targets; ROLLING ones are to be followed (check_rollouts).
     """
-    operation = _start(operation_id=operation_id, task_id=task_id)
-    if operation.state == OperationState.RUNNING:
-        task_id = task_id or operation.celery_task_id
-        for target in operation.targets.filter(state=TargetState.PENDING).order_by("pk"):
-            _restart_target(target, task_id=task_id)
-        _conclude(operation_id=operation.pk, task_id=task_id)
-    return (
+    started = _start(operation_ids=operation_ids, task_id=task_id)
+    _restart(started, task_id=task_id)
+    _resume(operation_ids, started=started, task_id=task_id)
+    # Those whose every target finished (failed) here; the others end with their rollouts.
+    for operation in (
+        RedeployOperation.objects.filter(pk__in=operation_ids, state=OperationState.RUNNING)
+        .exclude(targets__state__in=[TargetState.PENDING, TargetState.ROLLING])
+        .only("pk", "celery_task_id")
+    ):
+        _conclude(operation_id=operation.pk, task_id=task_id or operation.celery_task_id)
+    return list(
         RedeployOperation.objects.select_related("requested_by", "ticket")
         .prefetch_related("targets")
-        .get(pk=operation_id)
+        .filter(pk__in=operation_ids)
+        .order_by("created_at", "pk")
     )
+
+
+def run_redeploy(*, operation_id, task_id: str = "") -> RedeployOperation:
+    """run_redeploys for one operation."""
+    (operation,) = run_redeploys(operation_ids=[operation_id], task_id=task_id)
+    return operation
 
 
 # -- following the rollout -------------------------------------------------------------------
 
 
-def check_rollout(*, target_id: int, task_id: str = "") -> float | None:
-    """One non-blocking look at a target's rollout (step 6).
+@dataclass
+class _Look:
+    """What one look at a rollout found: its status, or why there is none."""
 
-    Returns the seconds after which to look again, or None once the target is finished: kubectl
-    would call the rollout complete or failed, or its progress deadline passed. Transient API
-    errors only postpone the verdict (until the deadline).
+    status: kube.RolloutStatus | None = None
+    failure: str = ""  # the target fails
+    trouble: str = ""  # a transient error: look again later
+
+
+def _look_at(target: RedeployTarget, deployment: Future | None) -> _Look:
+    if deployment is None:
+        return _Look(failure=binding_missing_message(target.deployment_name))
+    try:
+        return _Look(status=kube.rollout_status(deployment.result()))
+    except KubeTransientError as error:
+        return _Look(trouble=error.message)
+    except KubeError as error:
+        return _Look(failure=_failure_message(error))
+
+
+def check_rollouts(*, target_ids: Sequence[int], task_id: str = "") -> dict[int, float]:
+    """One non-blocking look at each target's rollout (step 6), the Deployments read side by
+    side.
+
+    Returns, for the targets still rolling, the seconds after which to look again; the others
+    are finished: kubectl would call the rollout complete or failed, or its progress deadline
+    passed. Transient API errors only postpone the verdict (until the deadline).
     """
-    target = RedeployTarget.objects.get(pk=target_id)
-    if target.state != TargetState.ROLLING:
-        return None
-    cluster = _cluster_of(target)
-    status, failure, trouble = None, "", ""
-    if cluster is None:
-        failure = binding_missing_message(target.deployment_name)
-    else:
-        try:
-            status = kube.rollout_status(
-                kube.get_deployment(
-                    cluster=cluster, namespace=target.namespace, name=target.deployment_name
-                )
-            )
-        except KubeTransientError as error:
-            trouble = error.message
-        except KubeError as error:
-            failure = _failure_message(error)
+    targets = list(
+        RedeployTarget.objects.filter(pk__in=target_ids, state=TargetState.ROLLING).order_by("pk")
+    )
+    clusters = KubernetesCluster.objects.in_bulk(
+        {target.cluster_name for target in targets}, field_name="name"
+    )
+    reads = {
+        target.pk: kube.in_background(
+            kube.get_deployment,
+            cluster=clusters[target.cluster_name],
+            namespace=target.namespace,
+            name=target.deployment_name,
+        )
+        for target in targets
+        if target.cluster_name in clusters
+    }
+    waiting = {}
+    for target in targets:
+        delay = _judge_rollout(target.pk, _look_at(target, reads.get(target.pk)), task_id=task_id)
+        if delay is not None:
+            waiting[target.pk] = delay
+    return waiting
+
+
+def check_rollout(*, target_id: int, task_id: str = "") -> float | None:
+    """check_rollouts for one target: seconds until the next look, or None once finished."""
+    return check_rollouts(target_ids=[target_id], task_id=task_id).get(target_id)
+
+
+def _judge_rollout(target_id: int, look: _Look, *, task_id: str) -> float | None:
+    status = look.status
     with transaction.atomic():
         target = _locked_target(target_id)
         if target.state != TargetState.ROLLING:
@@ -692,27 +1057,31 @@ def check_rollout(*, target_id: int, task_id: str = "") -> float | None:
             target.message = status.message
         if status is not None and status.state == kube.Rollout.COMPLETE:
             target.state, target.success = TargetState.SUCCEEDED, True
-        elif failure or (status is not None and status.state == kube.Rollout.FAILED):
+        elif look.failure or (status is not None and status.state == kube.Rollout.FAILED):
             target.state, target.success = TargetState.FAILED, False
-            target.message = failure or status.message
+            target.message = look.failure or status.message
         elif target.deadline_at is not None and now >= target.deadline_at:
             target.state, target.success = TargetState.FAILED, False
             target.message = f'deployment "{target.deployment_name}" exceeded its progress deadline'
-            if trouble:
-                target.message += f" (last error: {trouble})"
+            if look.trouble:
+                target.message += f" (last error: {look.trouble})"
         else:
-            if trouble:
-                target.message = f"{trouble} (looking again)"
+            if look.trouble:
+                target.message = f"{look.trouble} (looking again)"
             target.save()
             return rollout_poll_seconds()
         target.finished_at = now
         target.save()
-        _target_event(
-            target,
-            action=Action.ROLLOUT_COMPLETE if target.success else Action.ROLLOUT_FAILED,
-            outcome=Outcome.SUCCESS if target.success else Outcome.FAILURE,
-            message=target.message,
-            task_id=task_id,
+        record_events(
+            [
+                _target_event(
+                    target,
+                    action=Action.ROLLOUT_COMPLETE if target.success else Action.ROLLOUT_FAILED,
+                    outcome=Outcome.SUCCESS if target.success else Outcome.FAILURE,
+                    message=target.message,
+                    task_id=task_id,
+                )
+            ]
         )
         _conclude(operation_id=target.operation_id, task_id=task_id)
     return None

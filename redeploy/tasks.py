@@ -21,32 +21,38 @@ RETRY = {
 }
 
 
-@shared_task(bind=True, acks_late=True, name="redeploy.run_redeploy", **RETRY)
-def run_redeploy(self, operation_id: str) -> None:
+@shared_task(bind=True, acks_late=True, name="redeploy.run_redeploys", **RETRY)
+def run_redeploys(self, operation_ids: list[str]) -> None:
+    """The redeploys of one request (often one): restart, then follow their rollouts."""
     try:
-        operation = services.run_redeploy(operation_id=operation_id, task_id=self.request.id)
+        operations = services.run_redeploys(operation_ids=operation_ids, task_id=self.request.id)
     except ServiceUnavailable as error:
         if self.request.retries >= self.max_retries:
             # The last try: a redeploy that never started says why instead of staying QUEUED.
-            services.give_up_redeploy(
-                operation_id=operation_id, message=error.message, task_id=self.request.id
-            )
+            for operation_id in operation_ids:
+                services.give_up_redeploy(
+                    operation_id=operation_id, message=error.message, task_id=self.request.id
+                )
         raise
-    for target in operation.targets.all():
-        if target.state == RedeployTarget.State.ROLLING:
-            follow_rollout.apply_async(
-                kwargs={"target_id": target.pk}, countdown=services.rollout_poll_seconds()
-            )
+    rolling = [
+        target.pk
+        for operation in operations
+        for target in operation.targets.all()
+        if target.state == RedeployTarget.State.ROLLING
+    ]
+    if rolling:
+        follow_rollouts.apply_async(
+            kwargs={"target_ids": rolling}, countdown=services.rollout_poll_seconds()
+        )
 
 
-@shared_task(bind=True, acks_late=True, name="redeploy.follow_rollout", **RETRY)
-def follow_rollout(self, target_id: int) -> None:
-    """One look at the rollout, then a new task later: no worker waits on a rollout."""
-    while (
-        delay := services.check_rollout(target_id=target_id, task_id=self.request.id)
-    ) is not None:
+@shared_task(bind=True, acks_late=True, name="redeploy.follow_rollouts", **RETRY)
+def follow_rollouts(self, target_ids: list[int]) -> None:
+    """One look at each rollout, then a new task later: no worker waits on a rollout."""
+    while waiting := services.check_rollouts(target_ids=target_ids, task_id=self.request.id):
+        target_ids, delay = list(waiting), min(waiting.values())
         if not self.request.is_eager:
-            follow_rollout.apply_async(kwargs={"target_id": target_id}, countdown=delay)
+            follow_rollouts.apply_async(kwargs={"target_ids": target_ids}, countdown=delay)
             return
         # No broker (the zero-setup demo runs tasks in-process): follow right here.
         time.sleep(delay)

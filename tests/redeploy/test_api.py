@@ -12,6 +12,7 @@ from redeploy import authorization
 from redeploy.models import AuditEvent, RedeployOperation
 from tests.factories import (
     ApplicationFactory,
+    BindingFactory,
     RedeployOperationFactory,
     RedeployTargetFactory,
     TicketFactory,
@@ -323,3 +324,83 @@ def test_list_reads_a_page_in_a_constant_number_of_queries(
     with django_assert_max_num_queries(4):
         response = alice_api.get(REDEPLOYS)
     assert len(response.json()["results"]) == 5
+
+
+# -- batches --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_approved(requester, approver, application, binding, cluster, sim):
+    """alice's ticket for `web` and `api` (two Deployments in the simulator), approved."""
+    api = ApplicationFactory(name="api")
+    sim.add_deployment("shop", "api")
+    BindingFactory(application=api, cluster=cluster, namespace="shop", deployment_name="api")
+    return TicketFactory(applicant=requester, applications=[application, api], approved_by=approver)
+
+
+def batch(*names: str) -> list[dict]:
+    return [{"applicationName": n, "namespace": "shop", "deploymentName": n} for n in names]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_is_queued_as_one_task_and_restarts_each(alice_api, two_approved, sim):
+    response = alice_api.post(REDEPLOYS, batch("web", "api"), format="json")
+
+    assert response.status_code == 202, response.json()
+    accepted = response.json()
+    assert [item["state"] for item in accepted] == ["QUEUED", "QUEUED"]
+    operations = [RedeployOperation.objects.get(pk=item["id"]) for item in accepted]
+    assert [o.application_name for o in operations] == ["web", "api"]
+    # One task for the batch: the id every operation carries.
+    assert operations[0].celery_task_id == operations[1].celery_task_id
+    for operation in operations:
+        assert operation.state == "SUCCEEDED", operation.message
+    patched = sorted(r.path.rsplit("/", 1)[1] for r in sim.requests if r.method == "PATCH")
+    assert patched == ["api", "web"]
+    for name in ("web", "api"):
+        assert not authorization.live_token(username="alice", application_name=name)
+
+
+def test_a_batch_with_one_unauthorized_queues_nothing(alice_api, approved_ticket, binding, sim):
+    response = alice_api.post(REDEPLOYS, batch("web", "api"), format="json")
+
+    assert response.status_code == 403
+    assert response.json() == {
+        "error": "unauthorized_access",
+        "message": "Unauthorized access (no live authorization: api)",
+    }
+    assert not RedeployOperation.objects.exists()
+    refused = dict(
+        AuditEvent.objects.filter(action="redeploy.refused").values_list(
+            "application_name", "message"
+        )
+    )
+    assert refused == {"api": "Unauthorized access", "web": "Not queued: Unauthorized access"}
+    assert authorization.live_token(username="alice", application_name="web")
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "Give at least one redeploy."),
+        (batch("web", "web"), "Application web is named twice; one approval allows one redeploy."),
+        (batch("web", "Not_DNS"), "Redeploy 2: "),
+        ([BODY, {**BODY, "extra": 1}], "[1].extra: Unknown field."),
+        ([BODY, "web"], "[1]"),
+    ],
+    ids=["empty", "twice", "bad-name", "extra-field", "not-an-object"],
+)
+def test_a_bad_batch_is_400_and_queues_nothing(alice_api, approved_ticket, body, message):
+    response = alice_api.post(REDEPLOYS, body, format="json")
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"] == "invalid"
+    assert response.json()["message"].startswith(message)
+    assert not RedeployOperation.objects.exists()
+
+
+def test_a_batch_has_a_size_limit(alice_api, approved_ticket, settings):
+    settings.REDEPLOY_MAX_BATCH = 2
+    response = alice_api.post(REDEPLOYS, batch("a", "b", "c"), format="json")
+    assert response.status_code == 400
+    assert "no more than 2" in response.json()["message"].lower()

@@ -15,6 +15,7 @@ from tests.factories import (
     BindingFactory,
     ClusterFactory,
     RedeployOperationFactory,
+    TicketFactory,
     UserFactory,
 )
 from tests.support import audit_actions
@@ -36,7 +37,7 @@ def run(operation: RedeployOperation, task_id: str = "task-1") -> RedeployOperat
 
 
 def follow(operation: RedeployOperation, seconds: float = 15) -> RedeployOperation:
-    """What the follow_rollout task does, in this thread: look until every target finished."""
+    """What the follow_rollouts task does, in this thread: look until every target finished."""
     deadline = time.monotonic() + seconds
     for target in operation.targets.all():
         while (delay := services.check_rollout(target_id=target.pk, task_id="poll")) is not None:
@@ -310,6 +311,33 @@ def test_paused_deployment_is_refused_like_kubectl(
     assert authorization.live_token(username="alice", application_name="web")
 
 
+def test_a_batch_restarts_side_by_side_and_each_operation_keeps_its_own_verdict(
+    requester, approver, application, binding, cluster, sim, redis_client
+):
+    paused = ApplicationFactory(name="paused")
+    sim.add_deployment("shop", "paused", paused=True)
+    BindingFactory(application=paused, cluster=cluster, namespace="shop", deployment_name="paused")
+    TicketFactory(applicant=requester, applications=[application, paused], approved_by=approver)
+    web, held = services.request_redeploys(
+        user=requester,
+        items=[
+            services.RedeployRequest(application_name=name, namespace="shop", deployment_name=name)
+            for name in ("web", "paused")
+        ],
+    )
+
+    operations = services.run_redeploys(operation_ids=[web.pk, held.pk], task_id="batch-1")
+
+    by_name = {operation.application_name: operation for operation in operations}
+    assert follow(by_name["web"]).state == RedeployOperation.State.SUCCEEDED
+    assert by_name["paused"].state == RedeployOperation.State.FAILED
+    assert "can't restart paused deployment" in by_name["paused"].message
+    assert [r.path.rsplit("/", 1)[1] for r in patches(sim)] == ["web"]
+    # One approval, one redeploy: web's is used, the refused one's is put back.
+    assert redis_client.exists(KEY) == 0
+    assert authorization.live_token(username="alice", application_name="paused")
+
+
 def test_api_refusal_is_reported_with_its_message(
     requester, approved_ticket, binding, sim, redis_client
 ):
@@ -410,7 +438,7 @@ def test_redelivery_when_the_patch_is_not_visible_never_patches(
     requester, approved_ticket, binding, sim, redis_client
 ):
     operation = request(requester)
-    services._start(operation_id=operation.pk, task_id="task-1")
+    services._start(operation_ids=[operation.pk], task_id="task-1")
     # As if the worker died between recording restartedAt and sending the PATCH.
     RedeployTarget.objects.filter(operation=operation).update(restarted_at="2030-01-01T00:00:00Z")
 

@@ -17,7 +17,7 @@ def request(user) -> RedeployOperation:
 
 
 def test_tasks_are_acknowledged_late_and_retry_when_a_service_is_away():
-    for task in (tasks.run_redeploy, tasks.follow_rollout):
+    for task in (tasks.run_redeploys, tasks.follow_rollouts):
         assert task.acks_late is True
         assert ServiceUnavailable in task.autoretry_for
         assert task.max_retries == 5
@@ -46,7 +46,7 @@ def test_run_redeploy_task_records_its_task_id(requester, approved_ticket, bindi
         requested_by=requester, application_name="web", namespace="shop", deployment_name="web"
     )
 
-    tasks.run_redeploy.apply(kwargs={"operation_id": str(operation.pk)}, task_id="task-42")
+    tasks.run_redeploys.apply(kwargs={"operation_ids": [str(operation.pk)]}, task_id="task-42")
 
     operation.refresh_from_db()
     assert operation.celery_task_id == "task-42"

@@ -37,7 +37,7 @@ def request(user) -> RedeployOperation:
 
 
 def follow(operation: RedeployOperation, seconds: float = 15) -> RedeployOperation:
-    """What the follow_rollout task does, in this thread: look until every target finished."""
+    """What the follow_rollouts task does, in this thread: look until every target finished."""
     deadline = time.monotonic() + seconds
     for target in operation.targets.all():
         while (delay := services.check_rollout(target_id=target.pk)) is not None:
@@ -143,7 +143,7 @@ def test_redis_down_in_the_task_keeps_the_token_and_the_retry_restarts_once(
     assert_token_kept(redis_client, ttl)
     assert trail(operation) == [("redeploy.requested", "INFO")]
     # ServiceUnavailable is what the task retries on; the retry finds Redis back.
-    assert ServiceUnavailable in tasks.run_redeploy.autoretry_for
+    assert ServiceUnavailable in tasks.run_redeploys.autoretry_for
 
     operation = follow(services.run_redeploy(operation_id=operation.pk, task_id="attempt-2"))
 
@@ -166,10 +166,10 @@ def test_redis_down_through_the_last_retry_fails_the_operation_with_the_reason(
 
     with redis_down():
         # The run a worker makes once every retry was spent (no more are allowed after it).
-        result = tasks.run_redeploy.apply(
-            kwargs={"operation_id": str(operation.pk)},
+        result = tasks.run_redeploys.apply(
+            kwargs={"operation_ids": [str(operation.pk)]},
             task_id="task-gives-up",
-            retries=tasks.run_redeploy.max_retries,
+            retries=tasks.run_redeploys.max_retries,
             throw=False,
         )
 

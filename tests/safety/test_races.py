@@ -65,7 +65,7 @@ def race(calls, *, connections: int = CONNECTIONS) -> list:
 
 
 def follow(operation: RedeployOperation, seconds: float = 15) -> RedeployOperation:
-    """What the follow_rollout task does, in this thread: look until every target finished."""
+    """What the follow_rollouts task does, in this thread: look until every target finished."""
     deadline = time.monotonic() + seconds
     for target in operation.targets.all():
         while (delay := services.check_rollout(target_id=target.pk)) is not None:
