@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -158,6 +159,15 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_DB_REUSE_MAX = 1000
 # Task modules not named tasks.py, which autodiscovery would miss.
 CELERY_IMPORTS = ["tickets.notification_tasks"]
+# Notices (mail, webhooks) wait in a queue of their own, which a worker consumes beside the
+# default one taking turns: a batch of 200 redeploys sends 200 notices, and the next redeploy
+# must not wait behind them. A worker started without -Q consumes both.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("notices")]
+CELERY_TASK_ROUTES = {
+    "tickets.send_*": {"queue": "notices"},
+    "tickets.post_webhook": {"queue": "notices"},
+}
 # Tickets still waiting for approval after this many days close as expired.
 TICKET_APPROVAL_MAX_AGE_DAYS = env.int("TICKET_APPROVAL_MAX_AGE_DAYS", default=7)
 CELERY_BEAT_SCHEDULE = {
@@ -184,6 +194,9 @@ KUBERNETES_RETRY_BACKOFF = env.float("KUBERNETES_RETRY_BACKOFF", default=0.5)
 # API calls in flight at once per worker process when a batch of redeploys runs (kubectl sends
 # one at a time; an API server serves many clients side by side).
 KUBERNETES_PARALLEL_REQUESTS = env.int("KUBERNETES_PARALLEL_REQUESTS", default=8)
+# A batch that restarts this many Deployments or more in one namespace reads them with one LIST
+# of the namespace (the paused check) instead of one GET each.
+KUBERNETES_LIST_FROM = env.int("KUBERNETES_LIST_FROM", default=10)
 # Seconds between two looks at a running rollout.
 REDEPLOY_ROLLOUT_POLL_SECONDS = env.float("REDEPLOY_ROLLOUT_POLL_SECONDS", default=2.0)
 # Redeploys one request (and one task) may carry.

@@ -363,6 +363,14 @@ def list_deployments(
     return deployments
 
 
+def deployments_in(*, cluster: KubernetesCluster, namespace: str) -> dict[str, V1Deployment]:
+    """Every Deployment of the namespace by name (one LIST, paged)."""
+    return {
+        deployment.metadata.name: deployment
+        for deployment in list_deployments(cluster=cluster, namespaces=[namespace])
+    }
+
+
 def _all_pages(list_page, *, label_selector: str, what: str) -> list:
     """Every item of a LIST, read page by page (LIST_PAGE_SIZE items each)."""
     items: list = []

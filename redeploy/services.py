@@ -18,7 +18,6 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -373,18 +372,12 @@ def _locked_target(target_id: int) -> RedeployTarget:
 
 
 def _bindings_of(operations: list[RedeployOperation]) -> dict:
-    """The bindings each operation restarts, by operation id, in cluster order: one query."""
-    wanted = Q()
-    for operation in operations:
-        wanted |= Q(
-            application__name=operation.application_name,
-            namespace=operation.namespace,
-            deployment_name=operation.deployment_name,
-        )
+    """The bindings each operation restarts, by operation id, in cluster order: one query (by
+    application only, the rest matched here: a short query however large the batch)."""
     found = defaultdict(list)
     for binding in (
         DeploymentBinding.objects.select_related("application", "cluster")
-        .filter(wanted)
+        .filter(application__name__in={operation.application_name for operation in operations})
         .order_by("cluster__name")
     ):
         key = (binding.application.name, binding.namespace, binding.deployment_name)
@@ -404,22 +397,40 @@ def _bindings_of(operations: list[RedeployOperation]) -> dict:
 @dataclass
 class _Pending:
     """A target to restart, its cluster, and the read of its Deployment (the paused check)
-    going on in the background."""
+    going on in the background: a GET of it, or a LIST of its namespace shared with others."""
 
     target: RedeployTarget
     cluster: KubernetesCluster
     look: Future
+    listed: bool = False  # the look is a LIST: {name: Deployment} of the namespace
     deployment: kube.V1Deployment | None = None  # once the look said it may be restarted
 
     @classmethod
-    def of(cls, target: RedeployTarget, cluster: KubernetesCluster) -> "_Pending":
-        look = kube.in_background(
-            kube.get_deployment,
-            cluster=cluster,
-            namespace=target.namespace,
-            name=target.deployment_name,
-        )
-        return cls(target=target, cluster=cluster, look=look)
+    def looking(cls, targets: list[tuple[RedeployTarget, KubernetesCluster]]) -> list["_Pending"]:
+        """Start the looks: one LIST for a namespace where a batch restarts many Deployments
+        (KUBERNETES_LIST_FROM or more: cheaper for the API server than as many GETs), else
+        one GET each."""
+        by_namespace = defaultdict(list)
+        for target, cluster in targets:
+            by_namespace[(cluster.pk, target.namespace)].append((target, cluster))
+        pending = []
+        for (_, namespace), group in by_namespace.items():
+            cluster = group[0][1]
+            if len(group) >= settings.KUBERNETES_LIST_FROM:
+                listing = kube.in_background(
+                    kube.deployments_in, cluster=cluster, namespace=namespace
+                )
+                pending += [cls(t, c, listing, listed=True) for t, c in group]
+                continue
+            for target, cluster in group:
+                look = kube.in_background(
+                    kube.get_deployment,
+                    cluster=cluster,
+                    namespace=target.namespace,
+                    name=target.deployment_name,
+                )
+                pending.append(cls(target, cluster, look))
+        return pending
 
     def refusal(self) -> str:
         """Waits for the look; why the Deployment must not be restarted, or "" (it may)."""
@@ -427,6 +438,10 @@ class _Pending:
             deployment = self.look.result()
         except KubeError as error:
             return _failure_message(error)
+        if self.listed:
+            deployment = deployment.get(self.target.deployment_name)
+            if deployment is None:
+                return DEPLOYMENT_DOES_NOT_EXIST
         if kube.is_paused(deployment):
             return operation_failed_message(kube.PAUSED_MESSAGE)
         self.deployment = deployment
@@ -478,7 +493,7 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
             )
             now = timezone.now()
             targets: list[RedeployTarget] = []
-            pending: list[_Pending] = []
+            to_look: list[tuple[RedeployTarget, KubernetesCluster]] = []
             events: list[AuditEvent] = []
             for operation, token in zip(operations, tokens, strict=True):
                 operation.celery_task_id = task_id or operation.celery_task_id
@@ -539,8 +554,8 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                             task_id=operation.celery_task_id,
                         )
                     )
-                pending += [
-                    _Pending.of(
+                to_look += [
+                    (
                         RedeployTarget(
                             operation=operation,
                             ticket_id=token.ticket_id,
@@ -553,6 +568,7 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                     )
                     for binding in found
                 ]
+            pending = _Pending.looking(to_look)
             _update_operations(
                 operations,
                 [
@@ -829,7 +845,7 @@ def _restart(pending: list[_Pending], *, task_id: str) -> None:
 def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -> None:
     """A redelivered task: the targets of its RUNNING operations that this run did not start.
     Claimed ones are looked at, never restarted again; unclaimed ones are restarted."""
-    pending = []
+    to_look = []
     for target in (
         RedeployTarget.objects.select_related("operation__requested_by", "operation__ticket")
         .filter(
@@ -851,8 +867,8 @@ def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -
                 keep_restart=False,
             )
         else:
-            pending.append(_Pending.of(target, cluster))
-    _restart(pending, task_id=task_id)
+            to_look.append((target, cluster))
+    _restart(_Pending.looking(to_look), task_id=task_id)
 
 
 def _summary(targets: list[RedeployTarget]) -> str:

@@ -338,6 +338,32 @@ def test_a_batch_restarts_side_by_side_and_each_operation_keeps_its_own_verdict(
     assert authorization.live_token(username="alice", application_name="paused")
 
 
+def test_a_batch_of_many_in_one_namespace_reads_them_with_one_list(
+    requester, approver, application, binding, cluster, sim, settings
+):
+    settings.KUBERNETES_LIST_FROM = 2
+    gone = ApplicationFactory(name="gone")  # bound, but its Deployment is not in the cluster
+    BindingFactory(application=gone, cluster=cluster, namespace="shop", deployment_name="gone")
+    TicketFactory(applicant=requester, applications=[application, gone], approved_by=approver)
+    operations = services.request_redeploys(
+        user=requester,
+        items=[
+            services.RedeployRequest(application_name=name, namespace="shop", deployment_name=name)
+            for name in ("web", "gone")
+        ],
+    )
+    sim.reset_requests()
+
+    operations = services.run_redeploys(operation_ids=[o.pk for o in operations])
+
+    reads = [(r.method, r.path) for r in sim.requests if r.method != "PATCH"]
+    assert reads == [("GET", "/apis/apps/v1/namespaces/shop/deployments")]
+    by_name = {operation.application_name: operation for operation in operations}
+    assert follow(by_name["web"]).state == RedeployOperation.State.SUCCEEDED
+    assert by_name["gone"].message == "Deployment does not exist"
+    assert authorization.live_token(username="alice", application_name="gone")
+
+
 def test_api_refusal_is_reported_with_its_message(
     requester, approved_ticket, binding, sim, redis_client
 ):
