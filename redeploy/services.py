@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
@@ -64,6 +65,8 @@ QUEUE_DOWN = (
     "The task queue is not answering; the redeploy was not started and your authorization is "
     "untouched. Try again in a moment."
 )
+
+LOOK_GRACE_SECONDS = 0.005
 
 OperationState = RedeployOperation.State
 TargetState = RedeployTarget.State
@@ -581,6 +584,9 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                     "ticket_id",
                 ],
             )
+            # A few milliseconds for the reads to come back (the operations stay locked that long
+            # at most): each one back is decided here, sparing its claim a transaction.
+            futures.wait([item.look for item in pending], timeout=LOOK_GRACE_SECONDS)
             restarted_at = kube.now_restarted_at()
             undecided = []
             for item in pending:
