@@ -18,6 +18,7 @@ from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection, transaction
 
+from cratos.celery import app as celery_app
 from redeploy.models import RedeployOperation
 from tests.factories import (
     ApprovalNodeFactory,
@@ -30,7 +31,7 @@ from tests.factories import (
 )
 from tests.redeploy.conftest import use_broker
 from tests.tickets.conftest import SITE_URL
-from tickets import services
+from tickets import notification_tasks, services
 from tickets.models import ApprovalNode, WorkOrder
 from tickets.notifications import (
     Event,
@@ -610,3 +611,17 @@ def test_unreachable_broker_is_logged_not_raised(
     assert len(callbacks) == 1
     assert "Cannot queue notice send_ticket_decided" in caplog.text
     assert mail.outbox == []
+
+
+def test_notices_have_a_queue_of_their_own_that_a_worker_consumes_by_default():
+    """A burst of notices (a batch of redeploys sends one each) never queues ahead of a
+    redeploy, and a worker started without -Q still delivers them."""
+    route = celery_app.amqp.router.route
+    for task in (
+        notification_tasks.send_ticket_submitted,
+        notification_tasks.send_redeploy_finished,
+        notification_tasks.post_webhook,
+    ):
+        assert route({}, task.name)["queue"].name == "notices"
+    assert route({}, "redeploy.run_redeploys")["queue"].name == "celery"
+    assert {queue.name for queue in celery_app.amqp.queues.values()} == {"celery", "notices"}
