@@ -51,7 +51,7 @@ def record_events(events: list[AuditEvent]) -> list[AuditEvent]:
     # A caller outside a transaction would let the change land without its record (or the
     # reverse); refuse loudly so that mistake shows in tests, not in an incident review.
     if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("record_event must run inside the transaction of the change")
+        raise RuntimeError("audit events must be recorded inside the transaction of the change")
     return AuditEvent.objects.bulk_create(events)
 
 

@@ -95,9 +95,9 @@ class _RedisStore:
         return self.client.mget(keys) if keys else []
 
     def take_many(self, keys: list[str]) -> list[bytes | None]:
-        # GETDEL: of many racing consumers exactly one receives the value. One round trip for
-        # all the keys; each GETDEL is atomic on its own, which is all that is needed.
-        with self.client.pipeline(transaction=False) as pipe:
+        # GETDEL: of many racing consumers exactly one receives the value. MULTI/EXEC, one round
+        # trip: all are taken or, cut off before EXEC, none (never a part, lost untracked).
+        with self.client.pipeline(transaction=True) as pipe:
             for key in keys:
                 pipe.getdel(key)
             return pipe.execute()
@@ -262,12 +262,6 @@ def consume_all(*, wanted: list[tuple[str, str]]) -> list[RedeployToken | None]:
         token if token and token.is_live_for(username=user, application_name=name) else None
         for token, (user, name) in zip(tokens, wanted, strict=True)
     ]
-
-
-def consume(*, username: str, application_name: str) -> RedeployToken | None:
-    """Atomically take one authorization: of many racing callers exactly one gets it."""
-    (token,) = consume_all(wanted=[(username, application_name)])
-    return token
 
 
 def restore(*, token: RedeployToken) -> bool:

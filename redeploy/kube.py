@@ -155,8 +155,10 @@ _background: ThreadPoolExecutor | None = None
 
 
 def _forget_clients() -> None:
-    # A forked process (a prefork worker) must not use its parent's connections or threads.
-    global _background
+    # A forked process (a prefork worker) must not use its parent's connections or threads,
+    # nor a lock one of those threads may have held at the fork.
+    global _background, _clients_lock
+    _clients_lock = threading.Lock()
     _clients.clear()
     _background = None
 

@@ -3,7 +3,8 @@ its rollout; register clusters (from kubeconfigs, or the one the product runs in
 applications from Deployments.
 
 Each function writes its audit events in the transaction of the change. Kubernetes calls happen
-between transactions (never while a row lock is held), through redeploy.kube only.
+through redeploy.kube only, between transactions: never while a row lock is held, but for the
+few milliseconds (LOOK_GRACE_SECONDS) a redeploy's first transaction gives its reads to return.
 """
 
 import logging
@@ -190,6 +191,11 @@ def request_redeploys(
     refused = [error for error in refusals if error is not None]
     if refused:
         first = refused[0]
+        audited = list(zip(items, refusals, strict=True))
+        if len(items) > 1 and all(error is first for error in refusals):
+            # The whole request refused (no permission, Redis away): one event, however long.
+            refusal = type(first)(f"{first.message} ({len(items)} redeploys requested)")
+            audited = [(items[0], refusal)]
         with transaction.atomic():
             record_events(
                 [
@@ -201,7 +207,7 @@ def request_redeploys(
                         request_ip=request_ip,
                         **_where(item),
                     )
-                    for item, error in zip(items, refusals, strict=True)
+                    for item, error in audited
                 ]
             )
         if len(items) > 1 and isinstance(first, UnauthorizedAccess):
@@ -441,6 +447,10 @@ class _Pending:
             deployment = self.look.result()
         except KubeError as error:
             return _failure_message(error)
+        except Exception as error:
+            # Unforeseen (a bug, the client): nothing was sent, so the target just fails.
+            logger.exception("Reading the Deployment of target %s failed", self.target.pk)
+            return operation_failed_message(str(error))
         if self.listed:
             deployment = deployment.get(self.target.deployment_name)
             if deployment is None:
@@ -588,10 +598,10 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
             # at most): each one back is decided here, sparing its claim a transaction.
             futures.wait([item.look for item in pending], timeout=LOOK_GRACE_SECONDS)
             restarted_at = kube.now_restarted_at()
-            undecided = []
+            to_restart = []  # claimed here, or to be decided after the commit
             for item in pending:
                 if not item.look.done():
-                    undecided.append(item)
+                    to_restart.append(item)
                 elif failure := item.refusal():
                     target = item.target
                     target.state, target.success = TargetState.FAILED, False
@@ -609,14 +619,21 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                 else:
                     # Committed before the PATCH: a redelivered task never sends another.
                     item.target.restarted_at = restarted_at
-                    undecided.append(item)
+                    to_restart.append(item)
             RedeployTarget.objects.bulk_create(targets + [item.target for item in pending])
             record_events(events)
-            return undecided
+            return to_restart
     except BaseException:
         for token in tokens:
             if token is not None:
-                authorization.restore(token=token)
+                try:
+                    authorization.restore(token=token)
+                except ServiceUnavailable:
+                    logger.error(
+                        "Could not put back the authorization of %s for %s",
+                        token.username,
+                        token.application_name,
+                    )
         raise
 
 
@@ -626,11 +643,15 @@ def _failure_message(error: KubeError) -> str:
     return operation_failed_message(error.message)
 
 
-def _fail_target(target_id: int, *, message: str, task_id: str, keep_restart: bool) -> None:
-    """The target failed. `keep_restart`: the restart was (or may have been) applied."""
+def _fail_target(
+    target_id: int, *, message: str, task_id: str, keep_restart: bool, claim: str = ""
+) -> None:
+    """The target failed. `keep_restart`: the restart was (or may have been) applied. Else no
+    restart was applied under `claim`, the restartedAt this run claimed ("" for none): a target
+    another run claimed meanwhile is left to that run."""
     with transaction.atomic():
         target = _locked_target(target_id)
-        if target.is_finished:
+        if target.is_finished or (not keep_restart and target.restarted_at != claim):
             return
         now = timezone.now()
         target.state = TargetState.FAILED
@@ -680,7 +701,10 @@ ROLLING_FIELDS = [
 
 
 def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
-    """The applied restarts, in one transaction: their targets are ROLLING, one event each."""
+    """The applied restarts, in one transaction: their targets are ROLLING, one event each.
+
+    The event is written in any case (the restart was applied); the target changes only while
+    it still waits on this very claim, never after another run decided it."""
     if not restarted:
         return
     with transaction.atomic():
@@ -693,8 +717,11 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
         }
         now = timezone.now()
         events = []
+        rolling = []
         for item in restarted:
             target, restart = targets[item.target_id], item.restart
+            if target.state == TargetState.PENDING and target.restarted_at == restart.restarted_at:
+                rolling.append(target)
             target.state = TargetState.ROLLING
             target.restarted_at = restart.restarted_at
             target.generation = restart.generation
@@ -712,7 +739,8 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
                     task_id=task_id,
                 )
             )
-        RedeployTarget.objects.bulk_update(list(targets.values()), ROLLING_FIELDS)
+        if rolling:
+            RedeployTarget.objects.bulk_update(rolling, ROLLING_FIELDS)
         record_events(events)
 
 
@@ -783,7 +811,7 @@ def _claim(targets: list[RedeployTarget], *, restarted_at: str) -> set[int]:
     if len(targets) == 1:  # the usual redeploy: one statement
         return {targets[0].pk} if unclaimed.update(restarted_at=restarted_at) else set()
     with transaction.atomic():
-        claimable = set(unclaimed.select_for_update().values_list("pk", flat=True))
+        claimable = set(unclaimed.select_for_update().order_by("pk").values_list("pk", flat=True))
         RedeployTarget.objects.filter(pk__in=claimable).update(restarted_at=restarted_at)
     return claimable
 
@@ -809,8 +837,7 @@ def _restart(pending: list[_Pending], *, task_id: str) -> None:
                 claimed.append(item)
     patches = [
         (
-            item.target,
-            item.deployment,
+            item,
             kube.in_background(
                 kube.restart_deployment,
                 cluster=item.cluster,
@@ -822,30 +849,45 @@ def _restart(pending: list[_Pending], *, task_id: str) -> None:
         for item in claimed
     ]
     restarted = []
-    for target, deployment, patch in patches:
-        try:
-            restart = patch.result()
-        except RestartInDoubt as error:
-            _fail_target(
-                target.pk,
-                message=operation_failed_message(error.message),
-                task_id=task_id,
-                keep_restart=True,
+    try:
+        for item, patch in patches:
+            target = item.target
+            try:
+                restart = patch.result()
+            except KubeError as error:
+                in_doubt = isinstance(error, RestartInDoubt)
+                _fail_target(
+                    target.pk,
+                    message=operation_failed_message(error.message)
+                    if in_doubt
+                    else _failure_message(error),
+                    task_id=task_id,
+                    keep_restart=in_doubt,
+                    claim=target.restarted_at,
+                )
+                continue
+            except Exception as error:
+                # Unforeseen (a bug, the client): the PATCH may have gone out; never repeated.
+                logger.exception("Restart of target %s ended unexpectedly", target.pk)
+                _fail_target(
+                    target.pk,
+                    message=operation_failed_message(
+                        f"{error} (the restart may have been applied; it was not repeated)"
+                    ),
+                    task_id=task_id,
+                    keep_restart=True,
+                )
+                continue
+            restarted.append(
+                _Restarted(
+                    target_id=target.pk,
+                    restart=restart,
+                    progress_deadline_seconds=kube.progress_deadline_seconds(item.deployment),
+                )
             )
-            continue
-        except KubeError as error:
-            _fail_target(
-                target.pk, message=_failure_message(error), task_id=task_id, keep_restart=False
-            )
-            continue
-        restarted.append(
-            _Restarted(
-                target_id=target.pk,
-                restart=restart,
-                progress_deadline_seconds=kube.progress_deadline_seconds(deployment),
-            )
-        )
-    _record_restarts(restarted, task_id=task_id)
+    finally:
+        # Whatever stopped the loop, the restarts already applied are recorded.
+        _record_restarts(restarted, task_id=task_id)
 
 
 def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -> None:
@@ -993,12 +1035,6 @@ def run_redeploys(*, operation_ids: Sequence, task_id: str = "") -> list[Redeplo
     )
 
 
-def run_redeploy(*, operation_id, task_id: str = "") -> RedeployOperation:
-    """run_redeploys for one operation."""
-    (operation,) = run_redeploys(operation_ids=[operation_id], task_id=task_id)
-    return operation
-
-
 # -- following the rollout -------------------------------------------------------------------
 
 
@@ -1020,6 +1056,10 @@ def _look_at(target: RedeployTarget, deployment: Future | None) -> _Look:
         return _Look(trouble=error.message)
     except KubeError as error:
         return _Look(failure=_failure_message(error))
+    except Exception as error:
+        # Unforeseen: looked at again later, until the progress deadline decides.
+        logger.exception("Looking at the rollout of target %s failed", target.pk)
+        return _Look(trouble=str(error))
 
 
 def check_rollouts(*, target_ids: Sequence[int], task_id: str = "") -> dict[int, float]:
@@ -1048,15 +1088,17 @@ def check_rollouts(*, target_ids: Sequence[int], task_id: str = "") -> dict[int,
     }
     waiting = {}
     for target in targets:
-        delay = _judge_rollout(target.pk, _look_at(target, reads.get(target.pk)), task_id=task_id)
+        try:
+            delay = _judge_rollout(
+                target.pk, _look_at(target, reads.get(target.pk)), task_id=task_id
+            )
+        except Exception:
+            # One target's trouble (the database away) must not end the others' following.
+            logger.exception("Judging the rollout of target %s failed; looking again", target.pk)
+            delay = rollout_poll_seconds()
         if delay is not None:
             waiting[target.pk] = delay
     return waiting
-
-
-def check_rollout(*, target_id: int, task_id: str = "") -> float | None:
-    """check_rollouts for one target: seconds until the next look, or None once finished."""
-    return check_rollouts(target_ids=[target_id], task_id=task_id).get(target_id)
 
 
 def _judge_rollout(target_id: int, look: _Look, *, task_id: str) -> float | None:

@@ -51,3 +51,26 @@ def audit_actions(**filters) -> list[str]:
     return list(
         AuditEvent.objects.filter(**filters).order_by("pk").values_list("action", flat=True)
     )
+
+
+def run_redeploy(operation_id, task_id: str = ""):
+    """What the run_redeploys task does for one operation, in this thread; the operation."""
+    from redeploy import services
+
+    (operation,) = services.run_redeploys(operation_ids=[operation_id], task_id=task_id)
+    return operation
+
+
+def check_rollout(target_id: int, task_id: str = "") -> float | None:
+    """One look at one target's rollout (check_rollouts); seconds until the next, or None."""
+    from redeploy import services
+
+    return services.check_rollouts(target_ids=[target_id], task_id=task_id).get(target_id)
+
+
+def consume(*, username: str, application_name: str):
+    """Take one authorization as the task does (consume_all); the token, or None."""
+    from redeploy import authorization
+
+    (token,) = authorization.consume_all(wanted=[(username, application_name)])
+    return token

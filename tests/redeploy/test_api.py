@@ -404,3 +404,13 @@ def test_a_batch_has_a_size_limit(alice_api, approved_ticket, settings):
     response = alice_api.post(REDEPLOYS, batch("a", "b", "c"), format="json")
     assert response.status_code == 400
     assert "no more than 2" in response.json()["message"].lower()
+
+
+def test_a_batch_refused_as_a_whole_is_one_audit_event(approved_ticket, binding):
+    mallory = client_for(UserFactory(username="mallory"))
+    response = mallory.post(REDEPLOYS, batch(*[f"app-{i}" for i in range(50)]), format="json")
+
+    assert response.status_code == 403
+    assert response.json()["message"] == "You may not redeploy applications."
+    (refused,) = AuditEvent.objects.filter(action="redeploy.refused")
+    assert refused.message == "You may not redeploy applications. (50 redeploys requested)"

@@ -7,7 +7,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import escape
 
-from redeploy import authorization
 from tests.factories import (
     ApplicationFactory,
     AuditEventFactory,
@@ -16,7 +15,7 @@ from tests.factories import (
     TicketFactory,
     UserFactory,
 )
-from tests.support import page
+from tests.support import consume, page
 
 pytestmark = pytest.mark.django_db
 
@@ -204,7 +203,7 @@ def test_without_an_authorization_there_is_no_redeploy_button(client, approved_t
 
 
 def test_a_used_authorization_is_gone_from_the_page(as_alice, approved_ticket, web):
-    authorization.consume(username="alice", application_name="web")
+    consume(username="alice", application_name="web")
 
     assert as_alice.get(detail_url("web")).context["authorization"] is None
 

@@ -9,7 +9,7 @@ import pytest
 from cratos.exceptions import ServiceUnavailable
 from redeploy import authorization
 from redeploy.authorization import RedeployToken
-from tests.support import redis_down
+from tests.support import consume, redis_down
 
 KEY = "APPLICATION:REDEPLOY:TOKEN:USERNAME:alice:APPLICATION_NAME:web"
 
@@ -157,20 +157,20 @@ def test_seconds_left():
 
 def test_consume_takes_the_token_once(redis_client):
     minted = mint()
-    assert authorization.consume(username="alice", application_name="web") == minted
+    assert consume(username="alice", application_name="web") == minted
     assert redis_client.exists(KEY) == 0
-    assert authorization.consume(username="alice", application_name="web") is None
+    assert consume(username="alice", application_name="web") is None
 
 
 def test_consume_refuses_and_drops_an_expired_token(redis_client):
     store(redis_client, token(expires=datetime.now(UTC) - timedelta(seconds=1)))
-    assert authorization.consume(username="alice", application_name="web") is None
+    assert consume(username="alice", application_name="web") is None
     assert redis_client.exists(KEY) == 0
 
 
 def test_consume_of_another_users_key_is_none():
     mint(username="bob")
-    assert authorization.consume(username="alice", application_name="web") is None
+    assert consume(username="alice", application_name="web") is None
     assert authorization.live_token(username="bob", application_name="web") is not None
 
 
@@ -183,7 +183,7 @@ def test_consume_is_atomic_under_many_threads():
     def take():
         try:
             barrier.wait(timeout=5)
-            results.append(authorization.consume(username="alice", application_name="web"))
+            results.append(consume(username="alice", application_name="web"))
         except Exception as exc:  # surfaced by the assertion below
             errors.append(exc)
 
@@ -207,7 +207,7 @@ def test_restore_puts_back_only_the_remaining_lifetime(redis_client):
 
 def test_restore_after_consume_keeps_the_original_expiry(redis_client):
     minted = mint(ttl_seconds=120)
-    taken = authorization.consume(username="alice", application_name="web")
+    taken = consume(username="alice", application_name="web")
     assert authorization.restore(token=taken) is True
     assert json.loads(redis_client.get(KEY))["expires"] == json.loads(minted.to_json())["expires"]
     assert redis_client.ttl(KEY) <= 120
@@ -215,7 +215,7 @@ def test_restore_after_consume_keeps_the_original_expiry(redis_client):
 
 def test_restore_never_overwrites_a_newer_token(redis_client):
     old = mint(ticket_id=1)
-    authorization.consume(username="alice", application_name="web")
+    consume(username="alice", application_name="web")
     newer = mint(ticket_id=2)
     assert authorization.restore(token=old) is False
     assert authorization.live_token(username="alice", application_name="web") == newer
@@ -241,7 +241,7 @@ def test_revoke_deletes_the_token(redis_client):
         lambda: mint(),
         lambda: authorization.live_token(username="alice", application_name="web"),
         lambda: authorization.live_tokens(username="alice", application_names=["web"]),
-        lambda: authorization.consume(username="alice", application_name="web"),
+        lambda: consume(username="alice", application_name="web"),
         lambda: authorization.restore(token=token()),
         lambda: authorization.revoke(username="alice", application_name="web"),
     ],

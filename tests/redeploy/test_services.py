@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from cratos.exceptions import PermissionRefused, ValidationFailed
-from redeploy import authorization, selectors, services
+from redeploy import authorization, kube, selectors, services
 from redeploy.exceptions import UnauthorizedAccess
 from redeploy.models import AuditEvent, RedeployOperation, RedeployTarget
 from tests.factories import (
@@ -18,7 +18,7 @@ from tests.factories import (
     TicketFactory,
     UserFactory,
 )
-from tests.support import audit_actions
+from tests.support import audit_actions, check_rollout, run_redeploy
 from tickets.models import Ticket, TicketEntry
 
 pytestmark = pytest.mark.django_db
@@ -33,14 +33,14 @@ def request(user, **overrides) -> RedeployOperation:
 
 
 def run(operation: RedeployOperation, task_id: str = "task-1") -> RedeployOperation:
-    return services.run_redeploy(operation_id=operation.pk, task_id=task_id)
+    return run_redeploy(operation.pk, task_id=task_id)
 
 
 def follow(operation: RedeployOperation, seconds: float = 15) -> RedeployOperation:
     """What the follow_rollouts task does, in this thread: look until every target finished."""
     deadline = time.monotonic() + seconds
     for target in operation.targets.all():
-        while (delay := services.check_rollout(target_id=target.pk, task_id="poll")) is not None:
+        while (delay := check_rollout(target.pk, task_id="poll")) is not None:
             assert time.monotonic() < deadline, "the rollout was not decided in time"
             time.sleep(delay)
     return selectors.operation_by_id(operation_id=operation.pk)
@@ -336,6 +336,98 @@ def test_a_batch_restarts_side_by_side_and_each_operation_keeps_its_own_verdict(
     # One approval, one redeploy: web's is used, the refused one's is put back.
     assert redis_client.exists(KEY) == 0
     assert authorization.live_token(username="alice", application_name="paused")
+
+
+@pytest.fixture
+def web_and_api(requester, approver, application, binding, cluster, sim):
+    """alice's live authorizations for `web` and `api` (two Deployments), and her batch."""
+    api = ApplicationFactory(name="api")
+    sim.add_deployment("shop", "api")
+    BindingFactory(application=api, cluster=cluster, namespace="shop", deployment_name="api")
+    TicketFactory(applicant=requester, applications=[application, api], approved_by=approver)
+    return services.request_redeploys(
+        user=requester,
+        items=[
+            services.RedeployRequest(application_name=n, namespace="shop", deployment_name=n)
+            for n in ("web", "api")
+        ],
+    )
+
+
+def test_an_unforeseen_error_in_one_restart_spares_the_others(web_and_api, sim, monkeypatch):
+    restart = kube.restart_deployment
+
+    def broken_for_api(**call):
+        if call["name"] == "api":
+            raise TypeError("unforeseen")
+        return restart(**call)
+
+    monkeypatch.setattr(kube, "restart_deployment", broken_for_api)
+
+    operations = services.run_redeploys(operation_ids=[o.pk for o in web_and_api])
+
+    web, api = sorted(operations, key=lambda o: o.application_name != "web")
+    assert follow(web).state == RedeployOperation.State.SUCCEEDED
+    assert api.state == RedeployOperation.State.FAILED
+    assert api.message == (
+        "Operation failed err: unforeseen (the restart may have been applied; it was not repeated)"
+    )
+    # Perhaps applied: used, not put back.
+    assert not authorization.live_token(username="alice", application_name="api")
+
+
+def test_an_unforeseen_error_looking_at_one_rollout_spares_the_others(
+    web_and_api, sim, monkeypatch
+):
+    operations = services.run_redeploys(operation_ids=[o.pk for o in web_and_api])
+    targets = {o.application_name: o.targets.get().pk for o in operations}
+    status = kube.rollout_status
+
+    def broken_for_api(deployment):
+        if deployment.metadata.name == "api":
+            raise TypeError("unforeseen")
+        return status(deployment)
+
+    monkeypatch.setattr(kube, "rollout_status", broken_for_api)
+    time.sleep(1)  # both rollouts are over in the simulator
+
+    waiting = services.check_rollouts(target_ids=list(targets.values()))
+
+    assert list(waiting) == [targets["api"]]  # looked at again later
+    assert RedeployTarget.objects.get(pk=targets["web"]).state == RedeployTarget.State.SUCCEEDED
+    api = RedeployTarget.objects.get(pk=targets["api"])
+    assert (api.state, api.message) == (RedeployTarget.State.ROLLING, "unforeseen (looking again)")
+
+
+def test_a_run_leaves_a_target_another_run_claimed_and_never_undoes_its_verdict(
+    requester, approved_ticket, binding, sim
+):
+    """Two runs of one task at once (a redelivery while the first still runs): neither may
+    clear the other's claim, nor overwrite a verdict the other already wrote."""
+    operation = request(requester)
+    services._start(operation_ids=[operation.pk], task_id="run-a")
+    target = operation.targets.get()
+    claim = "2030-01-01T00:00:00Z"
+    RedeployTarget.objects.filter(pk=target.pk).update(restarted_at=claim)  # run A's claim
+
+    # Run B, which saw the target unclaimed, found no restart to apply.
+    services._fail_target(target.pk, message="b failed", task_id="run-b", keep_restart=False)
+    target.refresh_from_db()
+    assert (target.state, target.restarted_at) == (RedeployTarget.State.PENDING, claim)
+
+    # Run B judged A's claimed restart interrupted; A's PATCH lands afterwards.
+    services._fail_target(target.pk, message="interrupted", task_id="run-b", keep_restart=True)
+    applied = kube.Restart(restarted_at=claim, generation=2, resource_version="99")
+    services._record_restarts(
+        [services._Restarted(target_id=target.pk, restart=applied, progress_deadline_seconds=600)],
+        task_id="run-a",
+    )
+    target.refresh_from_db()
+    assert (target.state, target.message) == (RedeployTarget.State.FAILED, "interrupted")
+    # ...but the audit trail says the restart was applied.
+    assert AuditEvent.objects.filter(
+        operation=operation, action="redeploy.succeeded", celery_task_id="run-a"
+    ).exists()
 
 
 def test_a_batch_of_many_in_one_namespace_reads_them_with_one_list(

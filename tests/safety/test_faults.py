@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 from cratos.exceptions import ServiceUnavailable
 from redeploy import authorization, selectors, services, tasks
 from redeploy.models import AuditEvent, RedeployOperation, RedeployTarget
-from tests.support import redis_down
+from tests.support import check_rollout, redis_down, run_redeploy
 from tickets.models import Ticket, TicketEntry
 
 KEY = "APPLICATION:REDEPLOY:TOKEN:USERNAME:alice:APPLICATION_NAME:web"
@@ -40,7 +40,7 @@ def follow(operation: RedeployOperation, seconds: float = 15) -> RedeployOperati
     """What the follow_rollouts task does, in this thread: look until every target finished."""
     deadline = time.monotonic() + seconds
     for target in operation.targets.all():
-        while (delay := services.check_rollout(target_id=target.pk)) is not None:
+        while (delay := check_rollout(target.pk)) is not None:
             assert time.monotonic() < deadline, "the rollout was not decided in time"
             time.sleep(delay)
     return selectors.operation_by_id(operation_id=operation.pk)
@@ -134,7 +134,7 @@ def test_redis_down_in_the_task_keeps_the_token_and_the_retry_restarts_once(
 
     # GETDEL cannot reach Redis: nothing was taken, so nothing may be lost or half-done.
     with redis_down(), pytest.raises(ServiceUnavailable, match=r"^The authorization store"):
-        services.run_redeploy(operation_id=operation.pk, task_id="attempt-1")
+        run_redeploy(operation.pk, task_id="attempt-1")
 
     operation.refresh_from_db()
     assert (operation.state, operation.started_at) == (RedeployOperation.State.QUEUED, None)
@@ -145,7 +145,7 @@ def test_redis_down_in_the_task_keeps_the_token_and_the_retry_restarts_once(
     # ServiceUnavailable is what the task retries on; the retry finds Redis back.
     assert ServiceUnavailable in tasks.run_redeploys.autoretry_for
 
-    operation = follow(services.run_redeploy(operation_id=operation.pk, task_id="attempt-2"))
+    operation = follow(run_redeploy(operation.pk, task_id="attempt-2"))
 
     assert operation.state == RedeployOperation.State.SUCCEEDED
     assert len(patches(sim)) == 1
@@ -212,7 +212,7 @@ def test_an_api_error_that_persists_fails_with_its_message_and_keeps_the_token(
     ttl = redis_client.ttl(KEY)
     sim.fail_next(method, "/deployments/web$", status=status, times=10, retry_after=0)
 
-    operation = services.run_redeploy(operation_id=request(requester).pk, task_id="task-1")
+    operation = run_redeploy(request(requester).pk, task_id="task-1")
 
     expected = f"Operation failed err: {message}"
     assert (operation.state, operation.message) == (RedeployOperation.State.FAILED, expected)
@@ -246,7 +246,7 @@ def test_429_waits_as_long_as_retry_after_says_then_restarts_once(
     operation = request(requester)
 
     started = time.monotonic()
-    operation = services.run_redeploy(operation_id=operation.pk, task_id="task-1")
+    operation = run_redeploy(operation.pk, task_id="task-1")
     waited = time.monotonic() - started
 
     assert waited >= 1.0  # Retry-After (1 s) wins over the 0.05 s backoff
@@ -266,7 +266,7 @@ def test_a_patch_hanging_past_the_timeout_once_restarts_only_once(
     settings.KUBERNETES_REQUEST_TIMEOUT = 0.3
     sim.hang_next("PATCH", "/deployments/web$", seconds=1.0, times=1)
 
-    operation = services.run_redeploy(operation_id=request(requester).pk, task_id="task-1")
+    operation = run_redeploy(request(requester).pk, task_id="task-1")
     (target,) = operation.targets.all()
     time.sleep(1.2)  # the hung PATCH has landed by now
 

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 from redeploy import selectors, services
 from redeploy.models import AuditEvent, RedeployOperation
 from tests.factories import ApplicationFactory, TicketFactory, UserFactory
+from tests.support import check_rollout, run_redeploy
 from tickets.models import Approval, Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -68,7 +69,7 @@ def follow(operation: RedeployOperation, seconds: float = 15) -> RedeployOperati
     """What the follow_rollouts task does, in this thread: look until every target finished."""
     deadline = time.monotonic() + seconds
     for target in operation.targets.all():
-        while (delay := services.check_rollout(target_id=target.pk)) is not None:
+        while (delay := check_rollout(target.pk)) is not None:
             assert time.monotonic() < deadline, "the rollout was not decided in time"
             time.sleep(delay)
     return selectors.operation_by_id(operation_id=operation.pk)
@@ -107,9 +108,7 @@ def test_a_hundred_redeploys_on_one_authorization_restart_once(
     # What the worker does with each message: the authoritative check, all at the same instant.
     operations = race(
         [
-            lambda operation=operation: services.run_redeploy(
-                operation_id=operation.pk, task_id=operation.celery_task_id
-            )
+            lambda operation=operation: run_redeploy(operation.pk, task_id=operation.celery_task_id)
             for operation in requests
         ]
     )

@@ -9,6 +9,7 @@ from tests.factories import (
     UserFactory,
     approval_chain,
 )
+from tests.support import consume
 from tickets import selectors, services
 from tickets.models import ApprovalNode, Ticket
 
@@ -163,7 +164,7 @@ def test_live_authorizations_leave_out_used_and_expired_ones(alice, bob, work_or
     TicketFactory(
         applicant=alice, applications=[web, ApplicationFactory(name="api")], approved_by=bob
     )
-    authorization.consume(username="alice", application_name="web")
+    consume(username="alice", application_name="web")
     assert [item.entry.name for item in selectors.live_authorizations(user=alice)] == ["api"]
     authorization.revoke(username="alice", application_name="api")
     assert selectors.live_authorizations(user=alice) == []
