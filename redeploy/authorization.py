@@ -3,6 +3,10 @@
 Nothing else reads or writes these keys. With REDIS_URL set they live in Redis as the manual
 fixes them (JSON value, TTL = the work order's TTL); without it an in-process store with the
 same TTL and atomic-consumption semantics serves the zero-setup demo.
+
+A redeploy consumes its authorization by moving it, atomically, under a key of its operation
+(held) until the transaction that records the consumption commits, then drops that copy. A run
+killed in between leaves the authorization held, not lost: the redelivered run takes it there.
 """
 
 import json
@@ -17,11 +21,41 @@ from django.conf import settings
 from cratos.exceptions import ServiceUnavailable
 
 KEY_FORMAT = "APPLICATION:REDEPLOY:TOKEN:USERNAME:{username}:APPLICATION_NAME:{application_name}"
+HELD_KEY_FORMAT = "APPLICATION:REDEPLOY:HELD:OPERATION:{operation_id}"
 DESC = "Temporary authorization on workOrder"
 
 
 def token_key(*, username: str, application_name: str) -> str:
     return KEY_FORMAT.format(username=username, application_name=application_name)
+
+
+def held_key(*, operation_id) -> str:
+    return HELD_KEY_FORMAT.format(operation_id=operation_id)
+
+
+# KEYS: token key, held key, ... in pairs. For each pair, in one atomic step: the authorization
+# already held for the operation (a run killed before its commit), else the token moved there
+# (RENAME keeps its TTL), else nothing.
+HOLD_SCRIPT = """
+local values = {}
+for i = 1, #KEYS, 2 do
+    local value = redis.call('GET', KEYS[i + 1])
+    if not value and redis.call('EXISTS', KEYS[i]) == 1 then
+        redis.call('RENAME', KEYS[i], KEYS[i + 1])
+        value = redis.call('GET', KEYS[i + 1])
+    end
+    values[#values + 1] = value
+end
+return values
+"""
+# KEYS: held key, token key, ... in pairs: the held authorization back under its key, unless a
+# newer one was minted there meanwhile (then the held one is dropped).
+PUT_BACK_SCRIPT = """
+for i = 1, #KEYS, 2 do
+    if redis.call('RENAMENX', KEYS[i], KEYS[i + 1]) == 0 then redis.call('DEL', KEYS[i]) end
+end
+return #KEYS / 2
+"""
 
 
 @dataclass(frozen=True)
@@ -94,13 +128,16 @@ class _RedisStore:
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         return self.client.mget(keys) if keys else []
 
-    def take_many(self, keys: list[str]) -> list[bytes | None]:
-        # GETDEL: of many racing consumers exactly one receives the value. MULTI/EXEC, one round
-        # trip: all are taken or, cut off before EXEC, none (never a part, lost untracked).
-        with self.client.pipeline(transaction=True) as pipe:
-            for key in keys:
-                pipe.getdel(key)
-            return pipe.execute()
+    def hold_many(self, pairs: list[tuple[str, str]]) -> list[bytes | None]:
+        # One script, one round trip, atomic: of many racing runs exactly one moves the token.
+        values = self.client.eval(HOLD_SCRIPT, 2 * len(pairs), *[k for pair in pairs for k in pair])
+        return [value or None for value in values]
+
+    def put_back_many(self, pairs: list[tuple[str, str]]) -> None:
+        self.client.eval(PUT_BACK_SCRIPT, 2 * len(pairs), *[k for pair in pairs for k in pair])
+
+    def delete_many(self, keys: list[str]) -> None:
+        self.client.delete(*keys)
 
     def delete(self, key: str) -> bool:
         return bool(self.client.delete(key))
@@ -142,12 +179,26 @@ class _LocalStore:
         with self._lock:
             return [self._live(key) for key in keys]
 
-    def take_many(self, keys: list[str]) -> list[str | None]:
+    def hold_many(self, pairs: list[tuple[str, str]]) -> list[str | None]:
         with self._lock:
-            values = [self._live(key) for key in keys]
+            values = []
+            for key, held in pairs:
+                if self._live(held) is None and self._live(key) is not None:
+                    self._items[held] = self._items.pop(key)
+                values.append(self._live(held))
+            return values
+
+    def put_back_many(self, pairs: list[tuple[str, str]]) -> None:
+        with self._lock:
+            for held, key in pairs:
+                item = self._items.pop(held, None)
+                if item is not None and self._live(key) is None:
+                    self._items[key] = item
+
+    def delete_many(self, keys: list[str]) -> None:
+        with self._lock:
             for key in keys:
                 self._items.pop(key, None)
-            return values
 
     def delete(self, key: str) -> bool:
         with self._lock:
@@ -253,15 +304,39 @@ def live_tokens(*, username: str, application_names: list[str]) -> list[Redeploy
     ]
 
 
-def consume_all(*, wanted: list[tuple[str, str]]) -> list[RedeployToken | None]:
-    """Atomically take the authorizations of (username, application name) pairs, in one round
-    trip: of many racing callers exactly one gets each. None where there was no live one."""
-    keys = [token_key(username=user, application_name=name) for user, name in wanted]
-    tokens = [_parse(raw) for raw in _call(_store().take_many, keys)] if keys else []
+def consume_all(*, wanted: list[tuple[str, str, object]]) -> list[RedeployToken | None]:
+    """Atomically take the authorizations of (username, application name, operation id)
+    triples, in one round trip: of many racing operations exactly one gets each. Each is held
+    for its operation until `release_all` (after the consumption is committed) or `put_back_all`
+    (it was not); an operation whose earlier run was killed meanwhile gets its held one back.
+    None where there was no live one."""
+    pairs = [
+        (token_key(username=user, application_name=name), held_key(operation_id=operation_id))
+        for user, name, operation_id in wanted
+    ]
+    tokens = [_parse(raw) for raw in _call(_store().hold_many, pairs)] if pairs else []
     return [
         token if token and token.is_live_for(username=user, application_name=name) else None
-        for token, (user, name) in zip(tokens, wanted, strict=True)
+        for token, (user, name, _) in zip(tokens, wanted, strict=True)
     ]
+
+
+def release_all(*, operation_ids: list) -> None:
+    """The consumptions are committed: drop the held copies (left behind, they only expire)."""
+    if operation_ids:
+        keys = [held_key(operation_id=operation_id) for operation_id in operation_ids]
+        _call(_store().delete_many, keys)
+
+
+def put_back_all(*, wanted: list[tuple[str, str, object]]) -> None:
+    """The consumptions were not committed: each held authorization goes back under its key
+    with its remaining lifetime, unless a newer one was minted there meanwhile."""
+    if wanted:
+        pairs = [
+            (held_key(operation_id=operation_id), token_key(username=user, application_name=name))
+            for user, name, operation_id in wanted
+        ]
+        _call(_store().put_back_many, pairs)
 
 
 def restore(*, token: RedeployToken) -> bool:

@@ -480,6 +480,7 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
 
     Only a QUEUED operation starts; a redelivered task finds it RUNNING or finished.
     """
+    wanted: list[tuple] = []
     tokens: list = []
     try:
         with transaction.atomic():
@@ -493,14 +494,14 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
             ]
             if not operations:
                 return []
-            # GETDEL: of many racing tasks on one authorization exactly one gets it. Should this
-            # transaction then not commit, the `except` below puts the authorizations back.
-            tokens = authorization.consume_all(
-                wanted=[
-                    (operation.requested_by.get_username(), operation.application_name)
-                    for operation in operations
-                ]
-            )
+            # Of many racing tasks on one authorization exactly one gets it, held for its
+            # operation: should this transaction not commit, the `except` below puts it back,
+            # and should this process die first, the redelivered run finds it held.
+            wanted = [
+                (operation.requested_by.get_username(), operation.application_name, operation.pk)
+                for operation in operations
+            ]
+            tokens = authorization.consume_all(wanted=wanted)
             bindings = _bindings_of(
                 [operation for operation, token in zip(operations, tokens, strict=True) if token]
             )
@@ -624,16 +625,13 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
             record_events(events)
             return to_restart
     except BaseException:
-        for token in tokens:
-            if token is not None:
-                try:
-                    authorization.restore(token=token)
-                except ServiceUnavailable:
-                    logger.error(
-                        "Could not put back the authorization of %s for %s",
-                        token.username,
-                        token.application_name,
-                    )
+        # No tokens (the consumption itself failed): whatever it took stays held for the retry.
+        held = [item for item, token in zip(wanted, tokens, strict=False) if token is not None]
+        try:
+            authorization.put_back_all(wanted=held)
+        except ServiceUnavailable:
+            # Still held for their operations: their redelivered runs take them there.
+            logger.error("Could not put back the authorizations held for %s", held)
         raise
 
 
@@ -1019,6 +1017,11 @@ def run_redeploys(*, operation_ids: Sequence, task_id: str = "") -> list[Redeplo
     """
     started = _start(operation_ids=operation_ids, task_id=task_id)
     _restart(started, task_id=task_id)
+    try:
+        # The consumptions are committed: the copies held for a killed run are not needed.
+        authorization.release_all(operation_ids=list(operation_ids))
+    except ServiceUnavailable:
+        logger.warning("Held authorization copies of %s left to expire", operation_ids)
     _resume(operation_ids, started=started, task_id=task_id)
     # Those whose every target finished (failed) here; the others end with their rollouts.
     for operation in (

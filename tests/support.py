@@ -1,5 +1,6 @@
 """Helpers shared by tests (fixtures live in conftest.py, factories in factories.py)."""
 
+import uuid
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -69,8 +70,11 @@ def check_rollout(target_id: int, task_id: str = "") -> float | None:
 
 
 def consume(*, username: str, application_name: str):
-    """Take one authorization as the task does (consume_all); the token, or None."""
+    """Take one authorization as the task of a new operation does (consume_all, then
+    release_all once committed); the token, or None."""
     from redeploy import authorization
 
-    (token,) = authorization.consume_all(wanted=[(username, application_name)])
+    operation_id = uuid.uuid4()
+    (token,) = authorization.consume_all(wanted=[(username, application_name, operation_id)])
+    authorization.release_all(operation_ids=[operation_id])
     return token

@@ -2,6 +2,7 @@
 
 import json
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -227,6 +228,39 @@ def test_restore_of_an_expired_token_does_nothing(redis_client):
     assert redis_client.exists(KEY) == 0
 
 
+def test_an_authorization_taken_for_an_operation_is_held_for_it_alone(redis_client):
+    minted = mint(ttl_seconds=120)
+    first, second = uuid.uuid4(), uuid.uuid4()
+    held = authorization.held_key(operation_id=first)
+
+    assert authorization.consume_all(wanted=[("alice", "web", first)]) == [minted]
+    assert redis_client.exists(KEY) == 0 and 0 < redis_client.ttl(held) <= 120
+    # Another operation finds nothing; the same operation (its run killed before the commit,
+    # redelivered) finds its authorization again.
+    assert authorization.consume_all(wanted=[("alice", "web", second)]) == [None]
+    assert authorization.consume_all(wanted=[("alice", "web", first)]) == [minted]
+
+    authorization.release_all(operation_ids=[first])
+    assert redis_client.exists(held) == 0
+    assert authorization.consume_all(wanted=[("alice", "web", first)]) == [None]
+
+
+def test_put_back_returns_a_held_authorization_unless_a_newer_one_was_minted(redis_client):
+    old = mint(ticket_id=1, ttl_seconds=120)
+    web, api = uuid.uuid4(), uuid.uuid4()
+    mint(application_name="api", ticket_id=1)
+    authorization.consume_all(wanted=[("alice", "web", web), ("alice", "api", api)])
+    newer = mint(application_name="api", ticket_id=2)
+
+    authorization.put_back_all(wanted=[("alice", "web", web), ("alice", "api", api)])
+
+    assert authorization.live_token(username="alice", application_name="web") == old
+    assert redis_client.ttl(KEY) <= 120  # its own lifetime, not a new one
+    assert authorization.live_token(username="alice", application_name="api") == newer
+    for operation_id in (web, api):
+        assert redis_client.exists(authorization.held_key(operation_id=operation_id)) == 0
+
+
 def test_revoke_deletes_the_token(redis_client):
     mint()
     assert authorization.revoke(username="alice", application_name="web") is True
@@ -257,3 +291,20 @@ def test_after_an_outage_the_holder_uses_the_real_redis_again(redis_client):
         mint()
     mint()
     assert redis_client.exists(KEY) == 1
+
+
+def test_the_demos_in_process_store_holds_and_puts_back_alike(settings):
+    """Without REDIS_URL (the zero-setup demo) the same rules hold, in this process."""
+    settings.REDIS_URL = ""
+    minted = mint(ttl_seconds=120)
+    first, second = uuid.uuid4(), uuid.uuid4()
+
+    assert authorization.consume_all(wanted=[("alice", "web", first)]) == [minted]
+    assert authorization.live_token(username="alice", application_name="web") is None
+    assert authorization.consume_all(wanted=[("alice", "web", second)]) == [None]
+    assert authorization.consume_all(wanted=[("alice", "web", first)]) == [minted]
+    authorization.put_back_all(wanted=[("alice", "web", first)])
+    assert authorization.live_token(username="alice", application_name="web") == minted
+    assert authorization.consume_all(wanted=[("alice", "web", second)]) == [minted]
+    authorization.release_all(operation_ids=[second])
+    assert authorization.consume_all(wanted=[("alice", "web", second)]) == [None]

@@ -569,6 +569,21 @@ def test_redelivery_when_the_patch_is_not_visible_never_patches(
     assert redis_client.exists(KEY) == 0
 
 
+def test_a_run_killed_after_taking_the_authorization_loses_nothing(
+    requester, approved_ticket, binding, sim, redis_client
+):
+    operation = request(requester)
+    # As if the worker died after taking the authorization, before its transaction committed.
+    assert authorization.consume_all(wanted=[("alice", "web", operation.pk)]) != [None]
+    assert redis_client.exists(KEY) == 0
+
+    operation = follow(run(operation, task_id="task-redelivered"))
+
+    assert operation.state == RedeployOperation.State.SUCCEEDED
+    assert len(patches(sim)) == 1
+    assert redis_client.exists(authorization.held_key(operation_id=operation.pk)) == 0
+
+
 def test_every_cluster_of_the_binding_is_a_target(
     requester, approved_ticket, application, binding, redis_client
 ):
