@@ -111,6 +111,9 @@ class _RedisStore:
         from django_redis import get_redis_connection
 
         self.client = get_redis_connection("default")
+        # Sent by SHA once Redis has them (EVALSHA), loaded again if Redis forgot them.
+        self._hold = self.client.register_script(HOLD_SCRIPT)
+        self._put_back = self.client.register_script(PUT_BACK_SCRIPT)
 
     def set(self, key: str, value: str, ttl: int, *, only_if_absent: bool = False) -> bool:
         return bool(self.client.set(key, value, ex=ttl, nx=only_if_absent))
@@ -130,11 +133,11 @@ class _RedisStore:
 
     def hold_many(self, pairs: list[tuple[str, str]]) -> list[bytes | None]:
         # One script, one round trip, atomic: of many racing runs exactly one moves the token.
-        values = self.client.eval(HOLD_SCRIPT, 2 * len(pairs), *[k for pair in pairs for k in pair])
+        values = self._hold(keys=[key for pair in pairs for key in pair])
         return [value or None for value in values]
 
     def put_back_many(self, pairs: list[tuple[str, str]]) -> None:
-        self.client.eval(PUT_BACK_SCRIPT, 2 * len(pairs), *[k for pair in pairs for k in pair])
+        self._put_back(keys=[key for pair in pairs for key in pair])
 
     def delete_many(self, keys: list[str]) -> None:
         self.client.delete(*keys)
