@@ -3,6 +3,7 @@
 Every knob comes from the environment so the same image serves any size of pod.
 """
 
+import gc
 import os
 
 MAX_DEFAULT_WORKERS = 8
@@ -40,3 +41,9 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 # The heartbeat files live in memory: the image's root filesystem is read-only.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def post_worker_init(worker):
+    # Once the application is loaded: its long-lived objects are left out of every garbage
+    # collection (a full one over them pauses a request for tens of milliseconds).
+    gc.freeze()
