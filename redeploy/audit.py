@@ -47,7 +47,7 @@ def build_event(
     )
 
 
-def record_events(events: list[AuditEvent]) -> list[AuditEvent]:
+def record_events(*events: AuditEvent) -> list[AuditEvent]:
     # A caller outside a transaction would let the change land without its record (or the
     # reverse); refuse loudly so that mistake shows in tests, not in an incident review.
     if not transaction.get_connection().in_atomic_block:
@@ -57,5 +57,5 @@ def record_events(events: list[AuditEvent]) -> list[AuditEvent]:
 
 def record_event(**fields) -> AuditEvent:
     """One audit event (the fields of build_event), written now."""
-    (event,) = record_events([build_event(**fields)])
+    (event,) = record_events(build_event(**fields))
     return event

@@ -198,7 +198,7 @@ def request_redeploys(
             audited = [(items[0], refusal)]
         with transaction.atomic():
             record_events(
-                [
+                *[
                     build_event(
                         action=Action.REDEPLOY_REFUSED,
                         actor=user,
@@ -228,7 +228,7 @@ def request_redeploys(
             for item in items
         )
         record_events(
-            [
+            *[
                 build_event(
                     action=Action.REDEPLOY_REQUESTED,
                     actor=user,
@@ -301,15 +301,13 @@ def give_up_redeploy(*, operation_id, message: str, task_id: str = "") -> None:
         operation.finished_at = timezone.now()
         operation.save(update_fields=["state", "message", "finished_at"])
         record_events(
-            [
-                _operation_event(
-                    operation,
-                    action=Action.REDEPLOY_FAILED,
-                    outcome=Outcome.FAILURE,
-                    message=message,
-                    task_id=task_id,
-                )
-            ]
+            _operation_event(
+                operation,
+                action=Action.REDEPLOY_FAILED,
+                outcome=Outcome.FAILURE,
+                message=message,
+                task_id=task_id,
+            )
         )
 
 
@@ -622,7 +620,7 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                     item.target.restarted_at = restarted_at
                     to_restart.append(item)
             RedeployTarget.objects.bulk_create(targets + [item.target for item in pending])
-            record_events(events)
+            record_events(*events)
             return to_restart
     except BaseException:
         # No tokens (the consumption itself failed): whatever it took stays held for the retry.
@@ -661,15 +659,13 @@ def _fail_target(
             target.restarted_at = ""
         target.save()
         record_events(
-            [
-                _target_event(
-                    target,
-                    action=Action.REDEPLOY_FAILED,
-                    outcome=Outcome.FAILURE,
-                    message=message,
-                    task_id=task_id,
-                )
-            ]
+            _target_event(
+                target,
+                action=Action.REDEPLOY_FAILED,
+                outcome=Outcome.FAILURE,
+                message=message,
+                task_id=task_id,
+            )
         )
 
 
@@ -739,7 +735,7 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
             )
         if rolling:
             RedeployTarget.objects.bulk_update(rolling, ROLLING_FIELDS)
-        record_events(events)
+        record_events(*events)
 
 
 def _cluster_of(target: RedeployTarget) -> KubernetesCluster | None:
@@ -932,16 +928,14 @@ def _restore(operation: RedeployOperation, *, task_id: str) -> None:
     ).first()
     if entry is None or entry.state != TicketEntry.State.AUTHORIZED:
         record_events(
-            [
-                _operation_event(
-                    operation,
-                    action=Action.AUTHORIZATION_RESTORED,
-                    outcome=Outcome.FAILURE,
-                    message="No restart was applied; the authorization was not put back because "
-                    f"it was {entry.state.lower() if entry else 'removed'} meanwhile",
-                    task_id=task_id,
-                )
-            ]
+            _operation_event(
+                operation,
+                action=Action.AUTHORIZATION_RESTORED,
+                outcome=Outcome.FAILURE,
+                message="No restart was applied; the authorization was not put back because "
+                f"it was {entry.state.lower() if entry else 'removed'} meanwhile",
+                task_id=task_id,
+            )
         )
         return
     token = authorization.RedeployToken(
@@ -958,15 +952,13 @@ def _restore(operation: RedeployOperation, *, task_id: str) -> None:
     else:
         message = "No restart was applied, but the authorization expired meanwhile or was replaced"
     record_events(
-        [
-            _operation_event(
-                operation,
-                action=Action.AUTHORIZATION_RESTORED,
-                outcome=Outcome.SUCCESS if restored else Outcome.FAILURE,
-                message=message,
-                task_id=task_id,
-            )
-        ]
+        _operation_event(
+            operation,
+            action=Action.AUTHORIZATION_RESTORED,
+            outcome=Outcome.SUCCESS if restored else Outcome.FAILURE,
+            message=message,
+            task_id=task_id,
+        )
     )
 
 
@@ -1140,15 +1132,13 @@ def _judge_rollout(target_id: int, look: _Look, *, task_id: str) -> float | None
         target.finished_at = now
         target.save()
         record_events(
-            [
-                _target_event(
-                    target,
-                    action=Action.ROLLOUT_COMPLETE if target.success else Action.ROLLOUT_FAILED,
-                    outcome=Outcome.SUCCESS if target.success else Outcome.FAILURE,
-                    message=target.message,
-                    task_id=task_id,
-                )
-            ]
+            _target_event(
+                target,
+                action=Action.ROLLOUT_COMPLETE if target.success else Action.ROLLOUT_FAILED,
+                outcome=Outcome.SUCCESS if target.success else Outcome.FAILURE,
+                message=target.message,
+                task_id=task_id,
+            )
         )
         _conclude(operation_id=target.operation_id, task_id=task_id)
     return None
