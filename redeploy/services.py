@@ -3,15 +3,14 @@ its rollout; register clusters (from kubeconfigs, or the one the product runs in
 applications from Deployments.
 
 Each function writes its audit events in the transaction of the change. Kubernetes calls happen
-through redeploy.kube only, between transactions: never while a row lock is held, but for the
-few milliseconds (LOOK_GRACE_SECONDS) a redeploy's first transaction gives its reads to return.
+through redeploy.kube only, never waited for while a row lock is held: a redeploy's reads go out
+while its first transaction writes, and are looked at once it committed.
 """
 
 import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
@@ -66,8 +65,6 @@ QUEUE_DOWN = (
     "The task queue is not answering; the redeploy was not started and your authorization is "
     "untouched. Try again in a moment."
 )
-
-LOOK_GRACE_SECONDS = 0.005
 
 OperationState = RedeployOperation.State
 TargetState = RedeployTarget.State
@@ -471,10 +468,10 @@ def _update_operations(operations: list[RedeployOperation], fields: list[str]) -
 
 
 def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
-    """Steps 1-2 for the QUEUED operations among `operation_ids`: consume their authorizations
-    (one round trip), find the bindings, create the targets, all in one transaction. Each
-    Deployment is read (the paused check) meanwhile: a target whose read is back before its row
-    is written is decided there (failed, or its restart claimed); the others after the commit.
+    """Steps 1-3 for the QUEUED operations among `operation_ids`, in one transaction: consume
+    their authorizations (one round trip), find the bindings, create the targets with their
+    restarts claimed. Each Deployment is read (the paused check) meanwhile; the caller decides
+    on the reads once the claims are committed.
 
     Only a QUEUED operation starts; a redelivered task finds it RUNNING or finished.
     """
@@ -504,6 +501,8 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                 [operation for operation, token in zip(operations, tokens, strict=True) if token]
             )
             now = timezone.now()
+            # Committed before any PATCH (claimed): a redelivered task never sends another.
+            restarted_at = kube.now_restarted_at()
             targets: list[RedeployTarget] = []
             to_look: list[tuple[RedeployTarget, KubernetesCluster]] = []
             events: list[AuditEvent] = []
@@ -575,6 +574,7 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                             cluster_name=binding.cluster.name,
                             namespace=binding.namespace,
                             deployment_name=binding.deployment_name,
+                            restarted_at=restarted_at,
                         ),
                         binding.cluster,
                     )
@@ -593,35 +593,9 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                     "ticket_id",
                 ],
             )
-            # A few milliseconds for the reads to come back (the operations stay locked that long
-            # at most): each one back is decided here, sparing its claim a transaction.
-            futures.wait([item.look for item in pending], timeout=LOOK_GRACE_SECONDS)
-            restarted_at = kube.now_restarted_at()
-            to_restart = []  # claimed here, or to be decided after the commit
-            for item in pending:
-                if not item.look.done():
-                    to_restart.append(item)
-                elif failure := item.refusal():
-                    target = item.target
-                    target.state, target.success = TargetState.FAILED, False
-                    target.message = failure
-                    target.operated_at = target.finished_at = now
-                    events.append(
-                        _target_event(
-                            target,
-                            action=Action.REDEPLOY_FAILED,
-                            outcome=Outcome.FAILURE,
-                            message=failure,
-                            task_id=target.operation.celery_task_id,
-                        )
-                    )
-                else:
-                    # Committed before the PATCH: a redelivered task never sends another.
-                    item.target.restarted_at = restarted_at
-                    to_restart.append(item)
             RedeployTarget.objects.bulk_create(targets + [item.target for item in pending])
             record_events(*events)
-            return to_restart
+            return pending
     except BaseException:
         # No tokens (the consumption itself failed): whatever it took stays held for the retry.
         held = [item for item, token in zip(wanted, tokens, strict=False) if token is not None]
@@ -795,40 +769,22 @@ def _resume_restart(target: RedeployTarget, *, task_id: str) -> None:
     )
 
 
-def _claim(targets: list[RedeployTarget], *, restarted_at: str) -> set[int]:
-    """Fix the restartedAt of targets not yet claimed, committed before any PATCH: whatever
-    happens next, a redelivered task sees the restart was perhaps sent and never sends another.
-    Returns the targets claimed here (not by a concurrent run of the same task)."""
-    unclaimed = RedeployTarget.objects.filter(
-        pk__in=[target.pk for target in targets], state=TargetState.PENDING, restarted_at=""
-    )
-    if len(targets) == 1:  # the usual redeploy: one statement
-        return {targets[0].pk} if unclaimed.update(restarted_at=restarted_at) else set()
-    with transaction.atomic():
-        claimable = set(unclaimed.select_for_update().order_by("pk").values_list("pk", flat=True))
-        RedeployTarget.objects.filter(pk__in=claimable).update(restarted_at=restarted_at)
-    return claimable
-
-
 def _restart(pending: list[_Pending], *, task_id: str) -> None:
-    """Steps 3-4: refuse a paused Deployment like kubectl, claim (unless _start did) and restart
-    the others side by side, and record the restarts in one transaction."""
-    claimed = [item for item in pending if item.target.restarted_at]
-    ready = []
+    """Steps 4-5, once the claims are committed: refuse a paused Deployment like kubectl (its
+    claim withdrawn: no restart was sent), restart the others side by side, and record the
+    restarts in one transaction."""
+    claimed = []
     for item in pending:
-        if item.target.restarted_at:
-            continue
         if failure := item.refusal():
-            _fail_target(item.target.pk, message=failure, task_id=task_id, keep_restart=False)
+            _fail_target(
+                item.target.pk,
+                message=failure,
+                task_id=task_id,
+                keep_restart=False,
+                claim=item.target.restarted_at,
+            )
         else:
-            ready.append(item)
-    if ready:
-        restarted_at = kube.now_restarted_at()
-        won = _claim([item.target for item in ready], restarted_at=restarted_at)
-        for item in ready:
-            if item.target.pk in won:
-                item.target.restarted_at = restarted_at
-                claimed.append(item)
+            claimed.append(item)
     patches = [
         (
             item,
@@ -885,9 +841,8 @@ def _restart(pending: list[_Pending], *, task_id: str) -> None:
 
 
 def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -> None:
-    """A redelivered task: the targets of its RUNNING operations that this run did not start.
-    Claimed ones are looked at, never restarted again; unclaimed ones are restarted."""
-    to_look = []
+    """A redelivered task: the targets of its RUNNING operations that this run did not start,
+    each claimed (perhaps restarted) by an earlier run: looked at, never restarted again."""
     for target in (
         RedeployTarget.objects.select_related("operation__requested_by", "operation__ticket")
         .filter(
@@ -898,19 +853,7 @@ def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -
         .exclude(pk__in=[item.target.pk for item in started])
         .order_by("pk")
     ):
-        run_id = task_id or target.operation.celery_task_id
-        if target.restarted_at:
-            _resume_restart(target, task_id=run_id)
-        elif (cluster := _cluster_of(target)) is None:
-            _fail_target(
-                target.pk,
-                message=binding_missing_message(target.deployment_name),
-                task_id=run_id,
-                keep_restart=False,
-            )
-        else:
-            to_look.append((target, cluster))
-    _restart(_Pending.looking(to_look), task_id=task_id)
+        _resume_restart(target, task_id=task_id or target.operation.celery_task_id)
 
 
 def _summary(targets: list[RedeployTarget]) -> str:
