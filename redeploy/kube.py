@@ -66,6 +66,23 @@ class Rollout(StrEnum):
 
 
 @dataclass(frozen=True)
+class RestartCheck:
+    """What a restart needs to know of a Deployment first: whether it is paused (kubectl refuses
+    to restart a paused one), and the deadline its rollout will be held to."""
+
+    paused: bool
+    progress_deadline_seconds: int
+
+    @classmethod
+    def of(cls, deployment: dict) -> "RestartCheck":
+        spec = deployment.get("spec") or {}
+        return cls(
+            paused=bool(spec.get("paused")),
+            progress_deadline_seconds=spec.get("progressDeadlineSeconds") or 600,
+        )
+
+
+@dataclass(frozen=True)
 class RolloutStatus:
     state: Rollout
     message: str
@@ -365,16 +382,37 @@ def list_deployments(
     return deployments
 
 
-def deployments_in(*, cluster: KubernetesCluster, namespace: str) -> dict[str, V1Deployment]:
-    """Every Deployment of the namespace by name (one LIST, paged)."""
-    return {
-        deployment.metadata.name: deployment
-        for deployment in list_deployments(cluster=cluster, namespaces=[namespace])
-    }
+# A restart's checks read the API's JSON for their two fields: turning a Deployment into the
+# client's models costs more than the call itself, and stands between a redeploy and its PATCH.
 
 
-def _all_pages(list_page, *, label_selector: str, what: str) -> list:
-    """Every item of a LIST, read page by page (LIST_PAGE_SIZE items each)."""
+def check_restart(*, cluster: KubernetesCluster, namespace: str, name: str) -> RestartCheck:
+    """The RestartCheck of one Deployment (one GET)."""
+    with api_client(cluster) as client:
+        response = _with_retries(
+            lambda: AppsV1Api(client).read_namespaced_deployment(
+                name, namespace, _preload_content=False, _request_timeout=_timeout()
+            ),
+            what=f"GET deployment {cluster.name}/{namespace}/{name}",
+        )
+    return RestartCheck.of(json.loads(response.data))
+
+
+def check_restarts_in(*, cluster: KubernetesCluster, namespace: str) -> dict[str, RestartCheck]:
+    """The RestartCheck of every Deployment of the namespace by name (one LIST, paged)."""
+    with api_client(cluster) as client:
+        items = _all_pages(
+            partial(AppsV1Api(client).list_namespaced_deployment, namespace),
+            label_selector="",
+            what=f"LIST deployments of {cluster.name}/{namespace}",
+            raw=True,
+        )
+    return {item["metadata"]["name"]: RestartCheck.of(item) for item in items}
+
+
+def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> list:
+    """Every item of a LIST, read page by page (LIST_PAGE_SIZE items each); `raw`: as the API's
+    JSON, not the client's models."""
     items: list = []
     token = None
     while True:
@@ -384,12 +422,18 @@ def _all_pages(list_page, *, label_selector: str, what: str) -> list:
                 limit=LIST_PAGE_SIZE,
                 _continue=token,
                 _request_timeout=_timeout(),
+                _preload_content=not raw,
             ),
             what=what,
             names_deployment=False,
         )
-        items.extend(page.items or [])
-        token = page.metadata._continue if page.metadata else None
+        if raw:
+            page = json.loads(page.data)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+        else:
+            items.extend(page.items or [])
+            token = page.metadata._continue if page.metadata else None
         if not token:
             return items
 
@@ -397,10 +441,6 @@ def _all_pages(list_page, *, label_selector: str, what: str) -> list:
 def restarted_at_of(deployment: V1Deployment) -> str | None:
     template_meta = deployment.spec.template.metadata if deployment.spec else None
     return ((template_meta and template_meta.annotations) or {}).get(RESTARTED_AT)
-
-
-def is_paused(deployment: V1Deployment) -> bool:
-    return bool(deployment.spec and deployment.spec.paused)
 
 
 def progress_deadline_seconds(deployment: V1Deployment) -> int:

@@ -27,7 +27,7 @@ from tickets.models import Ticket, TicketEntry
 from tickets.notifications import notify_redeploy_finished
 from tickets.services import settle_entry
 
-from . import authorization, kube
+from . import authorization, kube, sql
 from .audit import Action, Outcome, build_event, record_event, record_events
 from .exceptions import (
     DEPLOYMENT_DOES_NOT_EXIST,
@@ -375,39 +375,16 @@ def _locked_target(target_id: int) -> RedeployTarget:
     )
 
 
-def _bindings_of(operations: list[RedeployOperation]) -> dict:
-    """The bindings each operation restarts, by operation id, in cluster order: one query (by
-    application only, the rest matched here: a short query however large the batch)."""
-    found = defaultdict(list)
-    for binding in (
-        DeploymentBinding.objects.select_related("application", "cluster")
-        .filter(application__name__in={operation.application_name for operation in operations})
-        .order_by("cluster__name")
-    ):
-        key = (binding.application.name, binding.namespace, binding.deployment_name)
-        found[key].append(binding)
-    return {
-        operation.pk: [
-            binding
-            for binding in found[
-                (operation.application_name, operation.namespace, operation.deployment_name)
-            ]
-            if not operation.cluster_name or binding.cluster.name == operation.cluster_name
-        ]
-        for operation in operations
-    }
-
-
 @dataclass
 class _Pending:
-    """A target to restart, its cluster, and the read of its Deployment (the paused check)
-    going on in the background: a GET of it, or a LIST of its namespace shared with others."""
+    """A target to restart, its cluster, and the check of its Deployment (is it paused?) going
+    on in the background: a GET of it, or a LIST of its namespace shared with others."""
 
     target: RedeployTarget
     cluster: KubernetesCluster
     look: Future
-    listed: bool = False  # the look is a LIST: {name: Deployment} of the namespace
-    deployment: kube.V1Deployment | None = None  # once the look said it may be restarted
+    listed: bool = False  # the look is a LIST: {name: RestartCheck} of the namespace
+    check: kube.RestartCheck | None = None  # once the look said it may be restarted
 
     @classmethod
     def looking(cls, targets: list[tuple[RedeployTarget, KubernetesCluster]]) -> list["_Pending"]:
@@ -422,13 +399,13 @@ class _Pending:
             cluster = group[0][1]
             if len(group) >= settings.KUBERNETES_LIST_FROM:
                 listing = kube.in_background(
-                    kube.deployments_in, cluster=cluster, namespace=namespace
+                    kube.check_restarts_in, cluster=cluster, namespace=namespace
                 )
                 pending += [cls(t, c, listing, listed=True) for t, c in group]
                 continue
             for target, cluster in group:
                 look = kube.in_background(
-                    kube.get_deployment,
+                    kube.check_restart,
                     cluster=cluster,
                     namespace=target.namespace,
                     name=target.deployment_name,
@@ -439,7 +416,7 @@ class _Pending:
     def refusal(self) -> str:
         """Waits for the look; why the Deployment must not be restarted, or "" (it may)."""
         try:
-            deployment = self.look.result()
+            check = self.look.result()
         except KubeError as error:
             return _failure_message(error)
         except Exception as error:
@@ -447,31 +424,34 @@ class _Pending:
             logger.exception("Reading the Deployment of target %s failed", self.target.pk)
             return operation_failed_message(str(error))
         if self.listed:
-            deployment = deployment.get(self.target.deployment_name)
-            if deployment is None:
+            check = check.get(self.target.deployment_name)
+            if check is None:
                 return DEPLOYMENT_DOES_NOT_EXIST
-        if kube.is_paused(deployment):
+        if check.paused:
             return operation_failed_message(kube.PAUSED_MESSAGE)
-        self.deployment = deployment
+        self.check = check
         return ""
 
 
-def _update_operations(operations: list[RedeployOperation], fields: list[str]) -> None:
-    """Save these fields of the operations: one UPDATE per distinct set of values (a batch's
-    operations share them, but for the ticket), cheaper than a bulk_update's CASEs."""
+def _operations_update(operations: list[RedeployOperation], fields: list[str]) -> list:
+    """The statements saving these fields of the operations: one UPDATE per distinct set of
+    values (a batch's operations share them, but for the ticket), cheaper than a bulk_update's
+    CASEs."""
     groups = defaultdict(list)
     for operation in operations:
         values = tuple((field, getattr(operation, field)) for field in fields)
         groups[values].append(operation.pk)
-    for values, ids in groups.items():
-        RedeployOperation.objects.filter(pk__in=ids).update(**dict(values))
+    return [
+        sql.update(RedeployOperation, pks=ids, values=dict(values))
+        for values, ids in groups.items()
+    ]
 
 
 def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
     """Steps 1-3 for the QUEUED operations among `operation_ids`, in one transaction: consume
-    their authorizations (one round trip), find the bindings, create the targets with their
-    restarts claimed. Each Deployment is read (the paused check) meanwhile; the caller decides
-    on the reads once the claims are committed.
+    their authorizations (one round trip), find the bindings, create the targets. Each
+    Deployment is checked (is it paused?) in the background meanwhile; the caller judges the
+    checks once this is committed.
 
     Only a QUEUED operation starts; a redelivered task finds it RUNNING or finished.
     """
@@ -479,16 +459,11 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
     tokens: list = []
     try:
         with transaction.atomic():
-            operations = [
-                operation
-                for operation in RedeployOperation.objects.select_for_update(of=("self",))
-                .select_related("requested_by")
-                .filter(pk__in=operation_ids)
-                .order_by("pk")  # one lock order for every task
-                if operation.state == OperationState.QUEUED
-            ]
-            if not operations:
+            locked = sql.lock_queued_operations(operation_ids)
+            if not locked:
                 return []
+            operations = [operation for operation, _ in locked]
+            bindings = {operation.pk: found for operation, found in locked}
             # Of many racing tasks on one authorization exactly one gets it, held for its
             # operation: should this transaction not commit, the `except` below puts it back,
             # and should this process die first, the redelivered run finds it held.
@@ -497,12 +472,7 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                 for operation in operations
             ]
             tokens = authorization.consume_all(wanted=wanted)
-            bindings = _bindings_of(
-                [operation for operation, token in zip(operations, tokens, strict=True) if token]
-            )
             now = timezone.now()
-            # Committed before any PATCH (claimed): a redelivered task never sends another.
-            restarted_at = kube.now_restarted_at()
             targets: list[RedeployTarget] = []
             to_look: list[tuple[RedeployTarget, KubernetesCluster]] = []
             events: list[AuditEvent] = []
@@ -570,18 +540,19 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                         RedeployTarget(
                             operation=operation,
                             ticket_id=token.ticket_id,
-                            binding=binding,
+                            binding_id=binding.pk,
                             cluster_name=binding.cluster.name,
                             namespace=binding.namespace,
                             deployment_name=binding.deployment_name,
-                            restarted_at=restarted_at,
                         ),
                         binding.cluster,
                     )
                     for binding in found
                 ]
+            # Only now, the authorizations taken: nothing reaches a cluster before.
             pending = _Pending.looking(to_look)
-            _update_operations(
+            targets += [item.target for item in pending]
+            changes = _operations_update(
                 operations,
                 [
                     "state",
@@ -593,8 +564,7 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                     "ticket_id",
                 ],
             )
-            RedeployTarget.objects.bulk_create(targets + [item.target for item in pending])
-            record_events(*events)
+            record_events(*events, along=[*changes, *sql.insert(targets)])
             return pending
     except BaseException:
         # No tokens (the consumption itself failed): whatever it took stays held for the retry.
@@ -770,21 +740,26 @@ def _resume_restart(target: RedeployTarget, *, task_id: str) -> None:
 
 
 def _restart(pending: list[_Pending], *, task_id: str) -> None:
-    """Steps 4-5, once the claims are committed: refuse a paused Deployment like kubectl (its
-    claim withdrawn: no restart was sent), restart the others side by side, and record the
-    restarts in one transaction."""
-    claimed = []
+    """Steps 4-5: refuse a paused Deployment like kubectl, claim the restarts of the others and
+    send them side by side, and record the restarts in one transaction.
+
+    The claim (restartedAt fixed, committed before the PATCH) comes after the check: a worker
+    killed before it leaves the target to be restarted by the redelivered task, one killed
+    after it leaves a restart perhaps sent, never sent again."""
+    ready = []
     for item in pending:
         if failure := item.refusal():
-            _fail_target(
-                item.target.pk,
-                message=failure,
-                task_id=task_id,
-                keep_restart=False,
-                claim=item.target.restarted_at,
-            )
+            _fail_target(item.target.pk, message=failure, task_id=task_id, keep_restart=False)
         else:
-            claimed.append(item)
+            ready.append(item)
+    claimed = []
+    if ready:
+        restarted_at = kube.now_restarted_at()
+        won = sql.claim_restarts([item.target.pk for item in ready], restarted_at=restarted_at)
+        for item in ready:
+            if item.target.pk in won:  # not claimed by a concurrent run of the same task
+                item.target.restarted_at = restarted_at
+                claimed.append(item)
     patches = [
         (
             item,
@@ -832,7 +807,7 @@ def _restart(pending: list[_Pending], *, task_id: str) -> None:
                 _Restarted(
                     target_id=target.pk,
                     restart=restart,
-                    progress_deadline_seconds=kube.progress_deadline_seconds(item.deployment),
+                    progress_deadline_seconds=item.check.progress_deadline_seconds,
                 )
             )
     finally:
@@ -841,8 +816,9 @@ def _restart(pending: list[_Pending], *, task_id: str) -> None:
 
 
 def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -> None:
-    """A redelivered task: the targets of its RUNNING operations that this run did not start,
-    each claimed (perhaps restarted) by an earlier run: looked at, never restarted again."""
+    """A redelivered task: the targets of its RUNNING operations that this run did not start.
+    Claimed ones are looked at, never restarted again; unclaimed ones are restarted."""
+    to_look = []
     for target in (
         RedeployTarget.objects.select_related("operation__requested_by", "operation__ticket")
         .filter(
@@ -853,7 +829,19 @@ def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -
         .exclude(pk__in=[item.target.pk for item in started])
         .order_by("pk")
     ):
-        _resume_restart(target, task_id=task_id or target.operation.celery_task_id)
+        run_id = task_id or target.operation.celery_task_id
+        if target.restarted_at:
+            _resume_restart(target, task_id=run_id)
+        elif (cluster := _cluster_of(target)) is None:
+            _fail_target(
+                target.pk,
+                message=binding_missing_message(target.deployment_name),
+                task_id=run_id,
+                keep_restart=False,
+            )
+        else:
+            to_look.append((target, cluster))
+    _restart(_Pending.looking(to_look), task_id=task_id)
 
 
 def _summary(targets: list[RedeployTarget]) -> str:
