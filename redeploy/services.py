@@ -18,7 +18,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -174,13 +174,13 @@ def request_redeploys(
     """Queue redeploys for a user holding a live authorization for each application: one
     operation per request, all run by one task (a batch restarts its Deployments side by side).
 
-    The fast check only: the task consumes each authorization (the authoritative check). All
-    or nothing: when any request is refused none is queued, each refusal is audited in its own
-    committed transaction and the first is raised (in a batch its message names the
-    applications), so call this outside any transaction (as views do). Without a cluster every
-    cluster where the binding exists is restarted, each as a target of the operation. The task
-    is queued once the operations are committed; a broker that does not answer fails them and
-    raises ServiceUnavailable, the authorizations untouched.
+    The fast check here; the authoritative one (consuming each authorization) once the task is
+    queued, see _enqueue. All or nothing: when any request is refused none is queued, each
+    refusal is audited in its own committed transaction and the first is raised (in a batch its
+    message names the applications), so call this outside any transaction (as views do).
+    Without a cluster every cluster where the binding exists is restarted, each as a target of
+    the operation. The task is queued once the operations are committed; a broker that does not
+    answer fails them and raises ServiceUnavailable, the authorizations untouched.
     Raises PermissionRefused, UnauthorizedAccess, ValidationFailed, ServiceUnavailable.
     """
     items = _clean_batch(items)
@@ -283,6 +283,17 @@ def _enqueue(*, operations: list[RedeployOperation], task_id: str) -> None:
         for operation_id in operation_ids:
             give_up_redeploy(operation_id=operation_id, message=QUEUE_DOWN)
         raise ServiceUnavailable(QUEUE_DOWN) from error
+    # Queued: the request starts the redeploys itself (takes the authorizations, writes the
+    # targets), so the worker finds them started and goes straight to the restarts, and a loser
+    # of a race on one authorization is failed before the answer. Whichever locks an operation
+    # first starts it; with no row locks (SQLite) only the worker does. Should this fail or this
+    # process die, the worker starts them (an authorization taken here stays held for it).
+    if connection.features.has_select_for_update:
+        try:
+            _start(operation_ids=operation_ids, task_id=task_id)
+        except Exception:
+            # The redeploys are queued all the same: the worker starts them.
+            logger.exception("Redeploys %s left for the worker to start", operation_ids)
 
 
 def give_up_redeploy(*, operation_id, message: str, task_id: str = "") -> None:
@@ -447,13 +458,12 @@ def _operations_update(operations: list[RedeployOperation], fields: list[str]) -
     ]
 
 
-def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
+def _start(*, operation_ids: Sequence, task_id: str) -> None:
     """Steps 1-3 for the QUEUED operations among `operation_ids`, in one transaction: consume
-    their authorizations (one round trip), find the bindings, create the targets. Each
-    Deployment is checked (is it paused?) in the background meanwhile; the caller judges the
-    checks once this is committed.
+    their authorizations (one round trip), find the bindings, create the targets.
 
-    Only a QUEUED operation starts; a redelivered task finds it RUNNING or finished.
+    Only a QUEUED operation starts: of the request and the task (or a redelivered task), the
+    first one to lock it; the others find it RUNNING or finished.
     """
     wanted: list[tuple] = []
     tokens: list = []
@@ -461,7 +471,7 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
         with transaction.atomic():
             locked = sql.lock_queued_operations(operation_ids)
             if not locked:
-                return []
+                return
             operations = [operation for operation, _ in locked]
             bindings = {operation.pk: found for operation, found in locked}
             # Of many racing tasks on one authorization exactly one gets it, held for its
@@ -474,7 +484,6 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
             tokens = authorization.consume_all(wanted=wanted)
             now = timezone.now()
             targets: list[RedeployTarget] = []
-            to_look: list[tuple[RedeployTarget, KubernetesCluster]] = []
             events: list[AuditEvent] = []
             for operation, token in zip(operations, tokens, strict=True):
                 operation.celery_task_id = task_id or operation.celery_task_id
@@ -535,23 +544,17 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                             task_id=operation.celery_task_id,
                         )
                     )
-                to_look += [
-                    (
-                        RedeployTarget(
-                            operation=operation,
-                            ticket_id=token.ticket_id,
-                            binding_id=binding.pk,
-                            cluster_name=binding.cluster.name,
-                            namespace=binding.namespace,
-                            deployment_name=binding.deployment_name,
-                        ),
-                        binding.cluster,
+                targets += [
+                    RedeployTarget(
+                        operation=operation,
+                        ticket_id=token.ticket_id,
+                        binding_id=binding.pk,
+                        cluster_name=binding.cluster.name,
+                        namespace=binding.namespace,
+                        deployment_name=binding.deployment_name,
                     )
                     for binding in found
                 ]
-            # Only now, the authorizations taken: nothing reaches a cluster before.
-            pending = _Pending.looking(to_look)
-            targets += [item.target for item in pending]
             changes = _operations_update(
                 operations,
                 [
@@ -565,7 +568,6 @@ def _start(*, operation_ids: Sequence, task_id: str) -> list[_Pending]:
                 ],
             )
             record_events(*events, along=[*changes, *sql.insert(targets)])
-            return pending
     except BaseException:
         # No tokens (the consumption itself failed): whatever it took stays held for the retry.
         held = [item for item, token in zip(wanted, tokens, strict=False) if token is not None]
@@ -816,9 +818,8 @@ def _restart(pending: list[_Pending], *, task_id: str) -> None:
 
 
 def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -> None:
-    """A redelivered task: the targets of its RUNNING operations that this run did not start.
-    Claimed ones are looked at, never restarted again; unclaimed ones are restarted."""
-    to_look = []
+    """The targets of the RUNNING operations that this run did not restart: claimed by a run
+    killed since (looked at, never restarted again), or of a cluster removed meanwhile."""
     for target in (
         RedeployTarget.objects.select_related("operation__requested_by", "operation__ticket")
         .filter(
@@ -832,16 +833,13 @@ def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -
         run_id = task_id or target.operation.celery_task_id
         if target.restarted_at:
             _resume_restart(target, task_id=run_id)
-        elif (cluster := _cluster_of(target)) is None:
+        else:
             _fail_target(
                 target.pk,
                 message=binding_missing_message(target.deployment_name),
                 task_id=run_id,
                 keep_restart=False,
             )
-        else:
-            to_look.append((target, cluster))
-    _restart(_Pending.looking(to_look), task_id=task_id)
 
 
 def _summary(targets: list[RedeployTarget]) -> str:
@@ -938,7 +936,9 @@ def run_redeploys(*, operation_ids: Sequence, task_id: str = "") -> list[Redeplo
     looks at its claimed targets and never sends a second restart.
     Returns the operations with their targets; ROLLING ones are to be followed (check_rollouts).
     """
-    started = _start(operation_ids=operation_ids, task_id=task_id)
+    _start(operation_ids=operation_ids, task_id=task_id)
+    # Every target no run has claimed yet: this run's, the request's, or a killed run's.
+    started = _Pending.looking(sql.unclaimed_targets(operation_ids))
     _restart(started, task_id=task_id)
     try:
         # The consumptions are committed: the copies held for a killed run are not needed.

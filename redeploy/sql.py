@@ -109,6 +109,41 @@ def _clusters(versions: dict[int, object]) -> dict[int, KubernetesCluster]:
     return {pk: _cluster_rows[pk][1] for pk in versions if pk in _cluster_rows}
 
 
+def unclaimed_targets(
+    operation_ids: Sequence,
+) -> list[tuple[RedeployTarget, KubernetesCluster]]:
+    """The targets of the operations, RUNNING, still PENDING and not claimed, in id order, each
+    with its cluster (one whose cluster is gone is left out): one statement. The targets carry
+    the fields a restart needs."""
+    pk = RedeployOperation._meta.pk
+    ids = [pk.get_db_prep_value(pk.to_python(value), connection) for value in operation_ids]
+    target_table = RedeployTarget._meta.db_table
+    rows = _fetch(
+        "SELECT t.id, t.operation_id, t.namespace, t.deployment_name, c.name, c.id, c.updated_at "
+        f"FROM {target_table} t "
+        f"JOIN {RedeployOperation._meta.db_table} o ON o.id = t.operation_id "
+        f"JOIN {KubernetesCluster._meta.db_table} c ON c.name = t.cluster_name "
+        f"WHERE t.operation_id IN ({_placeholders(ids)}) AND o.state = %s AND t.state = %s "
+        "AND t.restarted_at = '' ORDER BY t.id",
+        [*ids, RedeployOperation.State.RUNNING, RedeployTarget.State.PENDING],
+    )
+    clusters = _clusters({row[5]: row[6] for row in rows})
+    found = []
+    for target_id, operation_id, namespace, deployment_name, cluster_name, cluster_id, _ in rows:
+        if cluster_id not in clusters:
+            continue
+        target = RedeployTarget(
+            id=target_id,
+            operation_id=pk.to_python(operation_id),
+            namespace=namespace,
+            deployment_name=deployment_name,
+            cluster_name=cluster_name,
+        )
+        target._state.adding = False
+        found.append((target, clusters[cluster_id]))
+    return found
+
+
 def claim_restarts(target_ids: Sequence[int], *, restarted_at: str) -> set[int]:
     """Fix the restartedAt of those of the targets still PENDING and unclaimed (their rows locked
     in id order) and return their ids: one statement, so outside a transaction it is committed

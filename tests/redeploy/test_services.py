@@ -6,7 +6,7 @@ import time
 import pytest
 from django.db import connection
 
-from cratos.exceptions import PermissionRefused, ValidationFailed
+from cratos.exceptions import PermissionRefused, ServiceUnavailable, ValidationFailed
 from redeploy import authorization, kube, selectors, services
 from redeploy.exceptions import UnauthorizedAccess
 from redeploy.models import AuditEvent, RedeployOperation, RedeployTarget
@@ -126,10 +126,84 @@ def test_request_queues_an_operation_and_enqueues_after_commit(
     assert operation.state == RedeployOperation.State.QUEUED
     assert (operation.cluster_name, operation.request_ip) == ("sim", "10.0.0.7")
     assert operation.celery_task_id
-    # The fast check does not consume: the task does.
+    # The fast check does not consume: nothing does before the task is queued.
     assert authorization.live_token(username="alice", application_name="web")
     event = AuditEvent.objects.get(action="redeploy.requested")
     assert (event.operation_id, event.celery_task_id) == (operation.pk, operation.celery_task_id)
+
+
+def test_a_queued_request_takes_the_authorization_and_leaves_the_task_the_restart(
+    requester,
+    approved_ticket,
+    binding,
+    sim,
+    broker,
+    redis_client,
+    django_capture_on_commit_callbacks,
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        operation = request(requester)
+
+    operation.refresh_from_db()
+    assert operation.state == RedeployOperation.State.RUNNING
+    target = operation.targets.get()
+    assert (target.state, target.restarted_at) == (RedeployTarget.State.PENDING, "")
+    assert redis_client.exists(KEY) == 0
+    assert sim.requests == []  # nothing reaches the cluster from the request
+
+    operation = follow(run(operation, task_id=operation.celery_task_id))
+
+    assert operation.state == RedeployOperation.State.SUCCEEDED
+    assert len(patches(sim)) == 1
+    assert audit_actions(operation=operation).count("authorization.consumed") == 1
+
+
+def test_a_request_that_cannot_start_its_redeploy_leaves_it_to_the_task(
+    requester,
+    approved_ticket,
+    binding,
+    sim,
+    broker,
+    redis_client,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    def redis_away(**kwargs):
+        raise ServiceUnavailable("Redis is away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(authorization, "consume_all", redis_away)
+        with django_capture_on_commit_callbacks(execute=True):
+            operation = request(requester)
+
+    operation.refresh_from_db()
+    assert operation.state == RedeployOperation.State.QUEUED
+    assert redis_client.exists(KEY) == 1
+
+    operation = follow(run(operation, task_id=operation.celery_task_id))
+
+    assert operation.state == RedeployOperation.State.SUCCEEDED
+    assert len(patches(sim)) == 1
+    assert redis_client.exists(KEY) == 0
+
+
+def test_without_row_locks_only_the_task_starts_a_redeploy(
+    requester,
+    approved_ticket,
+    binding,
+    broker,
+    redis_client,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    # SQLite (the demo) has no SELECT ... FOR UPDATE: the request and the task must not race.
+    monkeypatch.setattr(connection.features, "has_select_for_update", False)
+    with django_capture_on_commit_callbacks(execute=True):
+        operation = request(requester)
+
+    operation.refresh_from_db()
+    assert operation.state == RedeployOperation.State.QUEUED
+    assert redis_client.exists(KEY) == 1
 
 
 # -- the task: the authoritative check and the restart -------------------------------------

@@ -14,6 +14,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from redeploy import selectors, services
+from redeploy.exceptions import UnauthorizedAccess
 from redeploy.models import AuditEvent, RedeployOperation
 from tests.factories import ApplicationFactory, TicketFactory, UserFactory
 from tests.support import check_rollout, run_redeploy
@@ -99,17 +100,18 @@ def test_a_hundred_redeploys_on_one_authorization_restart_once(
             for n in range(ATTEMPTS)
         ]
     )
-    # Every request passed the fast check (nothing consumes before a task runs) and its task
-    # was published to the real broker.
-    errors = [outcome for outcome in requests if not isinstance(outcome, RedeployOperation)]
-    assert errors == []
-    assert broker.llen("celery") == ATTEMPTS
+    # A request takes the authorization once its task is queued: a request after the winner's
+    # is refused at once, one racing it (past the fast check) has its redeploy failed.
+    queued = [outcome for outcome in requests if isinstance(outcome, RedeployOperation)]
+    refused = [outcome for outcome in requests if outcome not in queued]
+    assert {type(error) for error in refused} <= {UnauthorizedAccess}
+    assert broker.llen("celery") == len(queued)
 
-    # What the worker does with each message: the authoritative check, all at the same instant.
+    # What the worker does with each message, all at the same instant: nothing but the restart.
     operations = race(
         [
             lambda operation=operation: run_redeploy(operation.pk, task_id=operation.celery_task_id)
-            for operation in requests
+            for operation in queued
         ]
     )
     errors = [outcome for outcome in operations if not isinstance(outcome, RedeployOperation)]
@@ -122,22 +124,24 @@ def test_a_hundred_redeploys_on_one_authorization_restart_once(
     assert sim.get_deployment("shop", "web")["metadata"]["generation"] == 2
     assert winner.state == RedeployOperation.State.SUCCEEDED
     states = list(RedeployOperation.objects.exclude(pk=winner.pk).values_list("state", "message"))
-    assert states == [("FAILED", "Unauthorized access")] * (ATTEMPTS - 1)
+    assert states == [("FAILED", "Unauthorized access")] * (len(queued) - 1)
     assert redis_client.exists(KEY) == 0  # one approval, one redeploy
 
-    # Every attempt has its own audit trail, with its own address and task id.
+    # Every attempt is audited, with its own address (and task id, once queued).
     assert trail(winner) == WINNER_TRAIL
-    losers = [op for op in requests if op.pk != winner.pk]
+    losers = [op for op in queued if op.pk != winner.pk]
     for loser in losers:
         assert trail(loser) == LOSER_TRAIL, loser.pk
     failures = AuditEvent.objects.filter(action="redeploy.failed")
-    assert failures.count() == ATTEMPTS - 1
+    assert failures.count() == len(losers)
     assert set(failures.values_list("message", "outcome")) == {("Unauthorized access", "FAILURE")}
     assert {(e.operation_id, e.celery_task_id) for e in failures} == {
         (op.pk, op.celery_task_id) for op in losers
     }
-    requested = AuditEvent.objects.filter(action="redeploy.requested")
-    assert len(set(requested.values_list("request_ip", flat=True))) == ATTEMPTS
+    refusals = AuditEvent.objects.filter(action="redeploy.refused")
+    assert set(refusals.values_list("message", flat=True)) <= {"Unauthorized access"}
+    addresses = AuditEvent.objects.filter(action__in=["redeploy.requested", "redeploy.refused"])
+    assert len(set(addresses.values_list("request_ip", flat=True))) == ATTEMPTS
     approved_ticket.refresh_from_db()
     assert (approved_ticket.state, approved_ticket.success) == (Ticket.State.COMPLETED, True)
     assert elapsed < RACE_SECONDS
