@@ -465,118 +465,126 @@ def _start(*, operation_ids: Sequence, task_id: str) -> None:
     Only a QUEUED operation starts: of the request and the task (or a redelivered task), the
     first one to lock it; the others find it RUNNING or finished.
     """
-    wanted: list[tuple] = []
-    tokens: list = []
-    try:
-        with transaction.atomic():
-            locked = sql.lock_queued_operations(operation_ids)
-            if not locked:
-                return
-            operations = [operation for operation, _ in locked]
-            bindings = {operation.pk: found for operation, found in locked}
-            # Of many racing tasks on one authorization exactly one gets it, held for its
-            # operation: should this transaction not commit, the `except` below puts it back,
-            # and should this process die first, the redelivered run finds it held.
-            wanted = [
-                (operation.requested_by.get_username(), operation.application_name, operation.pk)
-                for operation in operations
-            ]
-            tokens = authorization.consume_all(wanted=wanted)
-            now = timezone.now()
-            targets: list[RedeployTarget] = []
-            events: list[AuditEvent] = []
-            for operation, token in zip(operations, tokens, strict=True):
-                operation.celery_task_id = task_id or operation.celery_task_id
-                operation.started_at = now
-                if token is None:
-                    operation.state = OperationState.FAILED
-                    operation.message = UNAUTHORIZED_ACCESS
-                    operation.finished_at = now
-                    events.append(
-                        _operation_event(
-                            operation,
-                            action=Action.REDEPLOY_FAILED,
-                            outcome=Outcome.FAILURE,
-                            message=UNAUTHORIZED_ACCESS,
-                        )
-                    )
-                    continue
-                operation.state = OperationState.RUNNING
-                operation.authorization_expires_at = token.expires
-                # The authorization names its ticket: no need to read it.
-                operation.ticket = Ticket(pk=token.ticket_id, ticket_no=token.ticket_no)
-                found = bindings[operation.pk]
-                events += [
-                    _operation_event(
-                        operation,
-                        action=Action.AUTHORIZATION_CONSUMED,
-                        outcome=Outcome.SUCCESS,
-                        message=f"Authorization of ticket {token.ticket_no} consumed "
-                        f"({token.seconds_left()} s were left)",
-                    ),
-                    _operation_event(
-                        operation,
-                        action=Action.REDEPLOY_STARTED,
-                        outcome=Outcome.INFO,
-                        message=f"Restarting {len(found)} Deployment(s)",
-                    ),
-                ]
-                if not found:
-                    missing = RedeployTarget(
-                        operation=operation,
-                        ticket_id=token.ticket_id,
-                        cluster_name=operation.cluster_name,
-                        namespace=operation.namespace,
-                        deployment_name=operation.deployment_name,
-                        state=TargetState.FAILED,
-                        success=False,
-                        message=binding_missing_message(operation.deployment_name),
-                        operated_at=now,
-                        finished_at=now,
-                    )
-                    targets.append(missing)
-                    events.append(
-                        _target_event(
-                            missing,
-                            action=Action.REDEPLOY_FAILED,
-                            outcome=Outcome.FAILURE,
-                            message=missing.message,
-                            task_id=operation.celery_task_id,
-                        )
-                    )
-                targets += [
-                    RedeployTarget(
-                        operation=operation,
-                        ticket_id=token.ticket_id,
-                        binding_id=binding.pk,
-                        cluster_name=binding.cluster.name,
-                        namespace=binding.namespace,
-                        deployment_name=binding.deployment_name,
-                    )
-                    for binding in found
-                ]
-            changes = _operations_update(
-                operations,
-                [
-                    "state",
-                    "message",
-                    "started_at",
-                    "finished_at",
-                    "celery_task_id",
-                    "authorization_expires_at",
-                    "ticket_id",
-                ],
-            )
-            record_events(*events, along=[*changes, *sql.insert(targets)])
-    except BaseException:
-        # No tokens (the consumption itself failed): whatever it took stays held for the retry.
-        held = [item for item, token in zip(wanted, tokens, strict=False) if token is not None]
+    with transaction.atomic():
+        locked = sql.lock_queued_operations(operation_ids)
+        if not locked:
+            return
+        operations = [operation for operation, _ in locked]
+        wanted = [
+            (operation.requested_by.get_username(), operation.application_name, operation.pk)
+            for operation in operations
+        ]
+        # Of many racing requests and tasks on one authorization exactly one gets it, held for
+        # its operation: should this process die before the commit, the next run to start the
+        # operation (the task, or its redelivery) finds it held.
+        tokens = authorization.consume_all(wanted=wanted)
         try:
-            authorization.put_back_all(wanted=held)
-        except ServiceUnavailable:
-            # Still held for their operations: their redelivered runs take them there.
-            logger.error("Could not put back the authorizations held for %s", held)
-        raise
+            _record_start(locked, tokens=tokens, task_id=task_id)
+        except BaseException:
+            # Put back while the operations are still locked: once the rollback frees them,
+            # another run may take the held copies, and a put-back after that would let one
+            # approval serve twice. A failed commit (at the end of the block) puts nothing
+            # back: it may have landed, and the next run takes or drops the held copies.
+            held = [item for item, token in zip(wanted, tokens, strict=True) if token is not None]
+            try:
+                authorization.put_back_all(wanted=held)
+            except ServiceUnavailable:
+                # Still held for their operations: the next runs take them there.
+                logger.error("Could not put back the authorizations held for %s", held)
+            raise
+
+
+def _record_start(locked: list, *, tokens: list, task_id: str) -> None:
+    """_start's writes: the operations RUNNING (FAILED without an authorization), their targets
+    and the audit events, sent together."""
+    bindings = {operation.pk: found for operation, found in locked}
+    operations = [operation for operation, _ in locked]
+    now = timezone.now()
+    targets: list[RedeployTarget] = []
+    events: list[AuditEvent] = []
+    for operation, token in zip(operations, tokens, strict=True):
+        operation.celery_task_id = task_id or operation.celery_task_id
+        operation.started_at = now
+        if token is None:
+            operation.state = OperationState.FAILED
+            operation.message = UNAUTHORIZED_ACCESS
+            operation.finished_at = now
+            events.append(
+                _operation_event(
+                    operation,
+                    action=Action.REDEPLOY_FAILED,
+                    outcome=Outcome.FAILURE,
+                    message=UNAUTHORIZED_ACCESS,
+                )
+            )
+            continue
+        operation.state = OperationState.RUNNING
+        operation.authorization_expires_at = token.expires
+        # The authorization names its ticket: no need to read it.
+        operation.ticket = Ticket(pk=token.ticket_id, ticket_no=token.ticket_no)
+        found = bindings[operation.pk]
+        events += [
+            _operation_event(
+                operation,
+                action=Action.AUTHORIZATION_CONSUMED,
+                outcome=Outcome.SUCCESS,
+                message=f"Authorization of ticket {token.ticket_no} consumed "
+                f"({token.seconds_left()} s were left)",
+            ),
+            _operation_event(
+                operation,
+                action=Action.REDEPLOY_STARTED,
+                outcome=Outcome.INFO,
+                message=f"Restarting {len(found)} Deployment(s)",
+            ),
+        ]
+        if not found:
+            missing = RedeployTarget(
+                operation=operation,
+                ticket_id=token.ticket_id,
+                cluster_name=operation.cluster_name,
+                namespace=operation.namespace,
+                deployment_name=operation.deployment_name,
+                state=TargetState.FAILED,
+                success=False,
+                message=binding_missing_message(operation.deployment_name),
+                operated_at=now,
+                finished_at=now,
+            )
+            targets.append(missing)
+            events.append(
+                _target_event(
+                    missing,
+                    action=Action.REDEPLOY_FAILED,
+                    outcome=Outcome.FAILURE,
+                    message=missing.message,
+                    task_id=operation.celery_task_id,
+                )
+            )
+        targets += [
+            RedeployTarget(
+                operation=operation,
+                ticket_id=token.ticket_id,
+                binding_id=binding.pk,
+                cluster_name=binding.cluster.name,
+                namespace=binding.namespace,
+                deployment_name=binding.deployment_name,
+            )
+            for binding in found
+        ]
+    changes = _operations_update(
+        operations,
+        [
+            "state",
+            "message",
+            "started_at",
+            "finished_at",
+            "celery_task_id",
+            "authorization_expires_at",
+            "ticket_id",
+        ],
+    )
+    record_events(*events, along=[*changes, *sql.insert(targets)])
 
 
 def _failure_message(error: KubeError) -> str:

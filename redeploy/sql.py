@@ -51,20 +51,19 @@ def lock_queued_operations(
     pk = RedeployOperation._meta.pk
     ids = [pk.get_db_prep_value(pk.to_python(value), connection) for value in operation_ids]
     username = user_model._meta.get_field(user_model.USERNAME_FIELD).column
-    lock = " FOR UPDATE OF o" if connection.features.has_select_for_update_of else ""
     rows = _fetch(
         "SELECT o.id, o.application_name, o.namespace, o.deployment_name, o.cluster_name, "
         f"o.celery_task_id, o.requested_by_id, u.{username}, "
         "b.id, b.namespace, b.deployment_name, c.id, c.updated_at "
         f"FROM {RedeployOperation._meta.db_table} o "
-        f"JOIN {user_model._meta.db_table} u ON u.id = o.requested_by_id "
+        f"JOIN {user_model._meta.db_table} u ON u.{user_model._meta.pk.column} = o.requested_by_id "
         f"LEFT JOIN {Application._meta.db_table} a ON a.name = o.application_name "
         f"LEFT JOIN {DeploymentBinding._meta.db_table} b ON b.application_id = a.id "
         "AND b.namespace = o.namespace AND b.deployment_name = o.deployment_name "
         f"LEFT JOIN {KubernetesCluster._meta.db_table} c ON c.id = b.cluster_id "
         "AND (o.cluster_name = '' OR c.name = o.cluster_name) "
         f"WHERE o.id IN ({_placeholders(ids)}) AND o.state = %s "
-        f"ORDER BY o.id, c.name{lock}",
+        f"ORDER BY o.id, c.name{_lock_clause()}",
         [*ids, RedeployOperation.State.QUEUED],
     )
     clusters = _clusters({row[11]: row[12] for row in rows if row[11] is not None})
@@ -228,8 +227,12 @@ def run(statements: Sequence[Statement]) -> None:
     """Run the statements in order. PostgreSQL is sent them at once: one round trip."""
     if not statements:
         return
+    # Several statements in one go need psycopg's client-side binding (Django's default).
+    together = connection.vendor == "postgresql" and not connection.settings_dict["OPTIONS"].get(
+        "server_side_binding"
+    )
     with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
+        if not together:
             for statement in statements:
                 cursor.execute(statement.sql, statement.params)
                 if statement.returned:
@@ -244,6 +247,14 @@ def run(statements: Sequence[Statement]) -> None:
                 cursor.nextset()
             if statement.returned:
                 statement.returned(cursor.fetchall() if cursor.description else [])
+
+
+def _lock_clause() -> str:
+    """Lock the operations' rows (only theirs, where the database can say so)."""
+    features = connection.features
+    if features.has_select_for_update_of:
+        return " FOR UPDATE OF o"
+    return " FOR UPDATE" if features.has_select_for_update else ""
 
 
 def _placeholders(values: Sequence) -> str:

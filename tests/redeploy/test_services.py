@@ -3,6 +3,7 @@
 import threading
 import time
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -723,3 +724,46 @@ def test_fifty_concurrent_redeploys_on_one_authorization_patch_once(
     assert states.count(("FAILED", "Unauthorized access")) == 49
     assert sum(state == "RUNNING" for state, _ in states) == 1
     assert AuditEvent.objects.filter(action="authorization.consumed").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_start_that_fails_puts_the_authorization_back_before_freeing_the_operation(
+    requester, approved_ticket, binding, redis_client, monkeypatch
+):
+    """Once the rollback frees the operation, the other run (request or task) may take the held
+    copy: a put-back after that would let one approval serve twice."""
+    operation = RedeployOperation.objects.create(  # queued; its task not run here
+        requested_by=requester, application_name="web", namespace="shop", deployment_name="web"
+    )
+    put_back = authorization.put_back_all
+    locked_during_put_back = []
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    def watched_put_back(**kwargs):
+        params = connection.get_connection_params()
+        with psycopg.connect(
+            **{key: params[key] for key in ("dbname", "user", "host", "port") if key in params},
+            autocommit=True,
+        ) as other:
+            try:
+                other.execute(
+                    "SELECT id FROM redeploy_redeployoperation WHERE id = %s FOR UPDATE NOWAIT",
+                    [operation.pk],
+                )
+                locked_during_put_back.append(False)
+            except psycopg.errors.LockNotAvailable:
+                locked_during_put_back.append(True)
+        put_back(**kwargs)
+
+    monkeypatch.setattr(services, "_record_start", failing)
+    monkeypatch.setattr(authorization, "put_back_all", watched_put_back)
+    with pytest.raises(RuntimeError):
+        services._start(operation_ids=[operation.pk], task_id="run-a")
+
+    assert locked_during_put_back == [True]
+    operation.refresh_from_db()
+    assert operation.state == RedeployOperation.State.QUEUED
+    assert authorization.live_token(username="alice", application_name="web")
+    assert redis_client.exists(authorization.held_key(operation_id=operation.pk)) == 0
