@@ -12,7 +12,6 @@ get_db_prep_save, exactly as the ORM would send them.
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import islice
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -25,10 +24,6 @@ from .models import (
     RedeployOperation,
     RedeployTarget,
 )
-
-# psycopg sends at most 65,535 parameters with a statement; SQLite's limit is lower and known
-# to Django.
-MAX_PARAMETERS = 60_000
 
 
 @dataclass(frozen=True)
@@ -189,26 +184,33 @@ def insert(objects: Sequence[Model]) -> list[Statement]:
     meta = type(objects[0])._meta
     generated = isinstance(meta.pk, AutoField | BigAutoField | SmallAutoField)
     fields = [field for field in meta.concrete_fields if not (generated and field.primary_key)]
-    columns = ", ".join(field.column for field in fields)
-    row = f"({', '.join(['%s'] * len(fields))})"
+    into = f"INSERT INTO {meta.db_table} ({', '.join(field.column for field in fields)})"
     returning = f" RETURNING {meta.pk.column}" if generated else ""
-    size = max(
-        1, min(MAX_PARAMETERS // len(fields), connection.ops.bulk_batch_size(fields, objects))
-    )
-    statements = []
-    pending = iter(objects)
-    while chunk := list(islice(pending, size)):
-        params = [
-            field.get_db_prep_save(field.pre_save(obj, add=True), connection)
-            for obj in chunk
-            for field in fields
+    rows = [
+        [field.get_db_prep_save(field.pre_save(obj, add=True), connection) for field in fields]
+        for obj in objects
+    ]
+    if connection.vendor == "postgresql" and len(rows) > 1:
+        # As bulk_create does on PostgreSQL: one array a column, so the statement's text (which
+        # psycopg scans for placeholders) stays short however many rows there are.
+        arrays = ", ".join(f"(%s)::{field.db_type(connection).split('(')[0]}[]" for field in fields)
+        return [
+            Statement(
+                f"{into} SELECT * FROM UNNEST({arrays}){returning}",
+                [list(column) for column in zip(*rows, strict=True)],
+                partial(_inserted, list(objects), generated),
+            )
         ]
+    row = f"({', '.join(['%s'] * len(fields))})"
+    size = max(1, connection.ops.bulk_batch_size(fields, objects))
+    statements = []
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
         statements.append(
             Statement(
-                f"INSERT INTO {meta.db_table} ({columns}) VALUES "
-                f"{', '.join([row] * len(chunk))}{returning}",
-                params,
-                partial(_inserted, chunk, generated),
+                f"{into} VALUES {', '.join([row] * len(chunk))}{returning}",
+                [value for values in chunk for value in values],
+                partial(_inserted, list(objects[start : start + size]), generated),
             )
         )
     return statements
