@@ -937,8 +937,9 @@ def _conclude(*, operation_id, task_id: str) -> None:
 
 
 def run_redeploys(*, operation_ids: Sequence, task_id: str = "") -> list[RedeployOperation]:
-    """The task's work (steps 1-5) for a batch of operations (often one): consume, find the
-    bindings, restart each target.
+    """The task's work (steps 1-5) for a batch of operations (often one): start those the
+    request did not (consume, find the bindings, write the targets), then check, claim and
+    restart every target not yet claimed.
 
     Safe to run twice: only a QUEUED operation consumes and starts; a redelivered RUNNING one
     looks at its claimed targets and never sends a second restart.
