@@ -46,6 +46,8 @@ PAUSED_MESSAGE = "can't restart paused deployment (run rollout resume first)"
 TIMED_OUT_REASON = "ProgressDeadlineExceeded"
 MAX_RETRY_DELAY = 10.0
 LIST_PAGE_SIZE = 500
+# A Deployment's spec.progressDeadlineSeconds when it sets none (the API server's default).
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
 # Clients kept, one per set of cluster credentials; beyond that the least recently used goes.
 MAX_CLIENTS = 32
 
@@ -78,7 +80,8 @@ class RestartCheck:
         spec = deployment.get("spec") or {}
         return cls(
             paused=bool(spec.get("paused")),
-            progress_deadline_seconds=spec.get("progressDeadlineSeconds") or 600,
+            progress_deadline_seconds=spec.get("progressDeadlineSeconds")
+            or DEFAULT_PROGRESS_DEADLINE_SECONDS,
         )
 
 
@@ -444,7 +447,8 @@ def restarted_at_of(deployment: V1Deployment) -> str | None:
 
 
 def progress_deadline_seconds(deployment: V1Deployment) -> int:
-    return (deployment.spec and deployment.spec.progress_deadline_seconds) or 600
+    spec = deployment.spec
+    return (spec and spec.progress_deadline_seconds) or DEFAULT_PROGRESS_DEADLINE_SECONDS
 
 
 def _restart_of(deployment: V1Deployment, restarted_at: str) -> Restart:

@@ -44,7 +44,7 @@ def lock_queued_operations(
     statement. The operations carry their requester (pk and username), nothing else related."""
     user_model = get_user_model()
     pk = RedeployOperation._meta.pk
-    ids = [pk.get_db_prep_value(pk.to_python(value), connection) for value in operation_ids]
+    ids = _operation_ids(operation_ids)
     username = user_model._meta.get_field(user_model.USERNAME_FIELD).column
     rows = _fetch(
         "SELECT o.id, o.application_name, o.namespace, o.deployment_name, o.cluster_name, "
@@ -110,7 +110,7 @@ def unclaimed_targets(
     with its cluster (one whose cluster is gone is left out): one statement. The targets carry
     the fields a restart needs."""
     pk = RedeployOperation._meta.pk
-    ids = [pk.get_db_prep_value(pk.to_python(value), connection) for value in operation_ids]
+    ids = _operation_ids(operation_ids)
     target_table = RedeployTarget._meta.db_table
     rows = _fetch(
         "SELECT t.id, t.operation_id, t.namespace, t.deployment_name, c.name, c.id, c.updated_at "
@@ -257,6 +257,12 @@ def _lock_clause() -> str:
     if features.has_select_for_update_of:
         return " FOR UPDATE OF o"
     return " FOR UPDATE" if features.has_select_for_update else ""
+
+
+def _operation_ids(operation_ids: Sequence) -> list:
+    """Operation ids as the database takes them (UUIDs on PostgreSQL, hex on SQLite)."""
+    pk = RedeployOperation._meta.pk
+    return [pk.get_db_prep_value(pk.to_python(value), connection) for value in operation_ids]
 
 
 def _placeholders(values: Sequence) -> str:
