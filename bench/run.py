@@ -2,7 +2,7 @@
 
 Everything real and on loopback: PostgreSQL (a database of its own, created and dropped), Redis
 (database 0, emptied), gunicorn serving the product's API, a `celery worker` process on a real
-broker, and the Kubernetes-API test server (bench/sim.py: redeploy.kubesim noting when each PATCH
+broker, and the Kubernetes-API test server (bench/sim.py: tests.kubesim noting when each PATCH
 arrives). Baselines and product are measured alternately where they can be, so load from
 anything else on the machine weighs on both alike.
 

@@ -1,6 +1,6 @@
 """The Kubernetes-API test server of the benchmark, in its own process.
 
-redeploy.kubesim as it is, with two additions for measuring:
+tests.kubesim as it is, with two additions for measuring:
 - it notes when each PATCH arrived (time.monotonic(): CLOCK_MONOTONIC, one clock for every
   process on the machine) and answers `GET /bench/patches?after=N&wait=S` with the PATCHes
   after the N-th, waiting up to S seconds for one to arrive;
@@ -8,7 +8,7 @@ redeploy.kubesim as it is, with two additions for measuring:
   Deployment copies only that one. kubesim brings all of them up to date and copies a whole
   namespace per request, so with 200 Deployments a request costs milliseconds more, which would
   weigh on the product (three requests per redeploy) and the baseline (one) unequally. Both
-  shortcuts answer exactly what kubesim answers (tests/redeploy/test_kubesim.py passes against
+  shortcuts answer exactly what kubesim answers (tests/test_kubesim.py passes against
   this class too).
 
     .venv/bin/python bench/sim.py --token T --step 0.001 --deployment bench/web [--apps 200]
@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from redeploy.kubesim import PATH_RE, KubeSimulator, not_found
+from tests.kubesim import PATH_RE, KubeSimulator, not_found
 
 APP_NAMESPACE = "bench-apps"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"

@@ -16,7 +16,7 @@ from django.conf import settings
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cratos.roles import ensure_roles
-from redeploy.kubesim import KubeSimulator
+from tests.kubesim import KubeSimulator
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,

@@ -18,7 +18,7 @@ from django.contrib.auth.models import Permission
 from kombu import pools
 
 from cratos.celery import app as celery_app
-from redeploy.kubesim import KubeSimulator
+from tests.kubesim import KubeSimulator
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,

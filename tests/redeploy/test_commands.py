@@ -7,7 +7,7 @@ import yaml
 from django.core.management import CommandError, call_command
 
 from redeploy import kube
-from redeploy.kubesim import DEMO, KubeSimulator, seed_demo
+from tests.kubesim import DEMO, KubeSimulator, seed_demo
 from redeploy.models import Application, AuditEvent, DeploymentBinding, KubernetesCluster
 from tests.factories import ApplicationFactory
 from tests.redeploy.conftest import SIM_TOKEN

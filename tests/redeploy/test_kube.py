@@ -10,7 +10,7 @@ from kubernetes.client import V1Deployment
 from cratos.exceptions import ValidationFailed
 from redeploy import kube
 from redeploy.exceptions import DeploymentNotFound, KubeError, KubeTransientError, RestartInDoubt
-from redeploy.kubesim import DEMO, KubeSimulator, seed_demo
+from tests.kubesim import DEMO, KubeSimulator, seed_demo
 from redeploy.models import KubernetesCluster
 from tests.redeploy.conftest import SIM_TOKEN
 

@@ -16,7 +16,7 @@ import urllib3
 from kubernetes import client, config, watch
 from kubernetes.client import ApiException
 
-from redeploy.kubesim import KubeSimulator, seed_demo
+from tests.kubesim import KubeSimulator, seed_demo
 
 TOKEN = "secret-token"
 STEP = 0.1
@@ -546,7 +546,7 @@ def test_demo_seed_and_cli(tmp_path):
     kubeconfig = tmp_path / "config"
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "redeploy.kubesim", "--port", "0", "--demo", "--step", "0.1"),
+            *(sys.executable, "-m", "tests.kubesim", "--port", "0", "--demo", "--step", "0.1"),
             *("--token", TOKEN, "--kubeconfig", str(kubeconfig)),
         ],
         stdout=subprocess.PIPE,

@@ -1137,7 +1137,7 @@ def seed_demo(sim):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m redeploy.kubesim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.kubesim", description=__doc__)
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("--port", type=int, default=8001, help="port on 127.0.0.1 (0: any)")
     parser.add_argument("--token", help="require this bearer token")
