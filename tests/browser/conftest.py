@@ -16,7 +16,6 @@ from django.conf import settings
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cratos.roles import ensure_roles
-from tests.kubesim import KubeSimulator
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -24,6 +23,7 @@ from tests.factories import (
     RedeployWorkOrderFactory,
     UserFactory,
 )
+from tests.kubesim import KubeSimulator
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

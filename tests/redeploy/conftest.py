@@ -18,7 +18,6 @@ from django.contrib.auth.models import Permission
 from kombu import pools
 
 from cratos.celery import app as celery_app
-from tests.kubesim import KubeSimulator
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -26,6 +25,7 @@ from tests.factories import (
     TicketFactory,
     UserFactory,
 )
+from tests.kubesim import KubeSimulator
 
 SIM_TOKEN = "sim-token-for-tests"
 E2E_BROKER_URL = "redis://127.0.0.1:6379/7"

@@ -7,9 +7,9 @@ import yaml
 from django.core.management import CommandError, call_command
 
 from redeploy import kube
-from tests.kubesim import DEMO, KubeSimulator, seed_demo
 from redeploy.models import Application, AuditEvent, DeploymentBinding, KubernetesCluster
 from tests.factories import ApplicationFactory
+from tests.kubesim import DEMO, KubeSimulator, seed_demo
 from tests.redeploy.conftest import SIM_TOKEN
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,8 @@ from kubernetes.client import V1Deployment
 from cratos.exceptions import ValidationFailed
 from redeploy import kube
 from redeploy.exceptions import DeploymentNotFound, KubeError, KubeTransientError, RestartInDoubt
-from tests.kubesim import DEMO, KubeSimulator, seed_demo
 from redeploy.models import KubernetesCluster
+from tests.kubesim import DEMO, KubeSimulator, seed_demo
 from tests.redeploy.conftest import SIM_TOKEN
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
