@@ -1,4 +1,4 @@
-"""Admin forms shared by the apps."""
+"""Admin forms and mixins shared by the apps."""
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
@@ -49,3 +49,18 @@ class WriteOnlyCredentialsForm(forms.ModelForm):
             else:
                 cleaned[name] = getattr(self.instance, name)
         return cleaned
+
+
+class ReadOnlyAdminMixin:
+    """Records of what happened: nobody adds, changes or deletes them, superusers included."""
+
+    actions = None
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

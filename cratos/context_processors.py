@@ -1,12 +1,8 @@
 from django.utils.functional import SimpleLazyObject
 
-from redeploy.audit_selectors import may_review_audit
-from tickets.rules import is_approver
+from cratos.audit.selectors import may_review_audit
 
 
-def roles(request):
-    """Role flags for menus, from the same rules the pages enforce (evaluated when used)."""
-    return {
-        "may_review": SimpleLazyObject(lambda: may_review_audit(user=request.user)),
-        "may_approve": SimpleLazyObject(lambda: is_approver(user=request.user)),
-    }
+def audit_role(request):
+    """May the user read the audit log (for menus), by the rule the pages enforce."""
+    return {"may_review": SimpleLazyObject(lambda: may_review_audit(user=request.user))}

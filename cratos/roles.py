@@ -16,7 +16,7 @@ ROLE_PERMISSIONS = {
     ],
     # Reviewers read the audit log and every ticket.
     "Reviewers": [
-        "redeploy.view_auditevent",
+        "audit.view_auditevent",
         "tickets.view_ticket",
         "redeploy.view_redeployoperation",
     ],

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_tables2",
     "django_filters",
+    "cratos.audit",
     "tickets",
     "redeploy",
 ]
@@ -61,7 +62,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
-                "cratos.context_processors.roles",
+                "cratos.context_processors.audit_role",
+                "tickets.context_processors.approver_role",
             ],
         },
     },

@@ -20,4 +20,5 @@ urlpatterns = [
     path("", include("tickets.urls")),
     path("", include("tickets.notice_urls")),
     path("", include("redeploy.urls")),
+    path("", include("cratos.audit.urls")),
 ]

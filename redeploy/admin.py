@@ -1,4 +1,4 @@
-"""Admin for applications, clusters and bindings; redeploy records and audit events read-only.
+"""Admin for applications, clusters and bindings; redeploy records read-only.
 
 Cluster credentials are write-only here: no page renders a stored token, certificate, key or
 kubeconfig, and a credential field left blank keeps what is stored.
@@ -8,36 +8,19 @@ import json
 
 from django import forms
 from django.contrib import admin
-from django.utils.text import Truncator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cratos.admin_forms import WriteOnlyCredentialsForm, WriteOnlyTextarea
+from cratos.admin_forms import ReadOnlyAdminMixin, WriteOnlyCredentialsForm, WriteOnlyTextarea
 
 from .models import (
     Application,
-    AuditEvent,
     DeploymentBinding,
     KubernetesCluster,
     RedeployOperation,
     RedeployTarget,
     validate_tags,
 )
-
-
-class ReadOnlyAdminMixin:
-    """Records of what happened: nobody adds, changes or deletes them, superusers included."""
-
-    actions = None
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class TagsJSONField(forms.JSONField):
@@ -272,59 +255,3 @@ class RedeployTargetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "deadline_at",
         "finished_at",
     )
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "time",
-        "actor_username",
-        "action",
-        "outcome",
-        "ticket_no",
-        "application_name",
-        "cluster_name",
-        "namespace",
-        "deployment_name",
-        "short_message",
-    )
-    list_filter = ("action", "outcome")
-    search_fields = (
-        "ticket_no",
-        "actor_username",
-        "application_name",
-        "cluster_name",
-        "namespace",
-        "deployment_name",
-        "message",
-    )
-    date_hierarchy = "created_at"
-    # Counting every row of a large table on each page load is what makes it slow.
-    show_full_result_count = False
-    fields = readonly_fields = (
-        "created_at",
-        "actor",
-        "actor_username",
-        "action",
-        "outcome",
-        "ticket",
-        "ticket_no",
-        "operation",
-        "application_name",
-        "cluster_name",
-        "namespace",
-        "deployment_name",
-        "message",
-        "generation",
-        "resource_version",
-        "request_ip",
-        "celery_task_id",
-    )
-
-    @admin.display(description=_("Time"), ordering="created_at")
-    def time(self, event: AuditEvent):
-        return event.created_at
-
-    @admin.display(description=_("Message"))
-    def short_message(self, event: AuditEvent) -> str:
-        return Truncator(event.message).chars(120)

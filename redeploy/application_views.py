@@ -8,12 +8,12 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 from django_tables2 import RequestConfig
 
+from cratos.audit.selectors import audit_events_for_application, may_review_audit
+from cratos.audit.tables import AuditTrailTable
 from tickets.views import format_time_left
 
 from . import selectors
-from .audit_selectors import audit_events_for_application, may_review_audit
 from .models import Application, render_tags
-from .tables import AuditTrailTable
 
 APPLICATIONS_PER_PAGE = 25
 SEARCH_MAX_LENGTH = Application._meta.get_field("name").max_length

@@ -15,11 +15,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext, pgettext
 from django.views.generic import TemplateView
 
+from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import PermissionRefused
 from tickets.models import Ticket
 
 from . import charts, dashboard
-from .audit_selectors import may_review_audit
 
 # A date under every fifth column keeps the time axis legible on a phone.
 LABEL_EVERY = 5

@@ -1,10 +1,10 @@
 """The APPLICATION_REDEPLOY entry provider (the manual's ApplicationRedeployTicketEntryProvider)."""
 
+from cratos.audit.recorder import Action, record_event
 from cratos.exceptions import ValidationFailed
 from tickets.providers import EntrySnapshot, TicketEntryProvider, register
 
 from . import authorization
-from .audit import Action, record_event
 from .models import Application, render_tags
 
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, QuerySet
 
+from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
 from tickets.selectors import LiveAuthorization, live_authorizations
 
@@ -46,8 +47,6 @@ def bindings_for(*, application_name: str) -> QuerySet[DeploymentBinding]:
 
 def may_view_operation(*, operation: RedeployOperation, user) -> bool:
     """Who sees a redeploy: its requester, staff and audit reviewers."""
-    from .audit_selectors import may_review_audit
-
     return user.is_authenticated and (
         operation.requested_by_id == user.pk or user.is_staff or may_review_audit(user=user)
     )

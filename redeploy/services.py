@@ -22,13 +22,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from cratos.audit.models import AuditEvent
+from cratos.audit.recorder import Action, Outcome, build_event, record_event, record_events
 from cratos.exceptions import DomainError, NotFound, ServiceUnavailable, ValidationFailed
 from tickets.models import Ticket, TicketEntry
 from tickets.notifications import notify_redeploy_finished
 from tickets.services import settle_entry
 
 from . import authorization, kube, sql
-from .audit import Action, Outcome, build_event, record_event, record_events
 from .exceptions import (
     DEPLOYMENT_DOES_NOT_EXIST,
     UNAUTHORIZED_ACCESS,
@@ -42,7 +43,6 @@ from .exceptions import (
 )
 from .models import (
     Application,
-    AuditEvent,
     DeploymentBinding,
     KubernetesCluster,
     RedeployOperation,
@@ -584,7 +584,8 @@ def _record_start(locked: list, *, tokens: list, task_id: str) -> None:
             "ticket_id",
         ],
     )
-    record_events(*events, along=[*changes, *sql.insert(targets)])
+    sql.run([*changes, *sql.insert(targets)])
+    record_events(*events)
 
 
 def _failure_message(error: KubeError) -> str:

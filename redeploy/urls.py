@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import application_views, audit_views, dashboard_views, views
+from . import application_views, dashboard_views, views
 
 app_name = "redeploy"
 
@@ -15,6 +15,5 @@ urlpatterns = [
     ),
     path("applications/", application_views.application_list, name="applications"),
     path("applications/<path:name>/", application_views.application_detail, name="application"),
-    path("audit/", audit_views.audit_event_list, name="audit"),
     path("dashboard/", dashboard_views.dashboard_page, name="dashboard"),
 ]

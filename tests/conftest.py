@@ -78,3 +78,11 @@ def carol(work_order):
 @pytest.fixture
 def dave(work_order):
     return UserFactory(username="dave", groups=["Approvers"])
+
+
+@pytest.fixture
+def reviewer(client):
+    """carol, logged in: a member of the Reviewers group (no direct permission)."""
+    user = UserFactory(username="carol", groups=["Reviewers"])
+    client.force_login(user)
+    return user

@@ -183,7 +183,7 @@ class AuditEventFactory(factory.django.DjangoModelFactory):
     it with a queryset update."""
 
     class Meta:
-        model = "redeploy.AuditEvent"
+        model = "audit.AuditEvent"
 
     action = "redeploy.requested"
     outcome = "SUCCESS"

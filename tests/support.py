@@ -9,7 +9,7 @@ from django.utils.html import escape
 from django_redis.pool import ConnectionFactory
 from rest_framework.test import APIClient
 
-from redeploy.models import AuditEvent
+from cratos.audit.models import AuditEvent
 
 REDIS_DOWN_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
@@ -48,7 +48,11 @@ def flash(response) -> list[str]:
 
 
 def audit_actions(**filters) -> list[str]:
-    """The actions of the audit events matching `filters`, oldest first."""
+    """The actions of the audit events matching `filters`, oldest first; a ticket or an
+    operation given as an object matches by its id, as the log keeps it."""
+    for name in ("ticket", "operation"):
+        if name in filters:
+            filters[f"{name}_id"] = filters.pop(name).pk
     return list(
         AuditEvent.objects.filter(**filters).order_by("pk").values_list("action", flat=True)
     )

@@ -142,7 +142,7 @@ def test_audit_page_names_actions_in_chinese(client, db):
     AuditEventFactory(action="ticket.created", outcome="SUCCESS")
     client.force_login(UserFactory(username="carol", groups=["Reviewers"]))
 
-    html = text(client.get(reverse("redeploy:audit"), **ZH))
+    html = text(client.get(reverse("audit:events"), **ZH))
 
     assert "审计日志" in html
     assert "工单已创建" in html

@@ -7,6 +7,7 @@ and API ask the same function to show or hide an action, so every entry point us
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q
 
+from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import DomainError, InvalidTransition, NotFound, PermissionRefused
 from redeploy.models import RedeployOperation
 
@@ -126,8 +127,6 @@ def view_refusal(*, ticket: Ticket, user) -> NotFound | None:
 
     Others get "does not exist", not "forbidden", so ticket numbers cannot be probed.
     """
-    from redeploy.audit_selectors import may_review_audit
-
     if (
         user.pk == ticket.applicant_id
         or user.is_staff

@@ -12,9 +12,9 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from cratos.audit.recorder import Action, Outcome, record_event
 from cratos.exceptions import DomainError, InvalidTransition, ValidationFailed
 from redeploy import authorization
-from redeploy.audit import Action, Outcome, record_event
 
 from .models import Approval, ApprovalNode, Ticket, TicketEntry, TicketNodeApprover, WorkOrder
 from .notifications import (

@@ -9,10 +9,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
 
+from cratos.audit.selectors import audit_events_for_ticket
+from cratos.audit.tables import AuditTrailTable
 from cratos.exceptions import DomainError, ValidationFailed
 from redeploy import selectors as redeploy_selectors
-from redeploy.audit_selectors import audit_events_for_ticket
-from redeploy.tables import AuditTrailTable
 
 from . import selectors, services
 from .forms import AddEntriesForm, CancelForm, SubmitForm, TicketCreateForm

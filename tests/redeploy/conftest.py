@@ -23,7 +23,6 @@ from tests.factories import (
     BindingFactory,
     ClusterFactory,
     TicketFactory,
-    UserFactory,
 )
 from tests.kubesim import KubeSimulator
 
@@ -71,14 +70,6 @@ def approver(bob):
 def as_alice(client, requester):
     client.force_login(requester)
     return client
-
-
-@pytest.fixture
-def reviewer(client):
-    """carol, logged in: a member of the Reviewers group (no direct permission)."""
-    user = UserFactory(username="carol", groups=["Reviewers"])
-    client.force_login(user)
-    return user
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@ import pytest
 from django.db import connection, transaction
 from django.urls import reverse
 
-from redeploy.audit import Action, Outcome, record_event
-from redeploy.models import Application, AuditEvent, DeploymentBinding, KubernetesCluster
+from cratos.audit.models import AuditEvent
+from cratos.audit.recorder import Action, Outcome, record_event
+from redeploy.models import Application, DeploymentBinding, KubernetesCluster
 from tests.factories import ApplicationFactory, BindingFactory, ClusterFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +64,7 @@ class TestAuditEventAdmin:
             message="Deployment does not exist",
         )
         event(action=Action.TICKET_CREATED, actor=root, application_name="billing")
-        url = reverse("admin:redeploy_auditevent_changelist")
+        url = reverse("admin:audit_auditevent_changelist")
 
         response = client.get(url)
         assert response.status_code == 200
@@ -84,9 +85,9 @@ class TestAuditEventAdmin:
 
     def test_nobody_may_add_change_or_delete_an_event(self, client, root):
         audited = event(action=Action.TICKET_CREATED, actor=root, message="as it happened")
-        change_url = reverse("admin:redeploy_auditevent_change", args=[audited.pk])
-        delete_url = reverse("admin:redeploy_auditevent_delete", args=[audited.pk])
-        add_url = reverse("admin:redeploy_auditevent_add")
+        change_url = reverse("admin:audit_auditevent_change", args=[audited.pk])
+        delete_url = reverse("admin:audit_auditevent_delete", args=[audited.pk])
+        add_url = reverse("admin:audit_auditevent_add")
 
         assert client.get(add_url).status_code == 403
         assert client.post(add_url, {"action": "ticket.created"}).status_code == 403
@@ -101,11 +102,11 @@ class TestAuditEventAdmin:
         assert 'name="_save"' not in html and "<textarea" not in html
         assert delete_url not in html
 
-        changelist = client.get(reverse("admin:redeploy_auditevent_changelist"))
+        changelist = client.get(reverse("admin:audit_auditevent_changelist"))
         assert "delete_selected" not in changelist.content.decode()
         assert changelist.context["action_form"] is None
         response = client.post(
-            reverse("admin:redeploy_auditevent_changelist"),
+            reverse("admin:audit_auditevent_changelist"),
             {"action": "delete_selected", "_selected_action": [audited.pk], "index": 0},
         )
         assert response.status_code == 200

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rest_framework.test import APIClient
 
+from cratos.audit.models import AuditEvent
 from redeploy import authorization
-from redeploy.models import AuditEvent, RedeployOperation
+from redeploy.models import RedeployOperation
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -273,7 +274,7 @@ def test_get_a_failed_target_before_any_restart(alice_api, requester):
     "make_viewer",
     [
         lambda: UserFactory(username="sam", is_staff=True),
-        lambda: UserFactory(username="rita", permissions=["redeploy.view_auditevent"]),
+        lambda: UserFactory(username="rita", permissions=["audit.view_auditevent"]),
         lambda: UserFactory(username="ruth", groups=["Reviewers"]),
     ],
     ids=["staff", "reviewer by permission", "reviewer by group"],

@@ -232,7 +232,7 @@ def test_reviewers_see_the_applications_own_trail(client, reviewer, web):
     assert "application" not in [column.name for column in trail.columns]
     html = page(response)
     assert "Audit trail" in html and "step 2" in html and "not this one" not in html
-    assert f'href="{reverse("redeploy:audit")}?application=web"' in html
+    assert f'href="{reverse("audit:events")}?application=web"' in html
 
 
 def test_the_page_costs_the_same_queries_however_much_there_is(client, reviewer, web):

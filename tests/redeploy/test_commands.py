@@ -6,8 +6,9 @@ import pytest
 import yaml
 from django.core.management import CommandError, call_command
 
+from cratos.audit.models import AuditEvent
 from redeploy import kube
-from redeploy.models import Application, AuditEvent, DeploymentBinding, KubernetesCluster
+from redeploy.models import Application, DeploymentBinding, KubernetesCluster
 from tests.factories import ApplicationFactory
 from tests.kubesim import DEMO, KubeSimulator, seed_demo
 from tests.redeploy.conftest import SIM_TOKEN

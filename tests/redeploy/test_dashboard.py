@@ -323,7 +323,7 @@ def test_reviewers_group_may_see_it(client, reviewer):
 
 
 def test_audit_view_permission_may_see_it(client):
-    client.force_login(UserFactory(permissions=["redeploy.view_auditevent"]))
+    client.force_login(UserFactory(permissions=["audit.view_auditevent"]))
     assert client.get(dashboard_url()).status_code == 200
 
 

@@ -5,8 +5,9 @@ import time
 
 import pytest
 
+from cratos.audit.models import AuditEvent
 from redeploy import services
-from redeploy.models import AuditEvent, RedeployOperation
+from redeploy.models import RedeployOperation
 from tests.factories import TicketFactory
 from tests.support import audit_actions
 from tickets.models import Ticket

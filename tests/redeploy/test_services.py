@@ -7,10 +7,11 @@ import psycopg
 import pytest
 from django.db import connection
 
+from cratos.audit.models import AuditEvent
 from cratos.exceptions import PermissionRefused, ServiceUnavailable, ValidationFailed
 from redeploy import authorization, kube, selectors, services
 from redeploy.exceptions import UnauthorizedAccess
-from redeploy.models import AuditEvent, RedeployOperation, RedeployTarget
+from redeploy.models import RedeployOperation, RedeployTarget
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -349,7 +350,9 @@ def test_an_authorization_revoked_meanwhile_is_not_put_back(
 
     assert operation.state == RedeployOperation.State.FAILED
     assert redis_client.get(KEY) is None
-    event = operation.audit_events.get(action="authorization.restored")
+    event = AuditEvent.objects.filter(operation_id=operation.pk).get(
+        action="authorization.restored"
+    )
     assert event.outcome == "FAILURE"
     assert "not put back" in event.message
 
@@ -501,7 +504,7 @@ def test_a_run_leaves_a_target_another_run_claimed_and_never_undoes_its_verdict(
     assert (target.state, target.message) == (RedeployTarget.State.FAILED, "interrupted")
     # ...but the audit trail says the restart was applied.
     assert AuditEvent.objects.filter(
-        operation=operation, action="redeploy.succeeded", celery_task_id="run-a"
+        operation_id=operation.pk, action="redeploy.succeeded", celery_task_id="run-a"
     ).exists()
 
 

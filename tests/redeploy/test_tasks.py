@@ -3,9 +3,10 @@ that does not answer."""
 
 import pytest
 
+from cratos.audit.models import AuditEvent
 from cratos.exceptions import ServiceUnavailable
 from redeploy import authorization, services, tasks
-from redeploy.models import AuditEvent, RedeployOperation, RedeployTarget
+from redeploy.models import RedeployOperation, RedeployTarget
 from tests.redeploy.conftest import use_broker
 from tickets.models import Ticket
 
@@ -70,7 +71,9 @@ def test_unreachable_broker_fails_the_request_and_leaves_the_authorization(
     assert operation.state == RedeployOperation.State.FAILED
     assert operation.message.startswith("The task queue is not answering")
     assert authorization.live_token(username="alice", application_name="web")
-    assert [e.action for e in AuditEvent.objects.filter(operation=operation).order_by("pk")] == [
+    assert [
+        e.action for e in AuditEvent.objects.filter(operation_id=operation.pk).order_by("pk")
+    ] == [
         "redeploy.requested",
         "redeploy.failed",
     ]

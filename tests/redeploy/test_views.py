@@ -12,8 +12,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
+from cratos.audit.models import AuditEvent
 from redeploy import authorization
-from redeploy.models import AuditEvent, RedeployOperation, RedeployTarget
+from redeploy.models import RedeployOperation, RedeployTarget
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -366,7 +367,7 @@ def test_staff_and_reviewers_see_any_operation(client, requester, who):
     viewer = UserFactory(
         username="rita",
         is_staff=who == "staff",
-        permissions=["redeploy.view_auditevent"] if who == "reviewer" else [],
+        permissions=["audit.view_auditevent"] if who == "reviewer" else [],
     )
     client.force_login(viewer)
     assert client.get(operation_url(operation)).status_code == 200

@@ -13,9 +13,10 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from cratos.audit.models import AuditEvent
 from cratos.roles import ensure_roles
 from redeploy import authorization
-from redeploy.models import AuditEvent, RedeployOperation
+from redeploy.models import RedeployOperation
 from tests.factories import ApplicationFactory, TicketFactory, UserFactory
 from tickets.models import Ticket, TicketEntry
 
@@ -189,9 +190,9 @@ def on_page(client: Client, action: str, ticket: Ticket | None) -> Answer:
         data = {"application": "web", "namespace": "shop", "deployment": "web", "cluster": ""}
         return _page_answer(client.post(reverse("redeploy:request"), data | {"confirmed": "1"}))
     if action == "audit":
-        return _page_answer(client.get(reverse("redeploy:audit"), follow=True))
+        return _page_answer(client.get(reverse("audit:events"), follow=True))
     if action == "export":
-        return _page_answer(client.get(reverse("redeploy:audit"), {"_export": "csv"}, follow=True))
+        return _page_answer(client.get(reverse("audit:events"), {"_export": "csv"}, follow=True))
     raise AssertionError(action)
 
 
@@ -207,7 +208,7 @@ def in_admin(client: Client, action: str, ticket: Ticket | None) -> Answer:
         url = reverse("admin:tickets_ticket_changelist")
         return _page_answer(client.post(url, data, follow=True))
     if action == "audit":
-        return _page_answer(client.get(reverse("admin:redeploy_auditevent_changelist")))
+        return _page_answer(client.get(reverse("admin:audit_auditevent_changelist")))
     raise AssertionError(action)
 
 

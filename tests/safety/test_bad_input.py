@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from cratos.audit.models import AuditEvent
 from cratos.roles import ensure_roles
-from redeploy.models import AuditEvent
 from tests.factories import (
     ApplicationFactory,
     AuditEventFactory,

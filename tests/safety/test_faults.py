@@ -16,9 +16,10 @@ import time
 import pytest
 from rest_framework.test import APIClient
 
+from cratos.audit.models import AuditEvent
 from cratos.exceptions import ServiceUnavailable
 from redeploy import authorization, selectors, services, tasks
-from redeploy.models import AuditEvent, RedeployOperation, RedeployTarget
+from redeploy.models import RedeployOperation, RedeployTarget
 from tests.support import check_rollout, redis_down, run_redeploy
 from tickets.models import Ticket, TicketEntry
 
@@ -56,7 +57,7 @@ def generation(sim) -> int:
 
 def trail(operation: RedeployOperation) -> list[tuple[str, str]]:
     return list(
-        AuditEvent.objects.filter(operation=operation)
+        AuditEvent.objects.filter(operation_id=operation.pk)
         .order_by("pk")
         .values_list("action", "outcome")
     )
@@ -178,7 +179,7 @@ def test_redis_down_through_the_last_retry_fails_the_operation_with_the_reason(
     operation.refresh_from_db()
     assert (operation.state, operation.message) == (RedeployOperation.State.FAILED, REDIS_DOWN)
     assert operation.finished_at is not None
-    failed = AuditEvent.objects.get(operation=operation, action="redeploy.failed")
+    failed = AuditEvent.objects.get(operation_id=operation.pk, action="redeploy.failed")
     assert (failed.outcome, failed.message, failed.celery_task_id) == (
         "FAILURE",
         REDIS_DOWN,
@@ -229,7 +230,7 @@ def test_an_api_error_that_persists_fails_with_its_message_and_keeps_the_token(
         ("redeploy.failed", "FAILURE"),
         ("authorization.restored", "SUCCESS"),
     ]
-    assert AuditEvent.objects.get(operation=operation, action="redeploy.failed").message == (
+    assert AuditEvent.objects.get(operation_id=operation.pk, action="redeploy.failed").message == (
         expected
     )
     assert_token_kept(redis_client, ttl)

@@ -13,9 +13,10 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from cratos.audit.models import AuditEvent
 from redeploy import selectors, services
 from redeploy.exceptions import UnauthorizedAccess
-from redeploy.models import AuditEvent, RedeployOperation
+from redeploy.models import RedeployOperation
 from tests.factories import ApplicationFactory, TicketFactory, UserFactory
 from tests.support import check_rollout, run_redeploy
 from tickets.models import Approval, Ticket
@@ -78,7 +79,7 @@ def follow(operation: RedeployOperation, seconds: float = 15) -> RedeployOperati
 
 def trail(operation: RedeployOperation) -> list[str]:
     return list(
-        AuditEvent.objects.filter(operation=operation)
+        AuditEvent.objects.filter(operation_id=operation.pk)
         .order_by("pk")
         .values_list("action", flat=True)
     )
@@ -171,8 +172,10 @@ def test_approvers_racing_through_the_api_decide_once_and_mint_once(redis_client
                 "message": f"Ticket {ticket.ticket_no} is APPROVED; it cannot be approved.",
             }
     assert Approval.objects.filter(ticket=ticket).count() == 1
-    assert AuditEvent.objects.filter(ticket=ticket, action="ticket.approved").count() == 1
-    assert AuditEvent.objects.filter(ticket=ticket, action="authorization.minted").count() == 1
+    assert AuditEvent.objects.filter(ticket_id=ticket.pk, action="ticket.approved").count() == 1
+    assert (
+        AuditEvent.objects.filter(ticket_id=ticket.pk, action="authorization.minted").count() == 1
+    )
     assert len(redis_client.keys("APPLICATION:REDEPLOY:TOKEN:*")) == 1
 
 

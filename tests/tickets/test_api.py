@@ -318,7 +318,7 @@ def test_cancel_in_approval(alice, web):
 def test_who_sees_a_ticket(alice, bob, web):
     ticket_no = create(client_for(alice))["ticketNo"]
     url = action_url(ticket_no)
-    auditor = UserFactory(username="auditor", permissions=["redeploy.view_auditevent"])
+    auditor = UserFactory(username="auditor", permissions=["audit.view_auditevent"])
     viewer = UserFactory(username="viewer", permissions=["tickets.view_ticket"])
     seers = [
         alice,

@@ -3,9 +3,9 @@
 import pytest
 from rest_framework.test import APIClient
 
+from cratos.audit.models import AuditEvent
+from cratos.audit.recorder import Action
 from redeploy import authorization
-from redeploy.audit import Action
-from redeploy.models import AuditEvent
 from tests.factories import ApplicationFactory, TicketFactory, UserFactory
 from tests.support import client_for
 from tickets.models import Ticket, TicketEntry

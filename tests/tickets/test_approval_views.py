@@ -6,9 +6,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils.html import escape
 
+from cratos.audit.models import AuditEvent
+from cratos.audit.recorder import Action
 from redeploy import authorization
-from redeploy.audit import Action
-from redeploy.models import AuditEvent
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,

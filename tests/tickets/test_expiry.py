@@ -7,8 +7,9 @@ import pytest
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from redeploy.audit import Action
-from redeploy.models import AuditEvent, RedeployOperation
+from cratos.audit.models import AuditEvent
+from cratos.audit.recorder import Action
+from redeploy.models import RedeployOperation
 from tests.factories import (
     RedeployOperationFactory,
     TicketFactory,

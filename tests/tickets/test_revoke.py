@@ -3,6 +3,8 @@
 import pytest
 from django.urls import reverse
 
+from cratos.audit.models import AuditEvent
+from cratos.audit.recorder import Action
 from cratos.exceptions import (
     InvalidTransition,
     PermissionRefused,
@@ -10,8 +12,7 @@ from cratos.exceptions import (
     ValidationFailed,
 )
 from redeploy import authorization
-from redeploy.audit import Action
-from redeploy.models import AuditEvent, RedeployOperation
+from redeploy.models import RedeployOperation
 from tests.factories import (
     ApplicationFactory,
     ApprovalNodeFactory,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import connection, transaction
 
+from cratos.audit.models import AuditEvent
 from cratos.exceptions import (
     DomainError,
     InvalidTransition,
@@ -17,7 +18,6 @@ from cratos.exceptions import (
     ValidationFailed,
 )
 from redeploy import authorization
-from redeploy.models import AuditEvent
 from tests.factories import (
     ApplicationFactory,
     GroupFactory,
@@ -202,7 +202,7 @@ def test_submit_moves_new_to_in_approval_at_the_first_node(submitted, work_order
     assert submitted.submitted_at is not None
     assert history(submitted) == [("", State.NEW), (State.NEW, State.IN_APPROVAL)]
     assert audit_actions(ticket=submitted)[-1] == "ticket.submitted"
-    event = AuditEvent.objects.get(ticket=submitted, action="ticket.submitted")
+    event = AuditEvent.objects.get(ticket_id=submitted.pk, action="ticket.submitted")
     assert event.actor_username == "alice"
     assert event.message == "New config"
 
@@ -287,7 +287,7 @@ def test_approve_moves_to_approved_and_mints_the_manuals_authorization(
     assert entry.state == Entry.AUTHORIZED
     assert entry.authorization_expires_at == expires
     assert audit_actions(ticket=ticket)[-2:] == ["ticket.approved", "authorization.minted"]
-    minted = AuditEvent.objects.get(ticket=ticket, action="authorization.minted")
+    minted = AuditEvent.objects.get(ticket_id=ticket.pk, action="authorization.minted")
     assert (minted.actor_username, minted.application_name) == ("bob", "web")
     assert "Temporary" not in minted.message  # the value itself is never logged
 
@@ -813,8 +813,10 @@ def test_two_approvers_approving_at_once_mint_once(racing_ticket, redis_client):
     assert refusals[0].message == f"Ticket {ticket.ticket_no} is APPROVED; it cannot be approved."
 
     assert Approval.objects.filter(ticket=ticket).count() == 1
-    assert AuditEvent.objects.filter(ticket=ticket, action="ticket.approved").count() == 1
-    assert AuditEvent.objects.filter(ticket=ticket, action="authorization.minted").count() == 1
+    assert AuditEvent.objects.filter(ticket_id=ticket.pk, action="ticket.approved").count() == 1
+    assert (
+        AuditEvent.objects.filter(ticket_id=ticket.pk, action="authorization.minted").count() == 1
+    )
     assert history(ticket).count((State.IN_APPROVAL, State.APPROVED)) == 1
     winner = Approval.objects.get(ticket=ticket).approver
     assert winner in (bob, dave)

@@ -391,7 +391,7 @@ def test_unknown_ticket_is_404(as_alice):
     [
         lambda: UserFactory(username="sam", is_staff=True),
         lambda: UserFactory(username="rob", groups=["Reviewers"]),
-        lambda: UserFactory(username="rita", permissions=["redeploy.view_auditevent"]),
+        lambda: UserFactory(username="rita", permissions=["audit.view_auditevent"]),
     ],
     ids=["staff", "reviewers-group", "view_auditevent-perm"],
 )

@@ -34,7 +34,7 @@ def may_review_audit(*, user) -> bool:
     # Django remembers permissions.
     if not hasattr(user, "_may_review_audit"):
         user._may_review_audit = (
-            user.has_perm("redeploy.view_auditevent")
+            user.has_perm("audit.view_auditevent")
             or user.groups.filter(name=REVIEWERS_GROUP).exists()
         )
     return user._may_review_audit

@@ -8,7 +8,7 @@ from django_tables2.export import ExportMixin, TableExport
 
 from cratos.exceptions import PermissionRefused, ValidationFailed
 
-from . import audit_selectors
+from . import selectors
 from .filters import AuditEventFilter
 from .tables import AuditEventTable, DatabaseOrderedRows, StreamedRows, StreamingTableExport
 
@@ -33,14 +33,12 @@ class AuditEventListView(LoginRequiredMixin, ExportMixin, SingleTableMixin, Filt
 
     def dispatch(self, request, *args, **kwargs):
         # Anonymous users fall through to LoginRequiredMixin, which sends them to log in.
-        if request.user.is_authenticated and not audit_selectors.may_review_audit(
-            user=request.user
-        ):
+        if request.user.is_authenticated and not selectors.may_review_audit(user=request.user):
             raise PermissionRefused(_("Only reviewers may read the audit log."))
         return super().dispatch(request, *args, **kwargs)
 
     def get_queryset(self):
-        return audit_selectors.audit_events()
+        return selectors.audit_events()
 
     def get(self, request, *args, **kwargs):
         self.sort, self.ordering = self.table_class.resolve_sort(request.GET.get("sort"))
@@ -73,11 +71,11 @@ class AuditEventListView(LoginRequiredMixin, ExportMixin, SingleTableMixin, Filt
 
     def get_table(self, **kwargs):
         if self.export_format:
-            events, self.export_truncated = audit_selectors.audit_events_for_export(
+            events, self.export_truncated = selectors.audit_events_for_export(
                 events=self.object_list, ordering=self.ordering
             )
             return self.table_class(data=StreamedRows(events), order_by=self.sort, **kwargs)
-        page = audit_selectors.audit_event_page(
+        page = selectors.audit_event_page(
             events=self.object_list,
             sort=self.sort,
             ordering=self.ordering,
@@ -94,7 +92,7 @@ class AuditEventListView(LoginRequiredMixin, ExportMixin, SingleTableMixin, Filt
 
     def create_export(self, export_format):
         response = super().create_export(export_format)
-        response["X-Export-Row-Limit"] = str(audit_selectors.EXPORT_MAX_ROWS)
+        response["X-Export-Row-Limit"] = str(selectors.EXPORT_MAX_ROWS)
         response["X-Export-Truncated"] = "true" if self.export_truncated else "false"
         return response
 
@@ -102,7 +100,7 @@ class AuditEventListView(LoginRequiredMixin, ExportMixin, SingleTableMixin, Filt
         context = super().get_context_data(**kwargs)
         context.update(
             export_formats=self.export_formats,
-            export_row_limit=audit_selectors.EXPORT_MAX_ROWS,
+            export_row_limit=selectors.EXPORT_MAX_ROWS,
             per_page_choices=PER_PAGE_CHOICES,
             per_page=self.per_page(),
             sort=self.sort,

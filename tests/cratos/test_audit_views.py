@@ -11,9 +11,9 @@ from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from redeploy import audit_selectors
-from redeploy.models import AuditEvent
-from redeploy.tables import AuditEventTable, AuditTrailTable, operation_url
+from cratos.audit import selectors as audit_selectors
+from cratos.audit.models import AuditEvent
+from cratos.audit.tables import AuditEventTable, AuditTrailTable, operation_url
 from tests.factories import AuditEventFactory, TicketFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ UTC = UTC
 
 
 def audit_url() -> str:
-    return reverse("redeploy:audit")
+    return reverse("audit:events")
 
 
 def move(events, when: datetime) -> None:
@@ -62,7 +62,7 @@ def test_reviewers_group_may_read(client, reviewer):
 
 
 def test_view_permission_alone_may_read(client):
-    client.force_login(UserFactory(permissions=["redeploy.view_auditevent"]))
+    client.force_login(UserFactory(permissions=["audit.view_auditevent"]))
     assert client.get(audit_url()).status_code == 200
 
 
@@ -437,7 +437,7 @@ def test_trail_include_renders_rows_and_links_reviewers_to_the_log(is_reviewer):
     AuditEventFactory(application_name="shop", message="<i>restarted</i>", ticket_no="T-9")
     user = UserFactory(
         groups=["Reviewers"] if is_reviewer else [],
-        permissions=["redeploy.view_auditevent"] if is_reviewer else [],
+        permissions=["audit.view_auditevent"] if is_reviewer else [],
     )
     request = RequestFactory().get("/applications/shop/")
     request.user = user

@@ -1,0 +1,93 @@
+"""The audit log: one append-only table every app writes through cratos.audit.recorder."""
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class AuditEvent(models.Model):
+    """Append-only record of every step. Written by services only; never updated or deleted."""
+
+    class Action(models.TextChoices):
+        # Labels as Django derives them from the names (so no migration), made translatable.
+        TICKET_CREATED = "ticket.created", _("Ticket Created")
+        TICKET_ENTRY_ADDED = "ticket.entry_added", _("Ticket Entry Added")
+        TICKET_ENTRY_REMOVED = "ticket.entry_removed", _("Ticket Entry Removed")
+        TICKET_SUBMITTED = "ticket.submitted", _("Ticket Submitted")
+        TICKET_APPROVED = "ticket.approved", _("Ticket Approved")
+        TICKET_REJECTED = "ticket.rejected", _("Ticket Rejected")
+        TICKET_CANCELLED = "ticket.cancelled", _("Ticket Cancelled")
+        TICKET_EXPIRED = "ticket.expired", _("Ticket Expired")
+        TICKET_COMPLETED = "ticket.completed", _("Ticket Completed")
+        AUTHORIZATION_MINTED = "authorization.minted", _("Authorization Minted")
+        AUTHORIZATION_CONSUMED = "authorization.consumed", _("Authorization Consumed")
+        AUTHORIZATION_RESTORED = "authorization.restored", _("Authorization Restored")
+        AUTHORIZATION_EXPIRED = "authorization.expired", _("Authorization Expired")
+        AUTHORIZATION_REVOKED = "authorization.revoked", _("Authorization Revoked")
+        REDEPLOY_REQUESTED = "redeploy.requested", _("Redeploy Requested")
+        REDEPLOY_REFUSED = "redeploy.refused", _("Redeploy Refused")
+        REDEPLOY_STARTED = "redeploy.started", _("Redeploy Started")
+        REDEPLOY_SUCCEEDED = "redeploy.succeeded", _("Redeploy Succeeded")
+        REDEPLOY_FAILED = "redeploy.failed", _("Redeploy Failed")
+        ROLLOUT_COMPLETE = "rollout.complete", _("Rollout Complete")
+        ROLLOUT_FAILED = "rollout.failed", _("Rollout Failed")
+        CLUSTER_IMPORTED = "cluster.imported", _("Cluster Imported")
+        APPLICATIONS_SYNCED = "applications.synced", _("Applications Synced")
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "SUCCESS", _("Success")
+        FAILURE = "FAILURE", _("Failure")
+        INFO = "INFO", _("Info")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
+    )
+    # Names are copied so the record stays readable after users, tickets or clusters change.
+    actor_username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices, default=Outcome.SUCCESS)
+    # Plain ids, not foreign keys: the log outlives what it names, and knows no app's models.
+    ticket_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    ticket_no = models.CharField(max_length=32, blank=True)
+    operation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    application_name = models.CharField(max_length=128, blank=True)
+    cluster_name = models.CharField(max_length=64, blank=True)
+    namespace = models.CharField(max_length=63, blank=True)
+    deployment_name = models.CharField(max_length=253, blank=True)
+    message = models.TextField(blank=True)
+    generation = models.BigIntegerField(null=True, blank=True)
+    resource_version = models.CharField(max_length=64, blank=True)
+    request_ip = models.GenericIPAddressField(null=True, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        # The table it had when the log lived in the redeploy app: moving code moves no rows.
+        db_table = "redeploy_auditevent"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="audit_newest"),
+            models.Index(fields=["action", "-created_at"], name="audit_action"),
+            models.Index(fields=["actor_username", "-created_at"], name="audit_actor"),
+            models.Index(fields=["application_name", "-created_at"], name="audit_application"),
+            models.Index(fields=["ticket_no", "-created_at"], name="audit_ticket_no"),
+            models.Index(fields=["cluster_name", "-created_at"], name="audit_cluster"),
+            models.Index(fields=["outcome", "-created_at", "-id"], name="audit_outcome"),
+            models.Index(fields=["namespace", "-created_at", "-id"], name="audit_namespace"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username or '-'} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Audit events are append-only.")
