@@ -31,10 +31,11 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET_RATIO = 1.3
 SPACING_SECONDS = 30  # one event every 30 s: 10k span 3.5 days, 1M span about a year
 
+# {table}: the events' table (bench.adapters.audit_page().table).
 EXTRA_INDEXES = [
-    "CREATE INDEX ON redeploy_auditevent (outcome, created_at DESC, id DESC)",
-    "CREATE INDEX ON redeploy_auditevent (namespace, created_at DESC, id DESC)",
-    "CREATE INDEX ON redeploy_auditevent USING gin (UPPER(message) gin_trgm_ops)",
+    "CREATE INDEX ON {table} (outcome, created_at DESC, id DESC)",
+    "CREATE INDEX ON {table} (namespace, created_at DESC, id DESC)",
+    "CREATE INDEX ON {table} USING gin (UPPER(message) gin_trgm_ops)",
 ]
 
 ACTIONS = [
@@ -47,7 +48,7 @@ ACTIONS = [
 
 # Row g of n: ids and times grow together, as in a log that only ever appends.
 FILL_SQL = """
-INSERT INTO redeploy_auditevent (
+INSERT INTO {table} (
     created_at, actor_username, action, outcome, ticket_no, operation_id, application_name,
     cluster_name, namespace, deployment_name, message, generation, resource_version,
     request_ip, celery_task_id
@@ -116,15 +117,22 @@ def setup_django(url: str) -> None:
     django.setup()
 
 
+def page():
+    """Everything this script knows of the product's audit page (bench/adapters.py)."""
+    from bench.adapters import audit_page
+
+    return audit_page()
+
+
 def audit_urlconf() -> str | None:
     """The project's URLs when they route the audit page; else the tests' URLs that do."""
     from django.urls import NoReverseMatch, reverse
 
     try:
-        reverse("redeploy:audit")
+        reverse(page().url_name)
         return None
     except NoReverseMatch:
-        return "tests.redeploy.audit_urls"
+        return page().fallback_urlconf
 
 
 def schema(size: int) -> str:
@@ -145,20 +153,18 @@ def fill(size: int, *, extra_indexes: bool) -> float:
     from django.db import connection
     from django.utils import timezone
 
+    table = page().table
     started = time.perf_counter()
     use_size(size)
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE SCHEMA {schema(size)}")
-        cursor.execute(
-            f"CREATE TABLE {schema(size)}.redeploy_auditevent "
-            "(LIKE public.redeploy_auditevent INCLUDING ALL)"
-        )
+        cursor.execute(f"CREATE TABLE {schema(size)}.{table} (LIKE public.{table} INCLUDING ALL)")
         if extra_indexes:
             cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
             for statement in EXTRA_INDEXES:
-                cursor.execute(statement)
+                cursor.execute(statement.format(table=table))
         cursor.execute(
-            FILL_SQL,
+            FILL_SQL.format(table=table),
             {
                 "end": timezone.now(),
                 "n": size,
@@ -171,7 +177,7 @@ def fill(size: int, *, extra_indexes: bool) -> float:
     raw = connection.connection
     previous, raw.autocommit = raw.autocommit, True
     try:
-        raw.execute("VACUUM ANALYZE redeploy_auditevent")
+        raw.execute(f"VACUUM ANALYZE {table}")
     finally:
         raw.autocommit = previous
     return time.perf_counter() - started
@@ -181,21 +187,13 @@ def scenarios(size: int) -> dict[str, dict]:
     """Query strings per scenario. Both logs end now, so a day or a name means the same."""
     from django.utils import timezone
 
-    from redeploy import audit_selectors
-    from redeploy.models import AuditEvent
-    from redeploy.tables import AuditEventTable
-
     use_size(size)
-    sort, ordering = AuditEventTable.resolve_sort(None)
-    newest = AuditEvent.objects.order_by(*ordering)
     day = (timezone.now() - timedelta(days=2)).date().isoformat()
     # Every scenario shows the same number of rows on both sizes, so rendering weighs alike:
     # full pages for the common filters, one day's or one ticket's rows for the narrow ones.
     return {
         "unfiltered": {},
-        "page after 5,000 rows": {
-            "after": audit_selectors.encode_cursor(sort=sort, event=newest[5000], ordering=ordering)
-        },
+        "page after 5,000 rows": {"after": page().cursor_after(5000)},
         "cluster+outcome": {"cluster": "cluster-2", "outcome": "FAILURE"},
         "action+cluster": {"action": "redeploy.failed", "cluster": "cluster-3"},
         "namespace": {"namespace": "ns-7"},
@@ -205,7 +203,7 @@ def scenarios(size: int) -> dict[str, dict]:
             "created_after": day,
             "created_before": day,
         },
-        "one ticket": {"ticket_no": newest[100].ticket_no},
+        "one ticket": {"ticket_no": page().newest(100).ticket_no},
         "search (1% match)": {"q": "deadline"},
         "search (no match)": {"q": "no-such-text"},
         "sorted by actor": {"sort": "actor"},
@@ -234,8 +232,8 @@ def measure(client, url: str, params: dict[int, dict], *, requests: int, warmup:
         queries = [query["sql"] for query in captured.captured_queries]
         figures[size] = {
             "queries": len(queries),
-            "rows": len(response.context_data["table"].keyset_page.events),
-            "audit_sql": next(sql for sql in queries if "redeploy_auditevent" in sql),
+            "rows": page().rows(response),
+            "audit_sql": next(sql for sql in queries if page().table in sql),
         }
         for _ in range(warmup):
             client.get(url, params[size])
@@ -278,11 +276,9 @@ def main() -> int:
     from django.test.utils import override_settings
     from django.urls import reverse
 
-    from cratos.roles import ensure_roles
-
     call_command("migrate", verbosity=0)
     reviewer = get_user_model().objects.create_user("bench-reviewer", password="unused-password")
-    reviewer.groups.add(ensure_roles()["Reviewers"])
+    reviewer.groups.add(page().reviewer_group())
     for size in args.sizes:
         seconds = fill(size, extra_indexes=args.extra_indexes)
         print(f"filled {size:>9,} events in {seconds:5.1f} s", flush=True)
@@ -291,7 +287,7 @@ def main() -> int:
     results: dict[int, dict] = {size: {} for size in args.sizes}
     urlconf = audit_urlconf()
     with override_settings(ROOT_URLCONF=urlconf) if urlconf else nullcontext():
-        url = reverse("redeploy:audit")
+        url = reverse(page().url_name)
         client = Client()
         client.force_login(reviewer)
         for name in params[args.sizes[0]]:

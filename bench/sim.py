@@ -3,7 +3,8 @@
 tests.kubesim as it is, with two additions for measuring:
 - it notes when each PATCH arrived (time.monotonic(): CLOCK_MONOTONIC, one clock for every
   process on the machine) and answers `GET /bench/patches?after=N&wait=S` with the PATCHes
-  after the N-th, waiting up to S seconds for one to arrive;
+  after the N-th, waiting up to S seconds for one to arrive; `GET /bench/requests?after=N`
+  lists every request after the N-th (arrival, method, path), to count what a client asked;
 - a Deployment whose rollout is over is not looked at again on every request, and a GET of one
   Deployment copies only that one. kubesim brings all of them up to date and copies a whole
   namespace per request, so with 200 Deployments a request costs milliseconds more, which would
@@ -12,8 +13,10 @@ tests.kubesim as it is, with two additions for measuring:
   this class too).
 
     .venv/bin/python bench/sim.py --token T --step 0.001 --deployment bench/web [--apps 200]
+        [--tls]
 
-Prints one JSON line, {"url": ...}, when it serves; runs until stdin closes.
+--tls serves HTTPS with a throw-away CA (kubectl sends a kubeconfig's token only over TLS).
+Prints one JSON line, {"url": ..., "ca": PEM or null}, when it serves; runs until stdin closes.
 """
 
 import argparse
@@ -46,12 +49,15 @@ class BenchSimulator(KubeSimulator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._patches: list[tuple[float, str, str]] = []  # (arrived, path, restartedAt)
+        self._seen: list[tuple[float, str, str]] = []  # (arrived, method, path), every request
         self._unsettled: set[tuple[str, str]] = set()
 
     # -- arrival times ----------------------------------------------------------------------
     def _record(self, request):
         arrived = time.monotonic()
         rule = super()._record(request)
+        with self._cond:
+            self._seen.append((arrived, request.method, request.path))
         if request.method == "PATCH":
             with self._cond:
                 self._patches.append((arrived, request.path, _restarted_at(request.body)))
@@ -69,6 +75,10 @@ class BenchSimulator(KubeSimulator):
     def _handle(self, req):
         if req.path == "/bench/patches":
             return 200, self._patches_after(req.query)
+        if req.path == "/bench/requests":
+            after = int(req.query.get("after") or 0)
+            with self._cond:
+                return 200, {"count": len(self._seen), "requests": self._seen[after:]}
         m = PATH_RE.fullmatch(req.path.rstrip("/"))
         one_deployment = (
             req.method == "GET"
@@ -127,14 +137,15 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=0.001, help="seconds per rollout step")
     parser.add_argument("--deployment", action="append", default=[], help="namespace/name")
     parser.add_argument("--apps", type=int, default=0, help=f"app-NNN in {APP_NAMESPACE}")
+    parser.add_argument("--tls", action="store_true", help="HTTPS with a throw-away CA")
     args = parser.parse_args()
-    sim = BenchSimulator(args.token, rollout_step_seconds=args.step).start()
+    sim = BenchSimulator(args.token, rollout_step_seconds=args.step, tls=args.tls).start()
     for item in args.deployment:
         namespace, name = item.split("/")
         sim.add_deployment(namespace, name)
     for index in range(args.apps):
         sim.add_deployment(APP_NAMESPACE, app_name(index))
-    print(json.dumps({"url": sim.url}), flush=True)
+    print(json.dumps({"url": sim.url, "ca": sim.ca_pem}), flush=True)
     try:
         sys.stdin.read()  # until the benchmark closes our stdin (or dies)
     finally:

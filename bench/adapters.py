@@ -1,0 +1,170 @@
+"""The benchmark's only door into the product's internals (Django models, services, stores).
+
+Everything else in bench/ talks to the product through its stable surface: the HTTP API
+(/api/v1/...), the APPLICATION_REDEPLOY work order, `manage.py` and the pages' URLs. When the
+product's modules move, only the functions here change; each says which figures use it.
+
+- setup_product      figures 1, 2, 4: users, API token, clusters and deployment bindings
+- approve            figures 1, 2, 4: a ticket filed, submitted and approved (mints authorizations)
+- wait_finished      figures 1, 4:    the redeploy operations' end states
+- authorization_check  figure 2:      the product's authorization check, and its Redis key
+- audit_page         figure 3:        what bench/audit_bench.py needs to know of the audit page
+
+Django must be set up before any of them is called.
+"""
+
+from dataclasses import dataclass
+
+WORK_ORDER = "APPLICATION_REDEPLOY"
+
+
+@dataclass
+class Fixtures:
+    requester: object  # the user who requests redeploys (API token below)
+    approver: object  # a member of Approvers
+    api_token: str
+    work_order: object
+
+    @property
+    def username(self) -> str:
+        return self.requester.get_username()
+
+
+def setup_product(*, clusters: dict[str, dict], bindings: list[tuple[str, str, str, str]]):
+    """Figures 1, 2, 4. `clusters`: name -> {"server", "token", "ca_data"?}; `bindings`:
+    (application, cluster, namespace, deployment), one application each."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group, Permission
+    from rest_framework.authtoken.models import Token
+
+    from redeploy.models import Application, DeploymentBinding, KubernetesCluster
+    from tickets.models import WorkOrder
+
+    users = get_user_model().objects
+    requester = users.create_user("bench-requester")
+    requester.user_permissions.add(
+        Permission.objects.get(content_type__app_label="redeploy", codename="redeploy_application")
+    )
+    approver = users.create_user("bench-approver")
+    approver.groups.add(Group.objects.get(name="Approvers"))
+    made = {
+        name: KubernetesCluster.objects.create(
+            name=name,
+            server=fields["server"],
+            token=fields["token"],
+            ca_data=fields.get("ca_data", ""),
+        )
+        for name, fields in clusters.items()
+    }
+    for application_name, cluster, namespace, deployment in bindings:
+        application = Application.objects.create(
+            name=application_name, tags=[{"key": "team", "value": "bench"}]
+        )
+        DeploymentBinding.objects.create(
+            application=application,
+            cluster=made[cluster],
+            namespace=namespace,
+            deployment_name=deployment,
+        )
+    return Fixtures(
+        requester=requester,
+        approver=approver,
+        api_token=Token.objects.create(user=requester).key,
+        work_order=WorkOrder.objects.get(key=WORK_ORDER),
+    )
+
+
+def approve(fixtures: Fixtures, application_names: list[str]) -> None:
+    """Figures 1, 2, 4. A ticket filed, submitted and approved through the product's services:
+    an authorization is minted for each application (in Redis)."""
+    from tickets import services
+
+    ticket = services.create_ticket(
+        applicant=fixtures.requester,
+        work_order=fixtures.work_order,
+        application_names=application_names,
+        reason="Benchmark",
+    )
+    services.submit_ticket(ticket=ticket, actor=fixtures.requester)
+    services.approve_ticket(ticket=ticket, approver=fixtures.approver)
+
+
+def wait_finished(operation_ids: list[str], *, until) -> list:
+    """Figures 1, 4. Waits (`until(condition, what=...)`) for every operation to end; returns
+    objects with `.finished_at`; raises when one of them failed."""
+    from redeploy.models import RedeployOperation
+
+    states = RedeployOperation.State
+    finished = (states.SUCCEEDED, states.FAILED)
+
+    def done():
+        operations = list(RedeployOperation.objects.filter(pk__in=operation_ids))
+        if len(operations) == len(operation_ids) and all(o.state in finished for o in operations):
+            return operations
+        return None
+
+    operations = until(done, what="the redeploys to finish")
+    failed = [o for o in operations if o.state != states.SUCCEEDED]
+    if failed:
+        raise RuntimeError(f"{len(failed)} redeploys failed, e.g.: {failed[0].message}")
+    return operations
+
+
+def authorization_check(*, username: str, application_name: str):
+    """Figure 2. (check, key, name): `check()` is the product's check of the caller's live
+    authorization for that application (as a redeploy request makes it), `key` the Redis key
+    it reads, `name` what to call the check in the results."""
+    from redeploy import authorization
+
+    key = authorization.token_key(username=username, application_name=application_name)
+
+    def check():
+        return authorization.live_token(username=username, application_name=application_name)
+
+    return check, key, "redeploy.authorization.live_token"
+
+
+@dataclass
+class AuditPage:
+    """Figure 3: the audit list page as bench/audit_bench.py drives it."""
+
+    url_name: str  # reverse() it
+    table: str  # the events' table, copied per size into its own schema
+    fallback_urlconf: str | None = None  # routes url_name when the project's URLs do not
+
+    @staticmethod
+    def reviewer_group():
+        """The group whose members may read the audit page."""
+        from cratos.roles import ensure_roles
+
+        return ensure_roles()["Reviewers"]
+
+    @staticmethod
+    def newest(n: int):
+        """The n-th newest event, in the page's default order."""
+        from cratos.audit.models import AuditEvent
+        from cratos.audit.tables import AuditEventTable
+
+        _sort, ordering = AuditEventTable.resolve_sort(None)
+        return AuditEvent.objects.order_by(*ordering)[n]
+
+    @staticmethod
+    def cursor_after(n: int) -> str:
+        """The page's `after` cursor that starts after the n-th newest event."""
+        from cratos.audit.models import AuditEvent
+        from cratos.audit.selectors import encode_cursor
+        from cratos.audit.tables import AuditEventTable
+
+        sort, ordering = AuditEventTable.resolve_sort(None)
+        event = AuditEvent.objects.order_by(*ordering)[n]
+        return encode_cursor(sort=sort, event=event, ordering=ordering)
+
+    @staticmethod
+    def rows(response) -> int:
+        """How many events a rendered page shows."""
+        return len(response.context_data["table"].keyset_page.events)
+
+
+def audit_page() -> AuditPage:
+    """Figure 3."""
+    return AuditPage(url_name="audit:events", table="redeploy_auditevent")
