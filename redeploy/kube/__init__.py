@@ -1,0 +1,50 @@
+"""Everything that talks to Kubernetes: the only package that uses the official client.
+
+Callers use it as `from redeploy import kube` and `kube.get_deployment(...)`; the names below
+are that interface, whichever module of the package holds them:
+
+- config: kubeconfig files read into storable credentials, and stored clusters turned back
+  into a kubeconfig;
+- client: one kept client per cluster, timeouts, the API's errors as the product's exceptions,
+  bounded retries, paged LISTs;
+- deployments: reading Deployments and `kubectl rollout restart`;
+- rollout: the pure rules of `kubectl rollout status`.
+"""
+
+from ..exceptions import KubeError
+from .client import in_background
+from .config import read_kubeconfig
+from .deployments import (
+    PAUSED_MESSAGE,
+    Restart,
+    RestartCheck,
+    check_restart,
+    check_restarts_in,
+    get_deployment,
+    list_deployments,
+    now_restarted_at,
+    progress_deadline_seconds,
+    restart_deployment,
+    restarted_at_of,
+)
+from .rollout import Rollout, RolloutStatus, rollout_status
+
+__all__ = [
+    "PAUSED_MESSAGE",
+    "KubeError",
+    "Restart",
+    "RestartCheck",
+    "Rollout",
+    "RolloutStatus",
+    "check_restart",
+    "check_restarts_in",
+    "get_deployment",
+    "in_background",
+    "list_deployments",
+    "now_restarted_at",
+    "progress_deadline_seconds",
+    "read_kubeconfig",
+    "restart_deployment",
+    "restarted_at_of",
+    "rollout_status",
+]

@@ -1,0 +1,243 @@
+"""Clients per cluster, and how a call goes out: timeouts, errors, retries, pages.
+
+A client per cluster's stored credentials is built on first use and kept, connections and all,
+for the calls that follow: building one and connecting cost more than a call on a warm
+connection (against a real API server, a TLS handshake). API and network failures leave
+as the product's exceptions (redeploy.exceptions), carrying the API's own message; transient
+ones are retried here a bounded number of times with backoff. Credentials never appear in a
+message or a log line.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+
+import urllib3
+from django.conf import settings
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient, Configuration
+from kubernetes.client.exceptions import ApiException
+
+from ..exceptions import DeploymentNotFound, KubeError, KubeTransientError
+from ..models import KubernetesCluster
+from .config import kubeconfig_of
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = 10.0
+LIST_PAGE_SIZE = 500
+# Clients kept, one per set of cluster credentials; beyond that the least recently used goes.
+MAX_CLIENTS = 32
+
+_clients: OrderedDict[str, ApiClient] = OrderedDict()
+_clients_lock = threading.Lock()
+_background: ThreadPoolExecutor | None = None
+
+
+def _forget_clients() -> None:
+    # A forked process (a prefork worker) must not use its parent's connections or threads,
+    # nor a lock one of those threads may have held at the fork.
+    global _background, _clients_lock
+    _clients_lock = threading.Lock()
+    _clients.clear()
+    _background = None
+
+
+os.register_at_fork(after_in_child=_forget_clients)
+
+
+def _credentials_key(cluster: KubernetesCluster) -> str:
+    """Changes whenever anything that goes into the cluster's client does."""
+    fields = (
+        cluster.name,
+        cluster.server,
+        cluster.ca_data,
+        cluster.insecure_skip_tls_verify,
+        cluster.token,
+        cluster.client_cert_data,
+        cluster.client_key_data,
+        cluster.kubeconfig,
+        cluster.kubeconfig_context,
+        cluster.in_cluster,
+    )
+    return hashlib.sha256(json.dumps(fields, default=str).encode()).hexdigest()
+
+
+@contextmanager
+def api_client(cluster: KubernetesCluster) -> Iterator[ApiClient]:
+    """The cluster's client, shared and kept open (thread-safe); use it as a context manager.
+
+    Changed credentials get a new client. Tokens that expire (exec plugins, in-cluster service
+    account tokens) are refreshed by the client itself before a request.
+    """
+    key = _credentials_key(cluster)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is not None:
+            _clients.move_to_end(key)
+    if client is None:
+        # Built outside the lock: loading a kubeconfig may run an exec plugin.
+        built = _new_client(cluster)
+        with _clients_lock:
+            client = _clients.setdefault(key, built)
+            while len(_clients) > MAX_CLIENTS:
+                _clients.popitem(last=False)
+    yield client
+
+
+def _new_client(cluster: KubernetesCluster) -> ApiClient:
+    configuration = Configuration()
+    try:
+        if cluster.in_cluster:
+            kube_config.load_incluster_config(client_configuration=configuration)
+        else:
+            kubeconfig, context = kubeconfig_of(cluster)
+            kube_config.load_kube_config_from_dict(
+                kubeconfig,
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+    except kube_config.ConfigException as error:
+        raise KubeError(
+            f"The configuration of cluster {cluster.name} is not usable: {error}"
+        ) from error
+    # Retries are ours (bounded, with backoff, aware of what a repeated PATCH means).
+    configuration.retries = False
+    # A connection kept for each call that may be in flight at once (in_background).
+    configuration.connection_pool_maxsize = max(
+        configuration.connection_pool_maxsize, settings.KUBERNETES_PARALLEL_REQUESTS
+    )
+    client = ApiClient(configuration)
+    # The product's name in the apiserver's audit log, like kubectl's own user agent.
+    client.user_agent = settings.KUBERNETES_FIELD_MANAGER
+    return client
+
+
+def in_background(call: Callable, /, **kwargs) -> Future:
+    """Run one of this package's calls (`get_deployment`, `restart_deployment`) on a thread.
+
+    The calls of a batch of redeploys go out side by side (KUBERNETES_PARALLEL_REQUESTS at a
+    time, over the client's pooled connections), and one redeploy reads its Deployment while
+    its transaction commits. Only API calls run there: database work stays on the caller's
+    thread. The future raises what the call raises.
+    """
+    global _background
+    with _clients_lock:
+        if _background is None:
+            _background = ThreadPoolExecutor(
+                max_workers=settings.KUBERNETES_PARALLEL_REQUESTS,
+                thread_name_prefix="kube",
+            )
+        executor = _background
+    return executor.submit(call, **kwargs)
+
+
+def _timeout() -> tuple[float, float]:
+    seconds = settings.KUBERNETES_REQUEST_TIMEOUT
+    return (seconds, seconds)
+
+
+# -- errors and retries ---------------------------------------------------------------------
+
+
+def _status_message(error: ApiException) -> str:
+    """The `message` of the API's Status body, else the HTTP status line."""
+    try:
+        body = json.loads(error.body or "")
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"])
+    return f"{error.status} {error.reason}".strip()
+
+
+def _retry_after(error: ApiException) -> float:
+    try:
+        return float((error.headers or {}).get("Retry-After", 0))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _translate(error: ApiException | urllib3.exceptions.HTTPError, *, names_deployment: bool):
+    if isinstance(error, urllib3.exceptions.HTTPError):
+        # Refused or never connected: nothing reached the API. Anything else may have.
+        never_sent = urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
+        return KubeTransientError(str(error), in_doubt=not isinstance(error, never_sent))
+    message = _status_message(error)
+    if error.status == 404 and names_deployment:
+        return DeploymentNotFound()
+    if error.status == 429 or 500 <= (error.status or 0) <= 599:
+        # A gateway timeout (504) may come after the apiserver applied the change.
+        return KubeTransientError(
+            message, in_doubt=error.status == 504, retry_after=_retry_after(error)
+        )
+    return KubeError(message)
+
+
+def _call(function, *, names_deployment: bool = True):
+    """One API call, its failure translated (no retry)."""
+    try:
+        return function()
+    except (ApiException, urllib3.exceptions.HTTPError) as error:
+        raise _translate(error, names_deployment=names_deployment) from error
+
+
+def _pause(attempt: int, error: KubeTransientError) -> None:
+    delay = settings.KUBERNETES_RETRY_BACKOFF * 2 ** (attempt - 1)
+    time.sleep(min(max(delay, error.retry_after), MAX_RETRY_DELAY))
+
+
+def _attempts() -> int:
+    return max(1, settings.KUBERNETES_RETRY_ATTEMPTS)
+
+
+def _with_retries(function, *, what: str, names_deployment: bool = True):
+    """A read, retried on transient failures with exponential backoff (bounded)."""
+    attempts, attempt = _attempts(), 1
+    while True:
+        try:
+            return _call(function, names_deployment=names_deployment)
+        except KubeTransientError as error:
+            logger.warning(
+                "%s failed (%s); attempt %d of %d", what, error.message, attempt, attempts
+            )
+            if attempt == attempts:
+                raise
+            _pause(attempt, error)
+            attempt += 1
+
+
+def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> list:
+    """Every item of a LIST, read page by page (LIST_PAGE_SIZE items each); `raw`: as the API's
+    JSON, not the client's models."""
+    items: list = []
+    token = None
+    while True:
+        page = _with_retries(
+            lambda token=token: list_page(
+                label_selector=label_selector or None,
+                limit=LIST_PAGE_SIZE,
+                _continue=token,
+                _request_timeout=_timeout(),
+                _preload_content=not raw,
+            ),
+            what=what,
+            names_deployment=False,
+        )
+        if raw:
+            page = json.loads(page.data)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+        else:
+            items.extend(page.items or [])
+            token = page.metadata._continue if page.metadata else None
+        if not token:
+            return items

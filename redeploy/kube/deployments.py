@@ -1,0 +1,197 @@
+"""Deployments: read them, list them, check and apply a restart (`kubectl rollout restart`)."""
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+
+from django.conf import settings
+from kubernetes.client import AppsV1Api, V1Deployment
+
+from ..exceptions import KubeTransientError, RestartInDoubt
+from ..models import KubernetesCluster
+from .client import _all_pages, _attempts, _call, _pause, _timeout, _with_retries, api_client
+
+logger = logging.getLogger(__name__)
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+PAUSED_MESSAGE = "can't restart paused deployment (run rollout resume first)"
+# A Deployment's spec.progressDeadlineSeconds when it sets none (the API server's default).
+DEFAULT_PROGRESS_DEADLINE_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Restart:
+    """What the API returned for an applied restart."""
+
+    restarted_at: str
+    generation: int
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class RestartCheck:
+    """What a restart needs to know of a Deployment first: whether it is paused (kubectl refuses
+    to restart a paused one), and the deadline its rollout will be held to."""
+
+    paused: bool
+    progress_deadline_seconds: int
+
+    @classmethod
+    def of(cls, deployment: dict) -> "RestartCheck":
+        spec = deployment.get("spec") or {}
+        return cls(
+            paused=bool(spec.get("paused")),
+            progress_deadline_seconds=spec.get("progressDeadlineSeconds")
+            or DEFAULT_PROGRESS_DEADLINE_SECONDS,
+        )
+
+
+def now_restarted_at() -> str:
+    """The restartedAt value kubectl writes (RFC 3339), in UTC."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def get_deployment(*, cluster: KubernetesCluster, namespace: str, name: str) -> V1Deployment:
+    with api_client(cluster) as client:
+        apps = AppsV1Api(client)
+        return _with_retries(
+            lambda: apps.read_namespaced_deployment(name, namespace, _request_timeout=_timeout()),
+            what=f"GET deployment {cluster.name}/{namespace}/{name}",
+        )
+
+
+def list_deployments(
+    *, cluster: KubernetesCluster, label_selector: str = "", namespaces: Sequence[str] = ()
+) -> list[V1Deployment]:
+    """The cluster's Deployments matching the label selector: in the given namespaces, one
+    namespaced LIST each (what a namespaced Role allows), or else in all namespaces at once."""
+    deployments: list[V1Deployment] = []
+    with api_client(cluster) as client:
+        apps = AppsV1Api(client)
+        if not namespaces:
+            return _all_pages(
+                apps.list_deployment_for_all_namespaces,
+                label_selector=label_selector,
+                what=f"LIST deployments of {cluster.name}",
+            )
+        for namespace in namespaces:
+            deployments.extend(
+                _all_pages(
+                    partial(apps.list_namespaced_deployment, namespace),
+                    label_selector=label_selector,
+                    what=f"LIST deployments of {cluster.name}/{namespace}",
+                )
+            )
+    return deployments
+
+
+# A restart's checks read the API's JSON for their two fields: turning a Deployment into the
+# client's models costs more than the call itself, and stands between a redeploy and its PATCH.
+
+
+def check_restart(*, cluster: KubernetesCluster, namespace: str, name: str) -> RestartCheck:
+    """The RestartCheck of one Deployment (one GET)."""
+    with api_client(cluster) as client:
+        response = _with_retries(
+            lambda: AppsV1Api(client).read_namespaced_deployment(
+                name, namespace, _preload_content=False, _request_timeout=_timeout()
+            ),
+            what=f"GET deployment {cluster.name}/{namespace}/{name}",
+        )
+    return RestartCheck.of(json.loads(response.data))
+
+
+def check_restarts_in(*, cluster: KubernetesCluster, namespace: str) -> dict[str, RestartCheck]:
+    """The RestartCheck of every Deployment of the namespace by name (one LIST, paged)."""
+    with api_client(cluster) as client:
+        items = _all_pages(
+            partial(AppsV1Api(client).list_namespaced_deployment, namespace),
+            label_selector="",
+            what=f"LIST deployments of {cluster.name}/{namespace}",
+            raw=True,
+        )
+    return {item["metadata"]["name"]: RestartCheck.of(item) for item in items}
+
+
+def restarted_at_of(deployment: V1Deployment) -> str | None:
+    template_meta = deployment.spec.template.metadata if deployment.spec else None
+    return ((template_meta and template_meta.annotations) or {}).get(RESTARTED_AT)
+
+
+def progress_deadline_seconds(deployment: V1Deployment) -> int:
+    spec = deployment.spec
+    return (spec and spec.progress_deadline_seconds) or DEFAULT_PROGRESS_DEADLINE_SECONDS
+
+
+def _restart_of(deployment: V1Deployment, restarted_at: str) -> Restart:
+    return Restart(
+        restarted_at=restarted_at,
+        generation=deployment.metadata.generation,
+        resource_version=deployment.metadata.resource_version or "",
+    )
+
+
+def restart_deployment(
+    *, cluster: KubernetesCluster, namespace: str, name: str, restarted_at: str
+) -> Restart:
+    """`kubectl rollout restart`: a strategic-merge PATCH of the pod template's restartedAt.
+
+    The caller fixes `restarted_at` beforehand, so a repeated PATCH carries the same value and
+    cannot restart twice. A PATCH that failed without an answer may still have been applied:
+    before repeating it, and before giving up, the Deployment is read back. If that cannot settle
+    the question, RestartInDoubt is raised rather than risking a second restart.
+    """
+    body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: restarted_at}}}}}
+    what = f"PATCH deployment {cluster.name}/{namespace}/{name}"
+    with api_client(cluster) as client:
+        apps = AppsV1Api(client)
+
+        def patch():
+            return apps.patch_namespaced_deployment(
+                name,
+                namespace,
+                body,
+                field_manager=settings.KUBERNETES_FIELD_MANAGER,
+                _content_type=STRATEGIC_MERGE_PATCH,
+                _request_timeout=_timeout(),
+            )
+
+        def applied() -> Restart | None:
+            deployment = _call(
+                lambda: apps.read_namespaced_deployment(
+                    name, namespace, _request_timeout=_timeout()
+                )
+            )
+            if restarted_at_of(deployment) == restarted_at:
+                return _restart_of(deployment, restarted_at)
+            return None
+
+        attempts = _attempts()
+        in_doubt = False
+        for attempt in range(1, attempts + 1):
+            try:
+                return _restart_of(_call(patch), restarted_at)
+            except KubeTransientError as error:
+                last = error
+                in_doubt = in_doubt or error.in_doubt
+                logger.warning(
+                    "%s failed (%s); attempt %d of %d", what, error.message, attempt, attempts
+                )
+            if attempt < attempts:
+                _pause(attempt, last)
+            if in_doubt:
+                try:
+                    restart = applied()
+                except KubeTransientError:
+                    continue
+                if restart is not None:
+                    return restart
+        if in_doubt:
+            raise RestartInDoubt(
+                f"{last.message} (the restart may have been applied; it was not repeated)"
+            )
+        raise last
