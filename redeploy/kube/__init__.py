@@ -8,7 +8,8 @@ are that interface, whichever module of the package holds them:
 - client: one kept client per cluster, timeouts, the API's errors as the product's exceptions,
   bounded retries, paged LISTs;
 - deployments: reading Deployments and `kubectl rollout restart`;
-- rollout: the pure rules of `kubectl rollout status`.
+- rollout: the pure rules of `kubectl rollout status`;
+- pods: a Deployment's own pods, listed and deleted.
 """
 
 from ..exceptions import KubeError
@@ -27,21 +28,39 @@ from .deployments import (
     restart_deployment,
     restarted_at_of,
 )
+from .pods import (
+    DeletedPod,
+    PodDeleteInDoubt,
+    PodInfo,
+    PodNotFound,
+    delete_pod,
+    deployment_pods,
+    pick_pods,
+    pods_ready,
+)
 from .rollout import Rollout, RolloutStatus, rollout_status
 
 __all__ = [
     "PAUSED_MESSAGE",
+    "DeletedPod",
     "KubeError",
+    "PodDeleteInDoubt",
+    "PodInfo",
+    "PodNotFound",
     "Restart",
     "RestartCheck",
     "Rollout",
     "RolloutStatus",
     "check_restart",
     "check_restarts_in",
+    "delete_pod",
+    "deployment_pods",
     "get_deployment",
     "in_background",
     "list_deployments",
     "now_restarted_at",
+    "pick_pods",
+    "pods_ready",
     "progress_deadline_seconds",
     "read_kubeconfig",
     "restart_deployment",

@@ -166,14 +166,18 @@ def _retry_after(error: ApiException) -> float:
         return 0.0
 
 
-def _translate(error: ApiException | urllib3.exceptions.HTTPError, *, names_deployment: bool):
+# What a 404 of the named object becomes: a call names a Deployment unless it says otherwise.
+NotFoundError = Callable[[], KubeError] | None
+
+
+def _translate(error: ApiException | urllib3.exceptions.HTTPError, *, not_found: NotFoundError):
     if isinstance(error, urllib3.exceptions.HTTPError):
         # Refused or never connected: nothing reached the API. Anything else may have.
         never_sent = urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
         return KubeTransientError(str(error), in_doubt=not isinstance(error, never_sent))
     message = _status_message(error)
-    if error.status == 404 and names_deployment:
-        return DeploymentNotFound()
+    if error.status == 404 and not_found is not None:
+        return not_found()
     if error.status == 429 or 500 <= (error.status or 0) <= 599:
         # A gateway timeout (504) may come after the apiserver applied the change.
         return KubeTransientError(
@@ -182,12 +186,13 @@ def _translate(error: ApiException | urllib3.exceptions.HTTPError, *, names_depl
     return KubeError(message)
 
 
-def _call(function, *, names_deployment: bool = True):
-    """One API call, its failure translated (no retry)."""
+def _call(function, *, not_found: NotFoundError = DeploymentNotFound):
+    """One API call, its failure translated (no retry); `not_found`: what a 404 means, None for
+    a LIST (its 404 is a missing API, a plain KubeError)."""
     try:
         return function()
     except (ApiException, urllib3.exceptions.HTTPError) as error:
-        raise _translate(error, names_deployment=names_deployment) from error
+        raise _translate(error, not_found=not_found) from error
 
 
 def _pause(attempt: int, error: KubeTransientError) -> None:
@@ -199,12 +204,12 @@ def _attempts() -> int:
     return max(1, settings.KUBERNETES_RETRY_ATTEMPTS)
 
 
-def _with_retries(function, *, what: str, names_deployment: bool = True):
+def _with_retries(function, *, what: str, not_found: NotFoundError = DeploymentNotFound):
     """A read, retried on transient failures with exponential backoff (bounded)."""
     attempts, attempt = _attempts(), 1
     while True:
         try:
-            return _call(function, names_deployment=names_deployment)
+            return _call(function, not_found=not_found)
         except KubeTransientError as error:
             logger.warning(
                 "%s failed (%s); attempt %d of %d", what, error.message, attempt, attempts
@@ -230,7 +235,7 @@ def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) 
                 _preload_content=not raw,
             ),
             what=what,
-            names_deployment=False,
+            not_found=None,
         )
         if raw:
             page = json.loads(page.data)
