@@ -195,29 +195,40 @@ def _call(function, *, not_found: NotFoundError = DeploymentNotFound):
         raise _translate(error, not_found=not_found) from error
 
 
-def _pause(attempt: int, error: KubeTransientError) -> None:
-    delay = settings.KUBERNETES_RETRY_BACKOFF * 2 ** (attempt - 1)
-    time.sleep(min(max(delay, error.retry_after), MAX_RETRY_DELAY))
+class _Attempts:
+    """The bounded attempts of one call (KUBERNETES_RETRY_ATTEMPTS): each transient failure is
+    logged and followed by the backoff before the next attempt, and remembered, with whether
+    any failed attempt may have reached the API (for a write: may have been applied)."""
 
+    def __init__(self, what: str):
+        self.what = what
+        self.total = max(1, settings.KUBERNETES_RETRY_ATTEMPTS)
+        self.in_doubt = False
+        self.last: KubeTransientError | None = None
 
-def _attempts() -> int:
-    return max(1, settings.KUBERNETES_RETRY_ATTEMPTS)
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(1, self.total + 1))
+
+    def failed(self, attempt: int, error: KubeTransientError) -> None:
+        self.last = error
+        self.in_doubt = self.in_doubt or error.in_doubt
+        logger.warning(
+            "%s failed (%s); attempt %d of %d", self.what, error.message, attempt, self.total
+        )
+        if attempt < self.total:
+            delay = settings.KUBERNETES_RETRY_BACKOFF * 2 ** (attempt - 1)
+            time.sleep(min(max(delay, error.retry_after), MAX_RETRY_DELAY))
 
 
 def _with_retries(function, *, what: str, not_found: NotFoundError = DeploymentNotFound):
     """A read, retried on transient failures with exponential backoff (bounded)."""
-    attempts, attempt = _attempts(), 1
-    while True:
+    attempts = _Attempts(what)
+    for attempt in attempts:
         try:
             return _call(function, not_found=not_found)
         except KubeTransientError as error:
-            logger.warning(
-                "%s failed (%s); attempt %d of %d", what, error.message, attempt, attempts
-            )
-            if attempt == attempts:
-                raise
-            _pause(attempt, error)
-            attempt += 1
+            attempts.failed(attempt, error)
+    raise attempts.last
 
 
 def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> list:

@@ -1,7 +1,6 @@
 """Deployments: read them, list them, check and apply a restart (`kubectl rollout restart`)."""
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,9 +11,7 @@ from kubernetes.client import AppsV1Api, V1Deployment
 
 from ..exceptions import KubeTransientError, RestartInDoubt
 from ..models import KubernetesCluster
-from .client import _all_pages, _attempts, _call, _pause, _timeout, _with_retries, api_client
-
-logger = logging.getLogger(__name__)
+from .client import _all_pages, _Attempts, _call, _timeout, _with_retries, api_client
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -170,28 +167,21 @@ def restart_deployment(
                 return _restart_of(deployment, restarted_at)
             return None
 
-        attempts = _attempts()
-        in_doubt = False
-        for attempt in range(1, attempts + 1):
+        attempts = _Attempts(what)
+        for attempt in attempts:
             try:
                 return _restart_of(_call(patch), restarted_at)
             except KubeTransientError as error:
-                last = error
-                in_doubt = in_doubt or error.in_doubt
-                logger.warning(
-                    "%s failed (%s); attempt %d of %d", what, error.message, attempt, attempts
-                )
-            if attempt < attempts:
-                _pause(attempt, last)
-            if in_doubt:
+                attempts.failed(attempt, error)
+            if attempts.in_doubt:
                 try:
                     restart = applied()
                 except KubeTransientError:
                     continue
                 if restart is not None:
                     return restart
-        if in_doubt:
+        if attempts.in_doubt:
             raise RestartInDoubt(
-                f"{last.message} (the restart may have been applied; it was not repeated)"
+                f"{attempts.last.message} (the restart may have been applied; it was not repeated)"
             )
-        raise last
+        raise attempts.last

@@ -20,7 +20,7 @@ from cratos.exceptions import NotFound
 
 from ..exceptions import KubeError, KubeTransientError
 from ..models import KubernetesCluster
-from .client import _all_pages, _attempts, _call, _pause, _timeout, _with_retries, api_client
+from .client import _all_pages, _Attempts, _call, _timeout, _with_retries, api_client
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ class DeletedPod:
     name: str
     namespace: str
     uid: str  # "" when only a 404 after a lost answer told that the pod was gone
-    # The grace period the pod now terminates within; None once the API removed it outright.
+    # The grace period the pod terminates within, as the API answered (0: removed at once);
+    # None when the answer held no pod (a Status, or a 404 after a lost answer).
     grace_period_seconds: int | None
 
 
@@ -242,27 +243,20 @@ def delete_pod(
                 _request_timeout=_timeout(),
             )
 
-        attempts = _attempts()
-        in_doubt = False
-        for attempt in range(1, attempts + 1):
+        attempts = _Attempts(what)
+        for attempt in attempts:
             try:
                 answer = json.loads(_call(delete, not_found=missing).data)
                 return _deleted(answer, namespace=namespace, name=name, uid=uid)
             except PodNotFound:
-                if not in_doubt:
+                if not attempts.in_doubt:
                     raise
                 logger.info("%s: gone after an attempt without an answer; deleted", what)
                 return DeletedPod(
                     name=name, namespace=namespace, uid=uid or "", grace_period_seconds=None
                 )
             except KubeTransientError as error:
-                last = error
-                in_doubt = in_doubt or error.in_doubt
-                logger.warning(
-                    "%s failed (%s); attempt %d of %d", what, error.message, attempt, attempts
-                )
-            if attempt < attempts:
-                _pause(attempt, last)
-    if in_doubt:
-        raise PodDeleteInDoubt(f"{last.message} (the pod may have been deleted)")
-    raise last
+                attempts.failed(attempt, error)
+    if attempts.in_doubt:
+        raise PodDeleteInDoubt(f"{attempts.last.message} (the pod may have been deleted)")
+    raise attempts.last
