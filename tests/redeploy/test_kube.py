@@ -1,13 +1,12 @@
-"""redeploy.kube against the simulator over HTTP(S), with the unmodified official client."""
+"""redeploy.kube's clients, errors, retries and Deployment calls against the simulator over
+HTTP(S), with the unmodified official client. The rollout rules, kubeconfig files and pods have
+test_kube_rollout.py, test_kube_config.py and test_kube_pods.py."""
 
 import re
 import time
 
 import pytest
-import yaml
-from kubernetes.client import V1Deployment
 
-from cratos.exceptions import ValidationFailed
 from redeploy import kube
 from redeploy.exceptions import DeploymentNotFound, KubeError, KubeTransientError, RestartInDoubt
 from redeploy.models import KubernetesCluster
@@ -19,22 +18,6 @@ RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 def cluster_for(sim, **fields) -> KubernetesCluster:
     return KubernetesCluster(name="sim", server=sim.url, **({"token": SIM_TOKEN} | fields))
-
-
-def deployment(**status) -> V1Deployment:
-    """A Deployment as the API returns it: generation 2, 3 replicas, the given status."""
-    return V1Deployment.from_dict(
-        {
-            "metadata": {"name": "web", "generation": 2},
-            "spec": {
-                "replicas": 3,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}},
-                "progressDeadlineSeconds": 60,
-            },
-            "status": {"observedGeneration": 2, **status},
-        }
-    )
 
 
 def test_restart_is_kubectls_strategic_merge_patch_with_our_field_manager(sim, settings):
@@ -211,138 +194,3 @@ def test_stored_kubeconfig_and_context(sim, tmp_path):
     cluster = KubernetesCluster(name="lab", kubeconfig=path.read_text(), kubeconfig_context="lab")
 
     assert kube.get_deployment(cluster=cluster, namespace="shop", name="web").metadata.name == "web"
-
-
-@pytest.mark.parametrize(
-    ("status", "state", "message"),
-    [
-        (
-            {"observedGeneration": 1},
-            kube.Rollout.PROGRESSING,
-            "Waiting for deployment spec update to be observed...",
-        ),
-        (
-            {"updatedReplicas": 1, "replicas": 4, "availableReplicas": 3},
-            kube.Rollout.PROGRESSING,
-            'Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been '
-            "updated...",
-        ),
-        (
-            {"updatedReplicas": 3, "replicas": 4, "availableReplicas": 3},
-            kube.Rollout.PROGRESSING,
-            'Waiting for deployment "web" rollout to finish: 1 old replicas are pending '
-            "termination...",
-        ),
-        (
-            {"updatedReplicas": 3, "replicas": 3, "availableReplicas": 2},
-            kube.Rollout.PROGRESSING,
-            'Waiting for deployment "web" rollout to finish: 2 of 3 updated replicas are '
-            "available...",
-        ),
-        (
-            {"updatedReplicas": 3, "replicas": 3, "availableReplicas": 3},
-            kube.Rollout.COMPLETE,
-            'deployment "web" successfully rolled out',
-        ),
-        (
-            {
-                "updatedReplicas": 1,
-                "conditions": [
-                    {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}
-                ],
-            },
-            kube.Rollout.FAILED,
-            'deployment "web" exceeded its progress deadline',
-        ),
-    ],
-)
-def test_rollout_status_follows_kubectl(status, state, message):
-    result = kube.rollout_status(deployment(**status))
-    assert (result.state, result.message) == (state, message)
-    assert result.progress_deadline_seconds == 60
-
-
-def test_rollout_status_of_a_real_rollout(sim):
-    sim.add_deployment("shop", "web", replicas=2)
-    cluster = cluster_for(sim)
-    kube.restart_deployment(cluster=cluster, namespace="shop", name="web", restarted_at="now")
-    seen = []
-    for _ in range(40):
-        status = kube.rollout_status(
-            kube.get_deployment(cluster=cluster, namespace="shop", name="web")
-        )
-        seen.append(status.message)
-        if status.state != kube.Rollout.PROGRESSING:
-            break
-        time.sleep(0.05)
-    assert status.state == kube.Rollout.COMPLETE
-    # Which intermediate states a poll catches depends on timing; each is kubectl's wording.
-    assert all(message.startswith("Waiting for ") for message in seen[:-1])
-    assert seen[-1] == 'deployment "web" successfully rolled out'
-
-
-def test_read_kubeconfig_with_token(sim, tmp_path):
-    path = sim.kubeconfig(tmp_path / "config")
-    credentials = kube.read_kubeconfig(path)
-    assert (credentials.server, credentials.token, credentials.kind) == (
-        sim.url,
-        SIM_TOKEN,
-        "token",
-    )
-    assert not credentials.kubeconfig
-
-
-def test_read_kubeconfig_with_files_next_to_it(tmp_path):
-    (tmp_path / "ca.crt").write_text("CA PEM")
-    (tmp_path / "me.crt").write_text("CERT PEM")
-    (tmp_path / "me.key").write_text("KEY PEM")
-    config = {
-        "clusters": [
-            {
-                "name": "c",
-                "cluster": {"server": "https://k8s:6443", "certificate-authority": "ca.crt"},
-            }
-        ],
-        "users": [{"name": "u", "user": {"client-certificate": "me.crt", "client-key": "me.key"}}],
-        "contexts": [{"name": "prod", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "prod",
-    }
-    (tmp_path / "config").write_text(yaml.safe_dump(config))
-
-    credentials = kube.read_kubeconfig(tmp_path / "config")
-
-    assert (credentials.ca_data, credentials.client_cert_data, credentials.client_key_data) == (
-        "CA PEM",
-        "CERT PEM",
-        "KEY PEM",
-    )
-    assert credentials.kind == "client certificate"
-
-
-def test_read_kubeconfig_keeps_an_exec_context_whole(tmp_path):
-    config = {
-        "clusters": [{"name": "c", "cluster": {"server": "https://eks.example"}}],
-        "users": [
-            {"name": "u", "user": {"exec": {"command": "aws", "args": ["eks", "get-token"]}}}
-        ],
-        "contexts": [
-            {"name": "a", "context": {"cluster": "c", "user": "u"}},
-            {"name": "b", "context": {"cluster": "c", "user": "u", "namespace": "x"}},
-        ],
-        "current-context": "a",
-    }
-    (tmp_path / "config").write_text(yaml.safe_dump(config))
-
-    credentials = kube.read_kubeconfig(tmp_path / "config", context="b")
-
-    stored = yaml.safe_load(credentials.kubeconfig)
-    assert credentials.kind == "kubeconfig"
-    assert credentials.kubeconfig_context == "b"
-    assert [c["name"] for c in stored["contexts"]] == ["b"]
-    assert stored["users"][0]["user"]["exec"]["command"] == "aws"
-
-
-def test_read_kubeconfig_refuses_an_unknown_context(sim, tmp_path):
-    path = sim.kubeconfig(tmp_path / "config")
-    with pytest.raises(ValidationFailed, match="has no context named nope"):
-        kube.read_kubeconfig(path, context="nope")

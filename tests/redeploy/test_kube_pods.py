@@ -12,15 +12,11 @@ from redeploy import kube
 from redeploy.exceptions import DeploymentNotFound, KubeError, KubeTransientError
 from redeploy.kube import client as kube_client
 from redeploy.kube.pods import label_selector_of
-from redeploy.models import KubernetesCluster
 from tests.kubesim import label_selector
 from tests.redeploy.conftest import SIM_TOKEN
+from tests.redeploy.test_kube import cluster_for
 
 SELECTOR = "app.kubernetes.io/name=web"
-
-
-def cluster_for(sim) -> KubernetesCluster:
-    return KubernetesCluster(name="sim", server=sim.url, token=SIM_TOKEN)
 
 
 def api_get(sim, path: str) -> dict:
