@@ -1,14 +1,18 @@
 """kubesim: a small, stateful Kubernetes API server for tests and demos.
 
 It serves enough of the real HTTP API (discovery, apps/v1 Deployments and ReplicaSets,
-v1 Pods, watch) for the unmodified official ``kubernetes`` client, and plays the
-Deployment controller after a ``kubectl rollout restart``: a new ReplicaSet revision
-replaces the old pods one per ``rollout_step_seconds``, writing the status fields and
-conditions that kubectl's ``rollout status`` reads.  Tests inject faults from Python:
-error responses, slow responses, stalled rollouts and forbidden namespaces.
+v1 Pods, watch) for the unmodified official ``kubernetes`` client and for kubectl, and plays
+the Deployment and ReplicaSet controllers.  After a ``kubectl rollout restart`` a new
+ReplicaSet revision replaces the old pods one per ``rollout_step_seconds``, writing the status
+fields and conditions that ``kubectl rollout status`` reads.  A deleted pod is replaced at once
+by its ReplicaSet, and the replacement becomes ready ``replacement_ready_seconds`` later (see
+tests/kubesim_pods.py for the pods themselves).  Tests inject faults from Python: error
+responses, slow responses, stalled rollouts and forbidden namespaces.
 
-Rollout progress is derived from timestamps whenever the state is looked at (on every
-request, and twice a step inside each watch stream), so no background thread ticks.
+Rollouts, readiness and grace periods are derived from timestamps whenever the state is looked
+at (on every request, and twice a step inside each watch stream), so no background thread
+ticks: a pod that the controller would have created while nobody looked is written when the
+state is next looked at, with the creation time it would have had.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import argparse
 import base64
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
 import json
+import math
 import re
 import socket
 import ssl
@@ -35,6 +41,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+from tests.kubesim_pods import SAFE_CHARS, PodController, PodDeletion, PodState, ts
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -57,12 +65,12 @@ JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH = (
 REASONS = {410: "Expired", 422: "Invalid", 500: "InternalError", 504: "Timeout"}
 WATCH_HISTORY = 1000  # events kept for resuming watches; older resourceVersions get 410
 DEFAULT_WATCH_TIMEOUT = 1800  # the apiserver's --min-request-timeout
-SAFE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # k8s' alphabet for generated name suffixes
 PATH_RE = re.compile(
     r"/(?P<gv>apis/apps/v1|api/v1)(?:/namespaces/(?P<ns>[^/]+))?"
     r"/(?P<res>deployments|replicasets|pods)(?:/(?P<name>[^/]+)(?P<sub>/status)?)?"
 )
 API_PATHS = {"deployments": "apis/apps/v1", "replicasets": "apis/apps/v1", "pods": "api/v1"}
+NAMESPACE_RE = re.compile(r"/api/v1/namespaces(?:/(?P<name>[^/]+))?")
 DISCOVERY = {
     "/version": {
         "major": "1",
@@ -81,14 +89,68 @@ DISCOVERY = {
 }
 _APPS_V1 = {"groupVersion": "apps/v1", "version": "v1"}
 DISCOVERY["/apis"]["groups"][0].update(versions=[_APPS_V1], preferredVersion=_APPS_V1)
-for _path, _name, _kind, _verbs in (
-    ("/apis/apps/v1", "deployments", "Deployment", "get list watch patch update delete"),
-    ("/apis/apps/v1", "deployments/status", "Deployment", "get"),
-    ("/apis/apps/v1", "replicasets", "ReplicaSet", "get list"),
-    ("/api/v1", "pods", "Pod", "get list"),
+# kubectl resolves "deploy", "rs" and "po" through the short names.
+for _path, _name, _kind, _verbs, _short in (
+    ("/apis/apps/v1", "deployments", "Deployment", "get list watch patch update delete", "deploy"),
+    ("/apis/apps/v1", "deployments/status", "Deployment", "get", ""),
+    ("/apis/apps/v1", "replicasets", "ReplicaSet", "get list", "rs"),
+    ("/api/v1", "pods", "Pod", "get list watch delete", "po"),
 ):
-    _resource = {"name": _name, "singularName": "", "namespaced": True, "kind": _kind}
-    DISCOVERY[_path]["resources"].append({**_resource, "verbs": _verbs.split()})
+    _singular = "" if "/" in _name else _kind.lower()
+    _resource = {"name": _name, "singularName": _singular, "namespaced": True, "kind": _kind}
+    _resource.update(verbs=_verbs.split(), **({"shortNames": [_short]} if _short else {}))
+    DISCOVERY[_path]["resources"].append(_resource)
+_NAMESPACES = {"name": "namespaces", "singularName": "namespace", "namespaced": False}
+_NAMESPACES.update(kind="Namespace", verbs=["get", "list"], shortNames=["ns"])
+DISCOVERY["/api/v1"]["resources"].append(_NAMESPACES)
+# kubectl first asks /api and /apis for this aggregated form, which servers since 1.26 give;
+# it needs no other discovery request then.
+AGGREGATED_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def _aggregated(group, path):
+    """The APIGroupDiscoveryList of one group version, from its APIResourceList."""
+    resources = {}
+    for r in DISCOVERY[path]["resources"]:
+        name, _, sub = r["name"].partition("/")
+        kind = {"group": group, "version": "v1", "kind": r["kind"]}
+        if sub:
+            subresource = {"subresource": sub, "responseKind": kind, "verbs": r["verbs"]}
+            resources[name].setdefault("subresources", []).append(subresource)
+            continue
+        scope = "Namespaced" if r["namespaced"] else "Cluster"
+        resource = {"resource": name, "responseKind": kind, "scope": scope, "verbs": r["verbs"]}
+        resource.update(singularResource=r["singularName"], shortNames=r.get("shortNames", []))
+        resources[name] = resource
+    version = {"version": "v1", "resources": list(resources.values()), "freshness": "Current"}
+    item = {"metadata": {"name": group}, "versions": [version]}
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "items": [item],
+    }
+
+
+AGGREGATED = {"/api": _aggregated("", "/api/v1"), "/apis": _aggregated("apps", "/apis/apps/v1")}
+# The fields each resource can be selected by (fieldSelector), as the apiserver allows them.
+SELECTABLE_FIELDS = {
+    "deployments": {"metadata.name", "metadata.namespace"},
+    "replicasets": {"metadata.name", "metadata.namespace", "status.replicas"},
+    "pods": {
+        *("metadata.name", "metadata.namespace", "spec.nodeName", "spec.restartPolicy"),
+        *("spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork"),
+        *("status.phase", "status.podIP", "status.nominatedNodeName"),
+    },
+}
+KINDS = {"deployments": "Deployment", "replicasets": "ReplicaSet", "pods": "Pod"}
+AVAILABLE = {  # a deployment's Available condition, by whether enough replicas are
+    True: ("True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
+    False: (
+        "False",
+        "MinimumReplicasUnavailable",
+        "Deployment does not have minimum availability.",
+    ),
+}
 
 
 class ApiError(Exception):
@@ -108,12 +170,12 @@ class ApiError(Exception):
 
 
 def _details(res, name, **extra):
-    group = {"group": "apps"} if res != "pods" else {}
+    group = {} if res in ("pods", "namespaces") else {"group": "apps"}
     return {"name": name, **group, "kind": res, **extra}
 
 
 def _qualified(res):
-    return res if res == "pods" else f"{res}.apps"
+    return res if res in ("pods", "namespaces") else f"{res}.apps"
 
 
 def not_found(res, name):
@@ -184,10 +246,8 @@ class _Deployment:
     started: float = 0.0  # when the running rollout began
     frozen: int | None = None  # caps the rollout's steps while paused or stalled
     stalled: bool = False
-
-
-def _ts(t):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    # The pods the API shows, of every revision (kubesim_pods.PodController keeps them).
+    pods: list[PodState] = dataclasses.field(default_factory=list)
 
 
 def _hash(value, length=10):
@@ -287,18 +347,28 @@ def label_selector(text):
     return lambda labels: all(test(labels or {}) for test in tests)
 
 
-def field_selector(text):
-    """A predicate on object metadata for metadata.name / metadata.namespace (=, ==, !=)."""
+def field_selector(text, res):
+    """A predicate on whole objects for the SELECTABLE_FIELDS of ``res`` (=, ==, !=); values
+    compare as the apiserver prints them: absent is "", booleans and numbers as text."""
     tests = []
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
-        m = re.fullmatch(r"metadata\.(name|namespace)\s*(==|=|!=)\s*(.*)", part)
-        if not m:
+        m = re.fullmatch(r"([\w.]+)\s*(==|=|!=)\s*(.*)", part)
+        if not m or m[1] not in SELECTABLE_FIELDS[res]:
             raise ApiError(400, f"field label not supported: {re.split('[!=]', part)[0]}")
-        tests.append(lambda meta, f=m[1], v=m[3], neg=m[2] == "!=": (meta.get(f) == v) != neg)
-    return lambda meta: all(test(meta) for test in tests)
+        tests.append(lambda obj, f=m[1], v=m[3], neg=m[2] == "!=": (_field(obj, f) == v) != neg)
+    return lambda obj: all(test(obj) for test in tests)
 
 
-class KubeSimulator:
+def _field(obj, path):
+    value = obj
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
+
+
+class KubeSimulator(PodController):
     """The simulated cluster and its HTTP server on 127.0.0.1 (see the module docstring)."""
 
     def __init__(
@@ -310,8 +380,14 @@ class KubeSimulator:
         tls=False,
         client_cert=False,
         verbose=False,
+        replacement_ready_seconds=None,
     ):
         self.token, self.step, self.port, self.verbose = token, rollout_step_seconds, port, verbose
+        # How long a pod that replaces a deleted one takes to become ready; tests may change
+        # it at any time (it applies to replacements created from then on).
+        self.replacement_ready_seconds = (
+            rollout_step_seconds if replacement_ready_seconds is None else replacement_ready_seconds
+        )
         self.tls, self.client_cert = tls or client_cert, client_cert
         self.ca_pem = self.client_cert_pem = self.client_key_pem = None
         self._cond = threading.Condition()  # guards all state; notified on every write
@@ -320,6 +396,8 @@ class KubeSimulator:
         self._events = deque()  # (resourceVersion, type, object) for watches
         self._window_start = 0  # the oldest resourceVersion a watch may resume from
         self._rules, self._forbidden, self._requests = [], set(), []
+        self._deletions = []  # PodDeletion records
+        self._namespaces = {"default": time.time()}  # name -> creation time
         self._stopping = threading.Event()
         self._server = None
 
@@ -377,15 +455,17 @@ class KubeSimulator:
             if (namespace, name) in self._deployments:
                 raise ValueError(f"deployment {namespace}/{name} already exists")
             now = time.time()
+            self._namespaces.setdefault(namespace, now)
             meta = {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())}
-            meta.update(generation=1, creationTimestamp=_ts(now), labels=labels)
+            meta.update(generation=1, creationTimestamp=ts(now), labels=labels)
             meta["annotations"] = {REVISION: "1"}
             obj = {"kind": "Deployment", "apiVersion": "apps/v1", "metadata": meta, "spec": spec}
             first = _Revision(1, _hash(template), copy.deepcopy(template), str(uuid.uuid4()), now)
             d = _Deployment({**obj, "status": {}}, [first], now - self.step, now, now)
-            d.obj["status"] = self._status(d, now)
             self._deployments[namespace, name] = d
-            self._bump(d, "ADDED")
+            self._sync_pods(d, now)
+            d.obj["status"] = self._status(d, now)
+            self._emit(d.obj, "ADDED")
             return copy.deepcopy(d.obj)
 
     def get_deployment(self, namespace, name):
@@ -407,6 +487,40 @@ class KubeSimulator:
                 elif not stalled and d.frozen is not None:
                     d.started, d.frozen = now - d.frozen * self.step, None
             self._cond.notify_all()
+
+    def list_pods(self, namespace, selector=None):
+        """Snapshots of the pods in ``namespace`` (None: all) matching the label ``selector``,
+        the terminating ones included, as the API lists them."""
+        with self._cond:
+            now = time.time()
+            self._advance(now)
+            match = label_selector(selector)
+            pods = self._objects("pods", namespace, now)
+            return [pod for pod in pods if match(pod["metadata"]["labels"])]
+
+    def delete_pod(self, namespace, name, grace_period_seconds=None):
+        """Deletes a pod as ``DELETE .../pods/NAME?gracePeriodSeconds=...`` does (without a
+        grace period, the pod's own: 30 s); returns the Pod the API would answer with."""
+        options = {"gracePeriodSeconds": grace_period_seconds}
+        with self._cond:
+            now = time.time()
+            self._advance(now)
+            return self._delete_pod(namespace, name, options, now)
+
+    def set_restarts(self, namespace, name, restarts):
+        """The pod's containers have been restarted ``restarts`` times by the kubelet."""
+        with self._cond:
+            now = time.time()
+            self._advance(now)
+            d, pod = self._find_pod(namespace, name)
+            pod.restarts = restarts
+            self._sync_pods(d, now)
+
+    @property
+    def pod_deletions(self):
+        """The PodDeletion records of the deletions that took effect, oldest first."""
+        with self._cond:
+            return list(self._deletions)
 
     def fail_next(self, method=None, path_regex=None, status=500, times=1, *, retry_after=1):
         """The next ``times`` requests matching ``method`` and ``path_regex`` (searched in the
@@ -494,19 +608,26 @@ class KubeSimulator:
         raise ApiError(403, message, _details(res, name))
 
     def _handle(self, req):
-        """Answers a request other than a watch: returns (HTTP code, body)."""
+        """Answers a request other than a watch: returns (HTTP code, body[, headers])."""
         path = req.path.rstrip("/")  # the client asks for discovery as "/apis/" and so on
         if path in DISCOVERY or path in ("/api", "/apis/apps"):
             if req.method != "GET":
                 raise method_not_allowed()
+            if path in AGGREGATED and AGGREGATED_TYPE in req.headers.get("Accept", ""):
+                return 200, AGGREGATED[path], {"Content-Type": AGGREGATED_TYPE}
             return 200, self._discovery(path)
+        if m := NAMESPACE_RE.fullmatch(path):  # kubectl looks the namespace up after a 404
+            if req.method != "GET":
+                raise method_not_allowed()
+            return 200, self._namespace(m["name"])
         m = PATH_RE.fullmatch(path)
         if not m or API_PATHS[m["res"]] != m["gv"]:
             raise ApiError(404, "the server could not find the requested resource", {})
         self._authorize(req.method, m)
         ns, res, name = m["ns"], m["res"], m["name"]
-        writable = res == "deployments" and name and not m["sub"]
-        if req.method != "GET" and not (writable and req.method in ("PATCH", "PUT", "DELETE")):
+        # Besides GET, deployments can be written and deleted, pods deleted.
+        verbs = {"deployments": ("PATCH", "PUT", "DELETE"), "pods": ("DELETE",)}
+        if req.method != "GET" and not (name and not m["sub"] and req.method in verbs[res]):
             raise method_not_allowed()
         with self._cond:
             now = time.time()
@@ -518,10 +639,14 @@ class KubeSimulator:
                 if not found or ns is None:
                     raise not_found(res, name)
                 return 200, found[0]
+            if res == "pods":
+                return 200, self._delete_pod(ns, name, _delete_options(req), now)
             d = self._find(ns, name)
             if req.method == "DELETE":
                 del self._deployments[ns, name]
-                self._bump(d, "DELETED")
+                self._emit(d.obj, "DELETED")
+                for pod in list(d.pods):  # the garbage collector takes the pods along
+                    self._remove_pod(d, pod)
                 body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
                 return 200, {**body, "details": _details(res, name, uid=d.obj["metadata"]["uid"])}
             return 200, self._write(d, req, now)
@@ -534,13 +659,33 @@ class KubeSimulator:
             return {"kind": "APIGroup", "apiVersion": "v1", **DISCOVERY["/apis"]["groups"][0]}
         return DISCOVERY[path]
 
+    def _namespace(self, name):
+        """The Namespace ``name``, or else the NamespaceList: "default", and every namespace
+        that a deployment was added to."""
+        with self._cond:
+            rv, namespaces = str(self._rv), sorted(self._namespaces.items())
+        items = []
+        for ns, created in namespaces:
+            uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"kubesim/namespaces/{ns}"))
+            meta = {"name": ns, "uid": uid, "resourceVersion": "1"}
+            meta.update(creationTimestamp=ts(created), labels={"kubernetes.io/metadata.name": ns})
+            items.append({"metadata": meta, "spec": {"finalizers": ["kubernetes"]}})
+            items[-1]["status"] = {"phase": "Active"}
+        if name is None:
+            meta = {"resourceVersion": rv}
+            return {"kind": "NamespaceList", "apiVersion": "v1", "metadata": meta, "items": items}
+        found = [item for item in items if item["metadata"]["name"] == name]
+        if not found:
+            raise not_found("namespaces", name)
+        return {"kind": "Namespace", "apiVersion": "v1", **found[0]}
+
     def _list(self, res, ns, query, now):
         match_labels = label_selector(query.get("labelSelector"))
-        match_fields = field_selector(query.get("fieldSelector"))
+        match_fields = field_selector(query.get("fieldSelector"), res)
         items = [
             o
             for o in self._objects(res, ns, now)
-            if match_labels(o["metadata"].get("labels")) and match_fields(o["metadata"])
+            if match_labels(o["metadata"].get("labels")) and match_fields(o)
         ]
         meta = {"resourceVersion": str(self._rv)}
         if query.get("continue"):
@@ -557,8 +702,10 @@ class KubeSimulator:
             items = items[:limit]
         for item in items:  # items of real list responses carry no kind/apiVersion either
             del item["kind"], item["apiVersion"]
-        kind = {"deployments": "Deployment", "replicasets": "ReplicaSet", "pods": "Pod"}[res]
-        list_kind = {"kind": f"{kind}List", "apiVersion": "v1" if res == "pods" else "apps/v1"}
+        list_kind = {
+            "kind": f"{KINDS[res]}List",
+            "apiVersion": "v1" if res == "pods" else "apps/v1",
+        }
         return {**list_kind, "metadata": meta, "items": items}
 
     def _objects(self, res, ns, now):
@@ -569,11 +716,12 @@ class KubeSimulator:
                 continue
             if res == "deployments":
                 out.append(copy.deepcopy(d.obj))
-                continue
-            counts = self._pod_counts(d, now)
-            for rev in d.revisions:
-                rs = self._replicaset(d, rev, *counts.get(rev.hash, (0, 0)))
-                out.extend([rs] if res == "replicasets" else self._pods(d, rs))
+            elif res == "pods":
+                out.extend(copy.deepcopy(pod.obj) for pod in d.pods)
+            else:
+                counts = self._pod_counts(d, now)
+                for rev in d.revisions:
+                    out.append(self._replicaset(d, rev, counts.get(rev.hash, (0, 0))[0]))
         return sorted(out, key=_key)
 
     def _write(self, d, req, now):
@@ -624,7 +772,7 @@ class KubeSimulator:
             return copy.deepcopy(new)
         d.obj = new
         self._spec_written(d, old["spec"], now)
-        self._bump(d, "MODIFIED")
+        self._emit(d.obj, "MODIFIED")
         return copy.deepcopy(new)
 
     # -- the simulated Deployment controller -----------------------------------------------
@@ -659,8 +807,10 @@ class KubeSimulator:
         return steps if d.frozen is None else min(steps, d.frozen)
 
     def _pod_counts(self, d, now):
-        """(pods, ready pods) per revision hash.  A rollout step adds one new pod (surge 1)
-        and retires one old pod once the previous new pod is ready (maxUnavailable 0)."""
+        """(pods, ready pods) per revision hash, as the rollout has scaled the ReplicaSets.  A
+        rollout step adds one new pod (surge 1) and retires one old pod once the previous new
+        pod is ready (maxUnavailable 0).  Deleted pods and their replacements do not show here,
+        only in the pods themselves (kubesim_pods.PodController)."""
         replicas, newest = d.obj["spec"]["replicas"], d.revisions[-1].hash
         if d.rollout_from is None:
             return {newest: (replicas, replicas)}
@@ -669,30 +819,35 @@ class KubeSimulator:
         return {newest: (n, max(0, n - 1)), d.rollout_from.hash: (old, old)}
 
     def _advance(self, now):
-        """Brings every deployment's status up to ``now``, storing and emitting changes."""
+        """Brings every deployment and its pods up to ``now``, storing and emitting changes."""
         for d in self._deployments.values():
-            if now < d.spec_changed + self.step:
-                continue  # the controller has not observed the latest spec yet
             spec = d.obj["spec"]
-            if d.rollout_from and d.frozen is None and self._steps(d, now) > spec["replicas"]:
+            observed = now >= d.spec_changed + self.step  # the controller has seen the spec
+            running = observed and d.rollout_from and d.frozen is None
+            if running and self._steps(d, now) > spec["replicas"]:
                 d.completed_at = d.started + (spec["replicas"] + 1) * self.step
                 d.rollout_from = None
                 del d.revisions[: -(spec["revisionHistoryLimit"] + 1)]
+            self._sync_pods(d, now)  # pods go on even while a new spec is not yet observed
+            if not observed:
+                continue
             status = self._status(d, now)
             annotations = d.obj["metadata"].setdefault("annotations", {})
             revision = str(d.revisions[-1].number)
             if status != d.obj["status"] or annotations.get(REVISION) != revision:
                 annotations[REVISION] = revision
                 d.obj["status"] = status
-                self._bump(d, "MODIFIED")
+                self._emit(d.obj, "MODIFIED")
 
     def _status(self, d, now):
-        """The status the controller writes (zero counters are omitted, as on the wire)."""
+        """The status the controller writes (zero counters are omitted, as on the wire); the
+        pods must be synced to ``now``."""
         spec, meta, newest = d.obj["spec"], d.obj["metadata"], d.revisions[-1]
-        counts = self._pod_counts(d, now)
-        total = sum(pods for pods, _ in counts.values())
-        ready = sum(ready for _, ready in counts.values())
-        updated = counts[newest.hash][0] if newest.hash == _hash(spec["template"]) else 0
+        pods = [pod for pod in d.pods if pod.deleted_at is None]  # terminating ones don't count
+        ready = sum(pod.ready for pod in pods)
+        updated = 0
+        if newest.hash == _hash(spec["template"]):
+            updated = sum(pod.revision is newest for pod in pods)
         rs = f'ReplicaSet "{meta["name"]}-{newest.hash}"'
         if spec.get("paused"):
             progressing = ("Unknown", "DeploymentPaused", "Deployment is paused", d.paused_at)
@@ -708,80 +863,92 @@ class KubeSimulator:
             else:
                 message = f"{rs} is progressing."
                 progressing = ("True", "ReplicaSetUpdated", message, progressed)
-        # Surge rollouts keep every old pod until its replacement is ready, so the
-        # deployment never drops below its minimum availability.
-        created = datetime.fromisoformat(meta["creationTimestamp"]).timestamp()
-        available = ("True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+        # Rollouts surge, so only deleted pods can take the deployment below its minimum
+        # availability; it has it back once enough replacements are ready.
+        enough = ready >= spec["replicas"] - _max_unavailable(spec)
+        since = [pod.ready_at if enough else pod.created for pod in pods if pod.ready == enough]
+        available = (*AVAILABLE[enough], max(since, default=now))
         previous = {c["type"]: c for c in d.obj["status"].get("conditions", [])}
         conditions = []
         for kind, (status, reason, message, since) in (
-            ("Available", (*available, created)),
+            ("Available", available),
             ("Progressing", progressing),
         ):
-            cond = {"type": kind, "status": status, "lastUpdateTime": _ts(since)}
-            # lastTransitionTime only moves when the status flips (SetDeploymentCondition).
             old = previous.get(kind)
+            if kind == "Available" and old and old["status"] == status:
+                conditions.append(old)  # SetDeploymentCondition leaves an unchanged one alone
+                continue
+            cond = {"type": kind, "status": status, "lastUpdateTime": ts(since)}
+            # lastTransitionTime only moves when the status flips (SetDeploymentCondition).
             changed = not old or old["status"] != status
-            cond["lastTransitionTime"] = _ts(since) if changed else old["lastTransitionTime"]
+            cond["lastTransitionTime"] = ts(since) if changed else old["lastTransitionTime"]
             conditions.append({**cond, "reason": reason, "message": message})
-        counters = {"replicas": total, "updatedReplicas": updated, "readyReplicas": ready}
-        counters.update(availableReplicas=ready, unavailableReplicas=total - ready)
+        counters = {"replicas": len(pods), "updatedReplicas": updated, "readyReplicas": ready}
+        counters.update(availableReplicas=ready, unavailableReplicas=len(pods) - ready)
         status = {"observedGeneration": meta["generation"]}
         return {**status, **{k: v for k, v in counters.items() if v}, "conditions": conditions}
 
-    def _replicaset(self, d, rev, pods, ready):
-        meta, spec = d.obj["metadata"], d.obj["spec"]
+    def _pod_template(self, rev):
         template = copy.deepcopy(rev.template)
         template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = rev.hash
+        return template
+
+    def _replicaset(self, d, rev, replicas):
+        meta, spec = d.obj["metadata"], d.obj["spec"]
+        template = self._pod_template(rev)
         annotations = {REVISION: str(rev.number)}
         annotations["deployment.kubernetes.io/desired-replicas"] = str(spec["replicas"])
         annotations["deployment.kubernetes.io/max-replicas"] = str(spec["replicas"] + 1)
         rs_meta = {"name": f"{meta['name']}-{rev.hash}", "namespace": meta["namespace"]}
         rs_meta.update(uid=rev.uid, resourceVersion=meta["resourceVersion"], generation=1)
-        rs_meta.update(creationTimestamp=_ts(rev.created), annotations=annotations)
+        rs_meta.update(creationTimestamp=ts(rev.created), annotations=annotations)
         rs_meta.update(labels=template["metadata"]["labels"], ownerReferences=[_owner(d.obj)])
         selector = {"matchLabels": {**spec["selector"]["matchLabels"], HASH_LABEL: rev.hash}}
+        pods = [pod for pod in d.pods if pod.revision is rev and pod.deleted_at is None]
+        ready = sum(pod.ready for pod in pods)
         counters = {
-            "fullyLabeledReplicas": pods,
+            "fullyLabeledReplicas": len(pods),
             "readyReplicas": ready,
             "availableReplicas": ready,
         }
-        status = {"replicas": pods, **{k: v for k, v in counters.items() if v}}
+        status = {"replicas": len(pods), **{k: v for k, v in counters.items() if v}}
         rs = {"kind": "ReplicaSet", "apiVersion": "apps/v1", "metadata": rs_meta}
-        rs["spec"] = {"replicas": pods, "selector": selector, "template": template}
+        rs["spec"] = {"replicas": replicas, "selector": selector, "template": template}
         rs["status"] = {**status, "observedGeneration": 1}
         return rs
 
-    def _pods(self, d, rs):
-        """The ReplicaSet's pods: the ready ones run, the others wait (or crash if stalled)."""
-        pods, meta, template = [], rs["metadata"], rs["spec"]["template"]
-        for i in range(rs["spec"]["replicas"]):
-            ready = i < rs["status"].get("readyReplicas", 0)
-            name = f"{meta['name']}-{_hash([meta['uid'], i], 5)}"
-            uid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{meta['uid']}/{name}"))
-            pod_meta = {"name": name, "namespace": meta["namespace"], "uid": uid}
-            pod_meta.update(resourceVersion=meta["resourceVersion"], ownerReferences=[_owner(rs)])
-            pod_meta.update(labels=template["metadata"]["labels"])
-            pod_meta["creationTimestamp"] = meta["creationTimestamp"]
-            if ready:
-                state = {"running": {"startedAt": meta["creationTimestamp"]}}
-            else:
-                state = {
-                    "waiting": {"reason": "CrashLoopBackOff" if d.stalled else "ContainerCreating"}
-                }
-            containers = []
-            for c in template["spec"]["containers"]:
-                container = {"name": c["name"], "image": c["image"], "imageID": "", "ready": ready}
-                containers.append(
-                    {**container, "restartCount": 0, "started": ready, "state": state}
+    # -- pods: the API's side (the ReplicaSet controller is kubesim_pods.PodController) ---
+    def _delete_pod(self, namespace, name, options, now):
+        """A pod's DELETE (the apiserver's rest.BeforeDelete with the pod strategy): returns the
+        Pod as it stands, with its deletionTimestamp; a grace period of 0 removes it at once."""
+        d, pod = self._find_pod(namespace, name)
+        preconditions = options.get("preconditions") or {}
+        for key, label, why in (
+            ("uid", "UID", "deleted and then recreated"),
+            ("resourceVersion", "ResourceVersion", "modified"),
+        ):
+            wanted, actual = preconditions.get(key), pod.obj["metadata"][key]
+            if wanted is not None and wanted != actual:
+                message = (
+                    f'Operation cannot be fulfilled on Pod "{name}": the {label} in the '
+                    f"precondition ({wanted}) does not match the {label} in record ({actual}). "
+                    f"The object might have been {why}"
                 )
-            status = {"phase": "Running" if ready or d.stalled else "Pending"}
-            status.update(conditions=[{"type": "Ready", "status": str(ready)}])
-            status["containerStatuses"] = containers
-            spec = {**template["spec"], "nodeName": "kubesim-node"}
-            pod = {"kind": "Pod", "apiVersion": "v1", "metadata": pod_meta, "spec": spec}
-            pods.append({**pod, "status": status})
-        return pods
+                raise ApiError(409, message, {"name": name, "kind": "Pod"})
+        grace = options.get("gracePeriodSeconds")
+        grace = 1 if grace is not None and grace < 0 else grace  # negative means 1 s
+        if pod.deleted_at is not None and (grace is None or grace >= pod.grace):
+            return copy.deepcopy(pod.obj)  # already terminating: only a shorter grace counts
+        if grace is None:
+            grace = pod.obj["spec"]["terminationGracePeriodSeconds"]
+        if options.get("dryRun"):
+            meta = {"deletionTimestamp": ts((pod.deleted_at or now) + grace)}
+            meta["deletionGracePeriodSeconds"] = grace
+            return merge(copy.deepcopy(pod.obj), {"metadata": meta}, strategic=False)
+        answer = self._terminate(d, pod, grace, now)
+        policy = options.get("propagationPolicy")
+        self._deletions.append(PodDeletion(namespace, name, pod.uid, grace, policy, now))
+        return answer
 
     # -- state helpers (the caller holds the lock) -------------------------------------------
     def _find(self, namespace, name):
@@ -790,33 +957,54 @@ class KubeSimulator:
         except KeyError:
             raise not_found("deployments", name) from None
 
-    def _bump(self, d, event_type):
-        """Records a write: a new resourceVersion and an event for the watches."""
+    def _find_pod(self, namespace, name):
+        for (ns, _), d in self._deployments.items():
+            for pod in d.pods if ns == namespace else ():
+                if pod.name == name:
+                    return d, pod
+        raise not_found("pods", name)
+
+    def _emit(self, obj, event_type):
+        """Records a write of ``obj``: a new resourceVersion and an event for the watches."""
         self._rv += 1
-        d.obj["metadata"]["resourceVersion"] = str(self._rv)
-        self._events.append((self._rv, event_type, copy.deepcopy(d.obj)))
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        self._events.append((self._rv, event_type, copy.deepcopy(obj)))
         if len(self._events) > WATCH_HISTORY:
             self._window_start = self._events.popleft()[0]
         self._cond.notify_all()
 
     # -- watch -------------------------------------------------------------------------------
-    def _watch_open(self, ns, query):
+    def _watch_open(self, res, ns, query):
         """Returns (filter, initial events, resourceVersion the stream continues after)."""
         match_labels = label_selector(query.get("labelSelector"))
-        match_fields = field_selector(query.get("fieldSelector"))
+        match_fields = field_selector(query.get("fieldSelector"), res)
 
         def wanted(obj):
             meta = obj["metadata"]
-            in_ns = ns in (None, meta["namespace"])
-            return in_ns and match_labels(meta.get("labels")) and match_fields(meta)
+            in_ns = obj["kind"] == KINDS[res] and ns in (None, meta["namespace"])
+            return in_ns and match_labels(meta.get("labels")) and match_fields(obj)
 
+        # With sendInitialEvents (the "watch list" of client-go's informers, kubectl's too),
+        # the current state comes first, then a bookmark that marks its end.
+        send_initial = query.get("sendInitialEvents")
+        if send_initial and query.get("resourceVersionMatch") != "NotOlderThan":
+            message = "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+            raise ApiError(422, f'ListOptions.meta.k8s.io "" is invalid: {message}')
         with self._cond:
-            self._advance(time.time())
+            now = time.time()
+            self._advance(now)
             since = query.get("resourceVersion")
-            if since in (None, "", "0"):  # no version: start with the current state
-                objects = sorted((d.obj for d in self._deployments.values()), key=_key)
-                initial = [("ADDED", copy.deepcopy(o)) for o in objects if wanted(o)]
+            if send_initial == "true" or (not send_initial and since in (None, "", "0")):
+                initial = [("ADDED", o) for o in self._objects(res, ns, now) if wanted(o)]
+                if send_initial and query.get("allowWatchBookmarks") == "true":
+                    meta = {"resourceVersion": str(self._rv)}
+                    meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+                    version = "v1" if res == "pods" else "apps/v1"
+                    end = {"kind": KINDS[res], "apiVersion": version, "metadata": meta}
+                    initial.append(("BOOKMARK", end))
                 return wanted, initial, self._rv
+            if since in (None, "", "0"):  # sendInitialEvents=false: only what comes next
+                return wanted, [], self._rv
             if not since.isdigit():
                 raise ApiError(400, f"invalid resource version: {since!r}")
             return wanted, [], int(since)
@@ -874,6 +1062,69 @@ def _default_spec(spec):
         del spec["paused"]  # false is the zero value, omitted on the wire
 
 
+def _max_unavailable(spec):
+    """deploymentutil.MaxUnavailable: how many replicas may be unavailable (ResolveFenceposts
+    rounds maxSurge up and maxUnavailable down, and allows 1 when both come to 0)."""
+    replicas, strategy = spec["replicas"], spec["strategy"]
+    if not isinstance(strategy, dict) or strategy.get("type") != "RollingUpdate" or not replicas:
+        return 0
+    rolling = strategy.get("rollingUpdate") or {}
+
+    def scaled(value, round_up):
+        if isinstance(value, str) and value.endswith("%") and value[:-1].isdigit():
+            share = int(value[:-1]) * replicas / 100
+            return math.ceil(share) if round_up else math.floor(share)
+        return value if isinstance(value, int) else 0
+
+    surge = scaled(rolling.get("maxSurge", "25%"), round_up=True)
+    unavailable = scaled(rolling.get("maxUnavailable", "25%"), round_up=False)
+    return min(replicas, 1 if surge == unavailable == 0 else unavailable)
+
+
+def _delete_options(req):
+    """The DELETE's DeleteOptions: its body if it has one, else its query parameters (the
+    apiserver reads only one of the two), checked as ValidateDeleteOptions does."""
+    options, query = req.body, req.query
+    if options is None:
+        options = {k: query[k] for k in ("propagationPolicy",) if k in query}
+        if "dryRun" in query:
+            options["dryRun"] = [query["dryRun"]]
+        if "orphanDependents" in query:
+            options["orphanDependents"] = query["orphanDependents"] == "true"
+        if "gracePeriodSeconds" in query:
+            text = query["gracePeriodSeconds"]
+            if not re.fullmatch(r"-?\d+", text):
+                raise ApiError(400, f'strconv.ParseInt: parsing "{text}": invalid syntax')
+            options["gracePeriodSeconds"] = int(text)
+    grace = options.get("gracePeriodSeconds") if isinstance(options, dict) else None
+    if not (
+        isinstance(options, dict)
+        and (grace is None or (isinstance(grace, int) and not isinstance(grace, bool)))
+        and isinstance(options.get("preconditions") or {}, dict)
+        and isinstance(options.get("dryRun") or [], list)
+    ):
+        raise ApiError(400, "the request body is not a valid DeleteOptions object")
+    policy, errors = options.get("propagationPolicy"), []
+    if policy is not None and options.get("orphanDependents") is not None:
+        reason = "orphanDependents and deletionPropagation cannot be both set"
+        errors.append(f'propagationPolicy: Invalid value: "{policy}": {reason}')
+    if policy not in (None, "Foreground", "Background", "Orphan"):
+        supported = '"Foreground", "Background", "Orphan", "nil"'
+        errors.append(
+            f'propagationPolicy: Unsupported value: "{policy}": supported values: {supported}'
+        )
+    errors += [
+        f'dryRun: Unsupported value: "{value}": supported values: "All"'
+        for value in options.get("dryRun") or []
+        if value != "All"
+    ]
+    if errors:  # an aggregate of several errors prints as a list
+        text = errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"
+        details = {"group": "meta.k8s.io", "kind": "DeleteOptions"}
+        raise ApiError(422, f'DeleteOptions.meta.k8s.io "" is invalid: {text}', details)
+    return options
+
+
 def _validate(name, spec, old_spec):
     def is_count(value, minimum):
         return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
@@ -928,7 +1179,7 @@ def _track_manager(meta, manager, fields, now):
     if entry is None:
         entry = {"manager": manager, "operation": "Update", "apiVersion": "apps/v1"}
         entries.append(entry)
-    entry.update(time=_ts(now), fieldsType="FieldsV1")
+    entry.update(time=ts(now), fieldsType="FieldsV1")
     entry["fieldsV1"] = merge(entry.get("fieldsV1", {}), fields, strategic=False)
 
 
@@ -1047,10 +1298,11 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ApiError(400, "the request body is not valid JSON")
             if req.method == "GET" and query.get("watch") in ("true", "1"):
                 m = PATH_RE.fullmatch(req.path)
-                if not (m and m["res"] == "deployments" and not m["name"]):
-                    raise ApiError(400, "kubesim can only watch collections of deployments")
+                if not (m and m["res"] in ("deployments", "pods") and not m["name"]):
+                    message = "kubesim can only watch collections of deployments and pods"
+                    raise ApiError(400, message)
                 sim._authorize(req.method, m)
-                return self._watch(sim, m["ns"], query)
+                return self._watch(sim, m["res"], m["ns"], query)
             self._send(*sim._handle(req))
         except ApiError as error:
             self._send(error.code, error.status(), error.headers)
@@ -1061,19 +1313,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, code, body, headers=None):
         data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", **(headers or {})}
         try:
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
-            for key, value in (headers or {}).items():
+            for key, value in headers.items():
                 self.send_header(key, value)
             self.end_headers()
             self.wfile.write(data)
         except OSError:
             self.close_connection = True  # the client is gone (it may have timed out)
 
-    def _watch(self, sim, ns, query):
+    def _watch(self, sim, res, ns, query):
         """Streams newline-delimited JSON watch events with chunked transfer encoding."""
+        # A bad query is answered before the stream starts; a resourceVersion that is too old
+        # shows only later, as an ERROR event in the stream (both as the apiserver does).
+        wanted, events, after = sim._watch_open(res, ns, query)
         self.close_connection = True
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -1083,7 +1338,6 @@ class _Handler(BaseHTTPRequestHandler):
         deadline = time.monotonic() + float(query.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
         poll = max(0.01, min(sim.step / 2, 0.5))  # look at the rollouts twice a step
         try:
-            wanted, events, after = sim._watch_open(ns, query)
             while True:
                 for event_type, obj in events:
                     self._chunk({"type": event_type, "object": obj})
