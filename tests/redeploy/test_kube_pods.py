@@ -200,3 +200,169 @@ def test_selectors_become_label_selector_strings_the_api_server_parses(
 def test_an_unknown_selector_operator_is_refused():
     with pytest.raises(KubeError, match='"Near" is not a valid label selector operator'):
         label_selector_of({"matchExpressions": [{"key": "a", "operator": "Near"}]})
+
+
+# -- deletion (the simulator replaces a deleted pod at once; the replacement gets ready later) --
+
+
+def web_pods(sim) -> list[kube.PodInfo]:
+    """The two pods of shop/web, created for the test; the requests recorded start after."""
+    sim.add_deployment("shop", "web", replicas=2)
+    pods = kube.deployment_pods(cluster=cluster_for(sim), namespace="shop", deployment_name="web")
+    sim.reset_requests()
+    return pods
+
+
+def test_restarts_are_the_sum_over_the_containers(sim):
+    target = web_pods(sim)[0]
+    sim.set_restarts("shop", target.name, 3)
+
+    pods = kube.deployment_pods(cluster=cluster_for(sim), namespace="shop", deployment_name="web")
+
+    assert {pod.name: pod.restarts for pod in pods} == {
+        pod.name: 3 if pod.name == target.name else 0 for pod in pods
+    }
+
+
+def test_delete_pod_is_a_graceful_delete_of_that_very_pod_then_it_is_replaced(sim):
+    sim.replacement_ready_seconds = 1.0  # time enough to see it unready first
+    cluster = cluster_for(sim)
+    target, other = web_pods(sim)
+
+    deleted = kube.delete_pod(cluster=cluster, namespace="shop", name=target.name, uid=target.uid)
+
+    assert deleted == kube.DeletedPod(
+        name=target.name, namespace="shop", uid=target.uid, grace_period_seconds=30
+    )
+    (request,) = sim.requests
+    assert request.method == "DELETE"
+    assert request.path == f"/api/v1/namespaces/shop/pods/{target.name}"
+    assert request.body == {"preconditions": {"uid": target.uid}}
+    assert [(d.name, d.uid, d.grace_period_seconds) for d in sim.pod_deletions] == [
+        (target.name, target.uid, 30)
+    ]
+    pods = {
+        pod.name: pod
+        for pod in kube.deployment_pods(cluster=cluster, namespace="shop", deployment_name="web")
+    }
+    assert pods[target.name].deleting
+    assert not pods[other.name].deleting
+    (replacement,) = set(pods) - {target.name, other.name}
+    assert pods[replacement].replica_set == target.replica_set
+    assert (pods[replacement].ready, pods[replacement].deleting) == (False, False)
+    # Followed until the replacement is Ready: the terminating pod never counts.
+    assert kube.pods_ready(cluster=cluster, namespace="shop", deployment_name="web") == (1, 2)
+    deadline = time.monotonic() + 3
+    while kube.pods_ready(cluster=cluster, namespace="shop", deployment_name="web") != (2, 2):
+        assert time.monotonic() < deadline, "the replacement never got Ready"
+        time.sleep(0.05)
+
+
+def test_delete_pod_with_grace_period_zero_removes_it_at_once(sim):
+    cluster = cluster_for(sim)
+    target, other = web_pods(sim)
+
+    kube.delete_pod(cluster=cluster, namespace="shop", name=target.name, grace_period_seconds=0)
+
+    (request,) = sim.requests
+    assert request.body == {"gracePeriodSeconds": 0}
+    names = {
+        pod.name
+        for pod in kube.deployment_pods(cluster=cluster, namespace="shop", deployment_name="web")
+    }
+    assert target.name not in names
+    assert other.name in names
+    assert len(names) == 2
+
+
+def test_deleting_a_pod_that_does_not_exist_is_pod_not_found(sim):
+    web_pods(sim)
+    with pytest.raises(kube.PodNotFound) as missing:
+        kube.delete_pod(cluster=cluster_for(sim), namespace="shop", name="web-nope")
+    assert missing.value.message == "The pod=web-nope resource does not exist"
+    assert len(sim.requests) == 1  # a 404 is an answer: not retried
+
+
+def test_a_pod_that_is_no_longer_the_one_picked_is_not_deleted(sim):
+    target = web_pods(sim)[0]
+
+    with pytest.raises(KubeError) as refused:
+        kube.delete_pod(
+            cluster=cluster_for(sim), namespace="shop", name=target.name, uid="another-uid"
+        )
+
+    assert not isinstance(refused.value, KubeTransientError)
+    assert "precondition (another-uid) does not match" in refused.value.message
+    assert sim.pod_deletions == []
+    assert len(sim.requests) == 1
+
+
+def test_transient_delete_errors_are_retried(sim):
+    target = web_pods(sim)[0]
+    sim.fail_next("DELETE", "/pods/", status=500, times=1)
+    sim.fail_next("DELETE", "/pods/", status=429, times=1, retry_after=0)
+
+    deleted = kube.delete_pod(cluster=cluster_for(sim), namespace="shop", name=target.name)
+
+    assert deleted.uid == target.uid
+    assert [r.method for r in sim.requests] == ["DELETE"] * 3
+    assert len(sim.pod_deletions) == 1
+
+
+def test_delete_refused_every_time_is_transient_and_not_in_doubt(sim, settings):
+    target = web_pods(sim)[0]
+    sim.fail_next("DELETE", "/pods/", status=503, times=10)
+
+    with pytest.raises(KubeTransientError) as failed:
+        kube.delete_pod(cluster=cluster_for(sim), namespace="shop", name=target.name)
+
+    assert not isinstance(failed.value, kube.PodDeleteInDoubt)
+    assert len(sim.requests) == settings.KUBERNETES_RETRY_ATTEMPTS
+    assert sim.pod_deletions == []
+
+
+def test_delete_answered_too_late_then_gone_counts_as_deleted(sim, settings):
+    settings.KUBERNETES_REQUEST_TIMEOUT = 0.3
+    settings.KUBERNETES_RETRY_BACKOFF = 0.5
+    target = web_pods(sim)[0]
+    # The API removes the pod 0.4 s on, when the client has stopped waiting; the repeated
+    # DELETE then finds no such pod.
+    sim.hang_next("DELETE", "/pods/", seconds=0.4, times=1)
+
+    deleted = kube.delete_pod(
+        cluster=cluster_for(sim),
+        namespace="shop",
+        name=target.name,
+        grace_period_seconds=0,
+        uid=target.uid,
+    )
+
+    assert deleted == kube.DeletedPod(
+        name=target.name, namespace="shop", uid=target.uid, grace_period_seconds=None
+    )
+    assert [r.method for r in sim.requests] == ["DELETE", "DELETE"]
+    assert len(sim.pod_deletions) == 1
+
+
+def test_delete_answered_too_late_while_terminating_is_not_applied_twice(sim, settings):
+    settings.KUBERNETES_REQUEST_TIMEOUT = 0.3
+    settings.KUBERNETES_RETRY_BACKOFF = 0.5
+    target = web_pods(sim)[0]
+    sim.hang_next("DELETE", "/pods/", seconds=0.4, times=1)
+
+    deleted = kube.delete_pod(cluster=cluster_for(sim), namespace="shop", name=target.name)
+
+    assert (deleted.uid, deleted.grace_period_seconds) == (target.uid, 30)
+    assert [r.method for r in sim.requests] == ["DELETE", "DELETE"]
+    assert len(sim.pod_deletions) == 1  # the repeat found it terminating and changed nothing
+    pods = kube.deployment_pods(cluster=cluster_for(sim), namespace="shop", deployment_name="web")
+    assert len(pods) == 3  # one replacement only
+
+
+def test_delete_never_answered_is_in_doubt(sim, settings):
+    settings.KUBERNETES_REQUEST_TIMEOUT = 0.2
+    target = web_pods(sim)[0]
+    sim.hang_next("DELETE", "/pods/", seconds=3, times=10)
+
+    with pytest.raises(kube.PodDeleteInDoubt, match="the pod may have been deleted"):
+        kube.delete_pod(cluster=cluster_for(sim), namespace="shop", name=target.name)
