@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from cratos.security import client_ip
 
-from . import selectors, services
+from . import redeploys, selectors
 from .serializers import OperationSerializer, RedeployRequestInput, operation_api_url
 
 
@@ -57,7 +57,7 @@ class RedeployViewSet(viewsets.GenericViewSet):
         )
         serializer.is_valid(raise_exception=True)
         items = [
-            services.RedeployRequest(
+            redeploys.RedeployRequest(
                 application_name=data["applicationName"],
                 namespace=data["namespace"],
                 deployment_name=data["deploymentName"],
@@ -66,7 +66,7 @@ class RedeployViewSet(viewsets.GenericViewSet):
             for data in (serializer.validated_data if batch else [serializer.validated_data])
         ]
         # No transaction here: the service commits, then queues the task.
-        operations = services.request_redeploys(
+        operations = redeploys.request_redeploys(
             user=request.user, items=items, request_ip=client_ip(request) or None
         )
         accepted = [_accepted(operation, request) for operation in operations]

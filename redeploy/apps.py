@@ -6,4 +6,6 @@ class RedeployConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import providers  # noqa: F401  (registers the APPLICATION_REDEPLOY entry provider)
+        # Registers the entry providers of this app's work orders, and the Celery tasks that
+        # services enqueue by name (cratos.queue).
+        from . import providers, tasks  # noqa: F401

@@ -1,8 +1,8 @@
-"""Refusals of the redeploy: the manual's messages, as members of the one DomainError family."""
+"""Refusals of the Kubernetes side: the manual's messages, as members of the one DomainError
+family. ("Unauthorized access", a missing grant, is tickets.grants.UnauthorizedAccess.)"""
 
-from cratos.exceptions import DomainError, NotFound, PermissionRefused
+from cratos.exceptions import DomainError, NotFound
 
-UNAUTHORIZED_ACCESS = "Unauthorized access"
 DEPLOYMENT_DOES_NOT_EXIST = "Deployment does not exist"
 
 
@@ -12,13 +12,6 @@ def binding_missing_message(deployment_name: str) -> str:
 
 def operation_failed_message(error: str) -> str:
     return f"Operation failed err: {error}"
-
-
-class UnauthorizedAccess(PermissionRefused):
-    """No live authorization for this user and application (missing, expired, or used)."""
-
-    code = "unauthorized_access"
-    default_message = UNAUTHORIZED_ACCESS
 
 
 class KubeError(DomainError):

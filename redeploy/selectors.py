@@ -103,7 +103,7 @@ def redeploy_choices(*, user) -> list[RedeployChoice]:
     return [
         RedeployChoice(
             application_name=item.entry.name,
-            ticket_no=item.token.ticket_no,
+            ticket_no=item.grant.ticket_no,
             seconds_left=item.seconds_left,
             bindings=by_application[item.entry.name],
         )

@@ -1,4 +1,4 @@
-"""Celery tasks: thin shells around redeploy.services.
+"""Celery tasks: thin shells around the services of redeploy.
 
 acks_late: a task whose worker dies is delivered again, and the services make a second run
 harmless. ServiceUnavailable (Redis or the database briefly away) is retried with backoff.
@@ -10,8 +10,11 @@ from celery import shared_task
 
 from cratos.exceptions import ServiceUnavailable
 
-from . import services
 from .models import RedeployTarget
+from .operations import give_up, rollout_poll_seconds
+from .redeploys import RUN_REDEPLOYS
+from .restarts import run_redeploys as run_redeploy_operations
+from .rollouts import check_rollouts
 
 RETRY = {
     "autoretry_for": (ServiceUnavailable,),
@@ -21,18 +24,16 @@ RETRY = {
 }
 
 
-@shared_task(bind=True, acks_late=True, name="redeploy.run_redeploys", **RETRY)
+@shared_task(bind=True, acks_late=True, name=RUN_REDEPLOYS, **RETRY)
 def run_redeploys(self, operation_ids: list[str]) -> None:
     """The redeploys of one request (often one): restart, then follow their rollouts."""
     try:
-        operations = services.run_redeploys(operation_ids=operation_ids, task_id=self.request.id)
+        operations = run_redeploy_operations(operation_ids=operation_ids, task_id=self.request.id)
     except ServiceUnavailable as error:
         if self.request.retries >= self.max_retries:
             # The last try: a redeploy that never started says why instead of staying QUEUED.
             for operation_id in operation_ids:
-                services.give_up_redeploy(
-                    operation_id=operation_id, message=error.message, task_id=self.request.id
-                )
+                give_up(operation_id=operation_id, message=error.message, task_id=self.request.id)
         raise
     rolling = [
         target.pk
@@ -42,14 +43,14 @@ def run_redeploys(self, operation_ids: list[str]) -> None:
     ]
     if rolling:
         follow_rollouts.apply_async(
-            kwargs={"target_ids": rolling}, countdown=services.rollout_poll_seconds()
+            kwargs={"target_ids": rolling}, countdown=rollout_poll_seconds()
         )
 
 
 @shared_task(bind=True, acks_late=True, name="redeploy.follow_rollouts", **RETRY)
 def follow_rollouts(self, target_ids: list[int]) -> None:
     """One look at each rollout, then a new task later: no worker waits on a rollout."""
-    while waiting := services.check_rollouts(target_ids=target_ids, task_id=self.request.id):
+    while waiting := check_rollouts(target_ids=target_ids, task_id=self.request.id):
         target_ids, delay = list(waiting), min(waiting.values())
         if not self.request.is_eager:
             follow_rollouts.apply_async(kwargs={"target_ids": target_ids}, countdown=delay)

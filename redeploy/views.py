@@ -15,10 +15,11 @@ from django_tables2 import RequestConfig
 from cratos.api import error_body
 from cratos.exceptions import NotFound, ServiceUnavailable, ValidationFailed
 from cratos.security import client_ip
+from tickets.grants import UnauthorizedAccess
 from tickets.views import format_time_left
 
-from . import selectors, services
-from .exceptions import UnauthorizedAccess, binding_missing_message
+from . import redeploys, selectors
+from .exceptions import binding_missing_message
 from .forms import RedeployRequestForm
 from .rules import redeploy_refusal
 from .serializers import OperationSerializer
@@ -171,7 +172,7 @@ def redeploy_request(request):
     if not confirmed and choice is not None and redeploy_refusal(user=user) is None:
         return _confirm_page(request, form, choice)
     try:
-        operation = services.request_redeploy(
+        operation = redeploys.request_redeploy(
             user=user, request_ip=client_ip(request) or None, **form.request_fields()
         )
     except (UnauthorizedAccess, ValidationFailed, ServiceUnavailable) as refusal:

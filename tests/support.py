@@ -10,6 +10,9 @@ from django_redis.pool import ConnectionFactory
 from rest_framework.test import APIClient
 
 from cratos.audit.models import AuditEvent
+from redeploy import restarts, rollouts
+from redeploy.providers import REDEPLOY_GRANTS
+from tickets import grants
 
 REDIS_DOWN_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 
@@ -60,25 +63,21 @@ def audit_actions(**filters) -> list[str]:
 
 def run_redeploy(operation_id, task_id: str = ""):
     """What the run_redeploys task does for one operation, in this thread; the operation."""
-    from redeploy import services
-
-    (operation,) = services.run_redeploys(operation_ids=[operation_id], task_id=task_id)
+    (operation,) = restarts.run_redeploys(operation_ids=[operation_id], task_id=task_id)
     return operation
 
 
 def check_rollout(target_id: int, task_id: str = "") -> float | None:
     """One look at one target's rollout (check_rollouts); seconds until the next, or None."""
-    from redeploy import services
-
-    return services.check_rollouts(target_ids=[target_id], task_id=task_id).get(target_id)
+    return rollouts.check_rollouts(target_ids=[target_id], task_id=task_id).get(target_id)
 
 
 def consume(*, username: str, application_name: str):
-    """Take one authorization as the task of a new operation does (consume_all, then
-    release_all once committed); the token, or None."""
-    from redeploy import authorization
-
+    """Take one authorization and use it up, as an operation that applied its change does;
+    the grant, or None."""
     operation_id = uuid.uuid4()
-    (token,) = authorization.consume_all(wanted=[(username, application_name, operation_id)])
-    authorization.release_all(operation_ids=[operation_id])
-    return token
+    (grant,) = grants.take_all(
+        kind=REDEPLOY_GRANTS, username=username, wanted=[(application_name, operation_id)]
+    )
+    grants.release_all(kind=REDEPLOY_GRANTS, operation_ids=[operation_id])
+    return grant

@@ -18,7 +18,6 @@ from django.utils.translation import gettext_lazy as _
 
 from cratos.admin_forms import WriteOnlyCredentialsForm
 from cratos.exceptions import DomainError
-from redeploy.models import render_tags
 
 from . import selectors, services
 from .models import (
@@ -30,6 +29,7 @@ from .models import (
     TicketStateChange,
     WorkOrder,
 )
+from .providers import render_tags
 
 
 class ApprovalNodeInline(admin.TabularInline):

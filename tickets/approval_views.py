@@ -95,12 +95,13 @@ def revoke(request, ticket_no: str, entry_id: int):
                 % {"user": entry.ticket.applicant.get_username(), "application": entry.name},
             )
             return redirect("tickets:detail", ticket_no=entry.ticket.ticket_no)
-    bindings = selectors.bindings_by_application(application_ids=[entry.application_id])
     context = {
         "form": form,
         "entry": entry,
         "ticket": entry.ticket,
-        "allowed": [selectors.EntryForDecision(entry, [], bindings.get(entry.application_id, []))],
+        "targets_html": selectors.targets_html(entries_of=[(entry.ticket, [entry])])[
+            entry.ticket_id
+        ],
         "time_left": format_time_left(
             int((entry.authorization_expires_at - timezone.now()).total_seconds())
         )

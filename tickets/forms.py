@@ -5,23 +5,26 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from redeploy.models import Application
-
 from . import selectors, services
 from .models import ApprovalNode, Ticket, WorkOrder
+from .providers import provider_for
 
 
 class ApplicationChoiceField(forms.ModelMultipleChoiceField):
-    """Applications picked by name (the services take names); the template shows their tags."""
+    """Applications picked by name (the services take names); the template shows their tags.
+    What may be picked comes from the work order's provider (see `offer`)."""
 
     widget = forms.CheckboxSelectMultiple
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("queryset", Application.objects.order_by("name"))
+        kwargs.setdefault("queryset", None)
         kwargs.setdefault("to_field_name", "name")
         super().__init__(**kwargs)
 
-    def label_from_instance(self, obj: Application) -> str:
+    def offer(self, *, work_order: WorkOrder, exclude_names=()) -> None:
+        self.queryset = provider_for(work_order).choices().exclude(name__in=list(exclude_names))
+
+    def label_from_instance(self, obj) -> str:
         return obj.name
 
 
@@ -85,6 +88,7 @@ class TicketCreateForm(ApproverPickersMixin, forms.Form):
 
     def __init__(self, *args, work_order: WorkOrder, applicant, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["applications"].offer(work_order=work_order)
         self.add_approver_pickers(work_order=work_order, applicant=applicant)
 
     def application_names(self) -> list[str]:
@@ -100,10 +104,9 @@ class SubmitForm(ApproverPickersMixin, forms.Form):
 class AddEntriesForm(forms.Form):
     applications = ApplicationChoiceField(label=_("Add applications"))
 
-    def __init__(self, *args, exclude_names=(), **kwargs):
+    def __init__(self, *args, work_order: WorkOrder, exclude_names=(), **kwargs):
         super().__init__(*args, **kwargs)
-        field = self.fields["applications"]
-        field.queryset = field.queryset.exclude(name__in=list(exclude_names))
+        self.fields["applications"].offer(work_order=work_order, exclude_names=exclude_names)
 
     def application_names(self) -> list[str]:
         return [application.name for application in self.cleaned_data["applications"]]

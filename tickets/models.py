@@ -142,6 +142,9 @@ class TicketEntry(models.Model):
     class State(models.TextChoices):
         DRAFT = "DRAFT", _("Draft")  # ticket not yet approved
         AUTHORIZED = "AUTHORIZED", _("Authorized")  # a live authorization was minted
+        # An operation took the authorization: it settles the entry USED when it applied its
+        # change, or gives the authorization back (AUTHORIZED again) when it applied none.
+        IN_USE = "IN_USE", _("In use")
         USED = "USED", _("Used")
         EXPIRED = "EXPIRED", _("Expired")
         REVOKED = "REVOKED", _("Revoked")
@@ -152,10 +155,7 @@ class TicketEntry(models.Model):
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="entries")
     business_type = models.CharField(max_length=32)
-    # The live object (may be deleted later); `name` and `content` are the frozen snapshot.
-    application = models.ForeignKey(
-        "redeploy.Application", null=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    # The frozen snapshot: what the entry named (an application) and how it was then.
     name = models.CharField(max_length=128)
     content = models.JSONField(default=dict)
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)

@@ -25,17 +25,17 @@ def _send(send, **kwargs) -> None:
         logger.exception("Notice %s %s failed", send.__name__, kwargs)
 
 
-@shared_task(name="tickets.send_ticket_submitted")
+@shared_task(name=notifications.SEND_TICKET_SUBMITTED)
 def send_ticket_submitted(*, ticket_id: int, node_id: int) -> None:
     _send(notifications.send_ticket_submitted, ticket_id=ticket_id, node_id=node_id)
 
 
-@shared_task(name="tickets.send_ticket_decided")
+@shared_task(name=notifications.SEND_TICKET_DECIDED)
 def send_ticket_decided(*, ticket_id: int, approval_id: int) -> None:
     _send(notifications.send_ticket_decided, ticket_id=ticket_id, approval_id=approval_id)
 
 
-@shared_task(name="tickets.send_authorization_revoked")
+@shared_task(name=notifications.SEND_AUTHORIZATION_REVOKED)
 def send_authorization_revoked(*, entry_id: int, actor_username: str, reason: str) -> None:
     _send(
         notifications.send_authorization_revoked,
@@ -45,16 +45,16 @@ def send_authorization_revoked(*, entry_id: int, actor_username: str, reason: st
     )
 
 
-@shared_task(name="tickets.send_redeploy_finished")
-def send_redeploy_finished(*, operation_id: str) -> None:
-    _send(notifications.send_redeploy_finished, operation_id=operation_id)
+@shared_task(name=notifications.SEND_OPERATION_FINISHED)
+def send_operation_finished(*, ticket_id: int, report: dict) -> None:
+    _send(notifications.send_operation_finished, ticket_id=ticket_id, report=report)
 
 
 @shared_task(
     bind=True,
     acks_late=True,
     max_retries=notifications.WEBHOOK_MAX_RETRIES,
-    name="tickets.post_webhook",
+    name=notifications.POST_WEBHOOK,
 )
 def post_webhook(self, *, work_order_id: int, event: str, body: str, delivery: str) -> None:
     try:

@@ -24,13 +24,13 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
+from cratos import queue
 from cratos.exceptions import InvalidTransition, NotFound, PermissionRefused
-from redeploy.models import RedeployOperation
 
 from .models import Approval, ApprovalNode, DecisionLinkUse, Ticket, TicketEntry, WorkOrder
 from .providers import markdown_table
@@ -44,13 +44,13 @@ WEBHOOK_BACKOFF_SECONDS = 10
 DECISION_LINK_SALT = "tickets.notices.decision-link"
 # A notice is not worth holding a request for: publish with a short retry, then log and go on.
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
-REDEPLOY_HEADERS = [
-    "Instance Name",
-    "Namespace",
-    "Deployment Name",
-    "Redeploy Operation Time",
-    "Result",
-]
+
+# The notice tasks, as tickets.notification_tasks registers them.
+SEND_TICKET_SUBMITTED = "tickets.send_ticket_submitted"
+SEND_TICKET_DECIDED = "tickets.send_ticket_decided"
+SEND_AUTHORIZATION_REVOKED = "tickets.send_authorization_revoked"
+SEND_OPERATION_FINISHED = "tickets.send_operation_finished"
+POST_WEBHOOK = "tickets.post_webhook"
 
 Decision = Approval.Decision
 
@@ -63,7 +63,6 @@ class Event:
     TICKET_APPROVED = "ticket.approved"  # the last step approved: authorizations are live
     TICKET_REJECTED = "ticket.rejected"
     AUTHORIZATION_REVOKED = "authorization.revoked"
-    REDEPLOY_FINISHED = "redeploy.finished"
 
 
 # -- what the services call ------------------------------------------------------------------------
@@ -71,30 +70,31 @@ class Event:
 
 def notify_ticket_submitted(*, ticket: Ticket) -> None:
     """Ask the current node's approvers (never the applicant) to decide; inform CC_TO nodes."""
-    _after_commit("send_ticket_submitted", ticket_id=ticket.pk, node_id=ticket.current_node_id)
+    _after_commit(SEND_TICKET_SUBMITTED, ticket_id=ticket.pk, node_id=ticket.current_node_id)
 
 
 def notify_ticket_decided(*, ticket: Ticket, approval: Approval) -> None:
     """Tell the applicant who decided what; when the ticket moved on, ask the next approvers."""
-    _after_commit("send_ticket_decided", ticket_id=ticket.pk, approval_id=approval.pk)
+    _after_commit(SEND_TICKET_DECIDED, ticket_id=ticket.pk, approval_id=approval.pk)
 
 
 def notify_authorization_revoked(*, entry: TicketEntry, actor, reason: str) -> None:
     """Tell the applicant that the authorization of `entry` was revoked, by whom and why."""
     _after_commit(
-        "send_authorization_revoked",
+        SEND_AUTHORIZATION_REVOKED,
         entry_id=entry.pk,
         actor_username=actor.get_username(),
         reason=reason,
     )
 
 
-def notify_redeploy_finished(*, operation: RedeployOperation) -> None:
-    """Tell the applicant and the approvers of the operation's ticket how the redeploy ended."""
-    if operation.ticket_id is None:
-        # No authorization was consumed: no ticket, no one to tell but the requester's page.
-        return
-    _after_commit("send_redeploy_finished", operation_id=str(operation.pk))
+def notify_operation_finished(*, ticket_id: int, report: dict) -> None:
+    """Tell the applicant and the approvers of a ticket how an operation on its grant ended.
+
+    `report` is written by the kind of work order that ran it, in the site's language, and
+    travels as JSON: `event` (the webhook's), `subject`, `summary`, the records' `title`,
+    `headers` and `rows` (the seed's second table), and the webhook's own `fields`."""
+    _after_commit(SEND_OPERATION_FINISHED, ticket_id=ticket_id, report=report)
 
 
 def _after_commit(task_name: str, **kwargs) -> None:
@@ -102,13 +102,9 @@ def _after_commit(task_name: str, **kwargs) -> None:
 
 
 def enqueue(task_name: str, **kwargs) -> None:
-    """Queue tickets.notification_tasks.<task_name>; a failure is logged, never raised."""
-    from . import notification_tasks  # it imports this module
-
+    """Queue a notice task (tickets.notification_tasks); a failure is logged, never raised."""
     try:
-        getattr(notification_tasks, task_name).apply_async(
-            kwargs=kwargs, retry=True, retry_policy=PUBLISH_RETRY_POLICY
-        )
+        queue.enqueue(task_name, kwargs=kwargs, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
     except Exception:
         logger.exception("Cannot queue notice %s %s", task_name, kwargs)
 
@@ -267,65 +263,27 @@ def send_authorization_revoked(*, entry_id: int, actor_username: str, reason: st
     )
 
 
-def send_redeploy_finished(*, operation_id: str) -> None:
-    operation = RedeployOperation.objects.prefetch_related("targets").get(pk=operation_id)
-    ticket = _load_ticket(operation.ticket_id)
-    succeeded = operation.state == RedeployOperation.State.SUCCEEDED
-    names = {
-        "application": operation.application_name,
-        "where": f"{operation.namespace}/{operation.deployment_name}",
-        "no": ticket.ticket_no,
-        "message": operation.message,
-    }
-    if succeeded:
-        subject = _("Redeploy of %(application)s succeeded") % names
-        summary = _("The redeploy of %(application)s (%(where)s, ticket %(no)s) succeeded.") % names
-    else:
-        subject = _("Redeploy of %(application)s failed") % names
-        summary = (
-            _("The redeploy of %(application)s (%(where)s, ticket %(no)s) failed: %(message)s")
-            % names
-        )
-    targets = list(operation.targets.all())
-    rows = [_target_row(target) for target in targets]
+def send_operation_finished(*, ticket_id: int, report: dict) -> None:
+    ticket = _load_ticket(ticket_id)
     context = _ticket_context(
         ticket,
-        summary=summary,
-        operation=operation,
-        redeploy_headers=REDEPLOY_HEADERS,
-        redeploy_rows=rows,
-        redeploys_markdown=markdown_table(REDEPLOY_HEADERS, rows),
+        summary=report["summary"],
+        records_title=report["title"],
+        record_headers=report["headers"],
+        record_rows=report["rows"],
+        records_markdown=markdown_table(report["headers"], report["rows"]),
     )
     recipients = {ticket.applicant_id: ticket.applicant}
     for user in _approvers_of(ticket):
         recipients.setdefault(user.pk, user)
     for user in recipients.values():
         _send_mail(
-            user=user, subject=subject, template="notices/redeploy_finished", context=context
+            user=user,
+            subject=report["subject"],
+            template="notices/operation_finished",
+            context=context,
         )
-    _post(
-        ticket=ticket,
-        event=Event.REDEPLOY_FINISHED,
-        context=context,
-        operationId=str(operation.pk),
-        operationState=operation.state,
-        success=succeeded,
-        message=operation.message,
-        application=operation.application_name,
-        namespace=operation.namespace,
-        deploymentName=operation.deployment_name,
-        targets=[
-            {
-                "cluster": target.cluster_name,
-                "namespace": target.namespace,
-                "deploymentName": target.deployment_name,
-                "operatedAt": target.operated_at.isoformat() if target.operated_at else None,
-                "success": target.success,
-                "message": target.message,
-            }
-            for target in targets
-        ],
-    )
+    _post(ticket=ticket, event=report["event"], context=context, **report["fields"])
 
 
 def _load_ticket(ticket_id: int) -> Ticket:
@@ -361,17 +319,6 @@ def _ticket_context(ticket: Ticket, *, summary: str, **extra) -> dict:
         "entries_markdown": entries_markdown(ticket=ticket),
         **extra,
     }
-
-
-def _target_row(target) -> list[str]:
-    operated = f"{target.operated_at:%Y-%m-%d %H:%M:%S}" if target.operated_at else "-"
-    if target.success is None:
-        result = _("In progress")
-    else:
-        result = _("Succeeded") if target.success else _("Failed")
-    if target.message:
-        result = f"{result}: {target.message}"
-    return [target.cluster_name, target.namespace, target.deployment_name, operated, result]
 
 
 def _request_decisions(*, ticket: Ticket, node: ApprovalNode, approvers: list, context: dict):
@@ -450,7 +397,7 @@ def _post(*, ticket: Ticket, event: str, context: dict, **fields) -> None:
         **fields,
     }
     enqueue(
-        "post_webhook",
+        POST_WEBHOOK,
         work_order_id=work_order.pk,
         event=event,
         body=json.dumps(body, ensure_ascii=False),
@@ -562,38 +509,3 @@ def read_decision_link(*, token: str, user) -> DecisionLink:
     return DecisionLink(
         ticket=ticket, node=node, user_id=user.pk, decision=data["d"], nonce=data["k"]
     )
-
-
-def decide_by_link(*, link: DecisionLink, user, text: str = "") -> Ticket:
-    """Approve (`text`: optional comment) or reject (`text`: the reason) as the link says,
-    through the services, on the link's node only.
-
-    The use is recorded in the decision's transaction: a refused decision leaves the link
-    usable, and of two requests racing with one link the second waits on the nonce and is
-    refused. Nothing follows the decision in that transaction, so its Redis writes stay last.
-    """
-    from . import services  # services imports this module
-
-    if user.pk != link.user_id:
-        raise PermissionRefused(
-            _("This decision link was sent to another approver; sign in as that approver.")
-        )
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                DecisionLinkUse.objects.create(
-                    nonce=link.nonce,
-                    ticket=link.ticket,
-                    node=link.node,
-                    user=user,
-                    decision=link.decision,
-                )
-        except IntegrityError:
-            raise InvalidTransition(_("This decision link was already used.")) from None
-        if link.rejects:
-            return services.reject_ticket(
-                ticket=link.ticket, approver=user, reason=text, node=link.node
-            )
-        return services.approve_ticket(
-            ticket=link.ticket, approver=user, comment=text, node=link.node
-        )

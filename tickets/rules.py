@@ -9,7 +9,6 @@ from django.db.models import Exists, OuterRef, Q
 
 from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import DomainError, InvalidTransition, NotFound, PermissionRefused
-from redeploy.models import RedeployOperation
 
 from .models import Approval, ApprovalNode, Ticket, TicketEntry, TicketNodeApprover
 
@@ -153,22 +152,6 @@ def candidate_of(*, ticket: Ticket, node: ApprovalNode, user) -> bool:
     return user.groups.filter(pk=node.group_id).exists()
 
 
-def _running_redeploys(*, ticket_id, application_name):
-    return RedeployOperation.objects.filter(
-        ticket_id=ticket_id,
-        application_name=application_name,
-        state=RedeployOperation.State.RUNNING,
-    )
-
-
-def in_use_by_redeploy() -> Exists:
-    """Entries (as a query filter) whose authorization a running redeploy has consumed: that
-    redeploy settles them USED when it ends, so nothing else may settle them meanwhile."""
-    return Exists(
-        _running_redeploys(ticket_id=OuterRef("ticket_id"), application_name=OuterRef("name"))
-    )
-
-
 def revoker_refusal(*, ticket: Ticket, user) -> PermissionRefused | None:
     """Why `user` may not revoke the ticket's authorizations: approvers of its work order (members
     of a gating node's group) and administrators (staff with tickets.change_ticket) may."""
@@ -193,15 +176,15 @@ def revoke_refusal(*, entry: TicketEntry, user) -> DomainError | None:
     refusal = revoker_refusal(ticket=ticket, user=user)
     if refusal:
         return refusal
+    if entry.state == TicketEntry.State.IN_USE:
+        return InvalidTransition(
+            f"An operation on {entry.name} is running on this authorization; "
+            "it can no longer be revoked."
+        )
     if entry.state != TicketEntry.State.AUTHORIZED:
         return InvalidTransition(
             f"{entry.name} on ticket {ticket.ticket_no} is {entry.state}; "
             "only an authorized entry can be revoked."
-        )
-    if _running_redeploys(ticket_id=entry.ticket_id, application_name=entry.name).exists():
-        return InvalidTransition(
-            f"A redeploy of {entry.name} is running on this authorization; "
-            "it can no longer be revoked."
         )
     return None
 

@@ -7,9 +7,8 @@ from typing import NamedTuple
 from django.db.models import Prefetch, QuerySet
 
 from cratos.exceptions import NotFound
-from redeploy import authorization
-from redeploy.models import DeploymentBinding
 
+from . import grants
 from .models import Approval, ApprovalNode, Ticket, TicketEntry, TicketStateChange, WorkOrder
 from .providers import markdown_table, provider_for
 from .rules import (
@@ -103,33 +102,42 @@ def tickets_awaiting_decision(*, user) -> QuerySet[Ticket]:
 
 class LiveAuthorization(NamedTuple):
     entry: TicketEntry
-    token: authorization.RedeployToken
+    grant: grants.Grant
 
     @property
     def seconds_left(self) -> int:
-        return self.token.seconds_left()
+        return self.grant.seconds_left()
 
 
-def live_authorizations(*, user) -> list[LiveAuthorization]:
-    """The user's live redeploy authorizations with their entries, soonest to expire first.
+def live_authorizations(*, user, work_order_key: str | None = None) -> list[LiveAuthorization]:
+    """The user's live authorizations (of one kind of work order, or of all) with their
+    entries, soonest to expire first: one query, and one Redis round trip per kind.
 
-    An entry whose authorization was replaced by a newer ticket's, consumed or expired in Redis
-    is left out: only what Redis still holds counts.
+    An entry whose authorization was replaced by a newer ticket's, taken or expired in Redis is
+    left out: only what Redis still holds counts.
     """
-    entries = list(
-        TicketEntry.objects.select_related("ticket")
-        .filter(ticket__applicant=user, state=TicketEntry.State.AUTHORIZED)
-        .order_by("authorization_expires_at", "id")
+    entries = TicketEntry.objects.select_related("ticket__work_order").filter(
+        ticket__applicant=user, state=TicketEntry.State.AUTHORIZED
     )
-    tokens = authorization.live_tokens(
-        username=user.get_username(), application_names=[entry.name for entry in entries]
-    )
-    by_ticket_and_name = {(token.ticket_id, token.application_name): token for token in tokens}
-    return [
-        LiveAuthorization(entry, by_ticket_and_name[(entry.ticket_id, entry.name)])
-        for entry in entries
-        if (entry.ticket_id, entry.name) in by_ticket_and_name
-    ]
+    if work_order_key is not None:
+        entries = entries.filter(ticket__work_order__key=work_order_key)
+    by_kind = defaultdict(list)
+    for entry in entries.order_by("authorization_expires_at", "id"):
+        by_kind[provider_for(entry.ticket.work_order).grant_kind].append(entry)
+    live = []
+    for kind, kind_entries in by_kind.items():
+        found = grants.live_grants(
+            kind=kind,
+            username=user.get_username(),
+            application_names=[entry.name for entry in kind_entries],
+        )
+        by_ticket_and_name = {(grant.ticket_id, grant.application_name): grant for grant in found}
+        live += [
+            LiveAuthorization(entry, by_ticket_and_name[(entry.ticket_id, entry.name)])
+            for entry in kind_entries
+            if (entry.ticket_id, entry.name) in by_ticket_and_name
+        ]
+    return sorted(live, key=lambda item: (item.entry.authorization_expires_at, item.entry.pk))
 
 
 # -- the approver's queue and its confirmation -------------------------------------------------
@@ -138,7 +146,6 @@ def live_authorizations(*, user) -> list[LiveAuthorization]:
 class EntryForDecision(NamedTuple):
     entry: TicketEntry
     row: list[str]  # the entry's row of the seed's table
-    bindings: list[DeploymentBinding]  # where an authorization for it would allow a redeploy
 
 
 class TicketForDecision(NamedTuple):
@@ -146,6 +153,7 @@ class TicketForDecision(NamedTuple):
     node: ApprovalNode  # the node the vote is for: the one the approver saw
     entry_headers: list[str]
     entries: list[EntryForDecision]
+    targets_html: str  # where an approval would let the applicant act, as its kind shows it
 
     @property
     def vote(self) -> str:
@@ -153,39 +161,29 @@ class TicketForDecision(NamedTuple):
         return f"{self.ticket.ticket_no}:{self.node.pk}"
 
 
-def bindings_by_application(
-    *, application_ids: Iterable[int]
-) -> dict[int, list[DeploymentBinding]]:
-    """The bindings of those applications with their clusters, in one query."""
-    by_application = defaultdict(list)
-    bindings = (
-        DeploymentBinding.objects.select_related("cluster")
-        .filter(application_id__in=set(application_ids))
-        .order_by("cluster__name", "namespace", "deployment_name")
-    )
-    for binding in bindings:
-        by_application[binding.application_id].append(binding)
-    return by_application
+def targets_html(*, entries_of: Iterable[tuple[Ticket, list[TicketEntry]]]) -> dict[int, str]:
+    """{ticket id: where approving those entries would let the applicant act}, each kind of
+    work order rendering its own: one batch per kind."""
+    by_provider = defaultdict(dict)
+    for ticket, entries in entries_of:
+        by_provider[provider_for(ticket.work_order)][ticket.pk] = entries
+    rendered = {}
+    for provider, entries_of in by_provider.items():
+        rendered.update(provider.targets_html(entries_of=entries_of))
+    return rendered
 
 
 def _for_decision(votes: list[tuple[Ticket, ApprovalNode]]) -> list[TicketForDecision]:
-    """Each ticket (entries prefetched) with its table and its entries' bindings."""
-    bindings = bindings_by_application(
-        application_ids=(
-            entry.application_id
-            for ticket, _ in votes
-            for entry in ticket.entries.all()
-            if entry.application_id is not None
-        )
-    )
+    """Each ticket (entries prefetched) with its table and where its approval would act."""
+    targets = targets_html(entries_of=[(ticket, list(ticket.entries.all())) for ticket, _ in votes])
     decisions = []
     for ticket, node in votes:
         headers, rows = entries_table(ticket=ticket)
         entries = [
-            EntryForDecision(entry, row, bindings.get(entry.application_id, []))
+            EntryForDecision(entry, row)
             for entry, row in zip(ticket.entries.all(), rows, strict=True)
         ]
-        decisions.append(TicketForDecision(ticket, node, headers, entries))
+        decisions.append(TicketForDecision(ticket, node, headers, entries, targets[ticket.pk]))
     return decisions
 
 

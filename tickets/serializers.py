@@ -8,9 +8,9 @@ from datetime import UTC
 from rest_framework import serializers
 
 from cratos.api import InputSerializer, StrictCharField
-from redeploy.models import render_tags
 
 from . import selectors
+from .providers import render_tags
 
 MAX_REASON_LENGTH = 4000
 MAX_APPLICATION_NAME_LENGTH = 128
@@ -163,5 +163,5 @@ class AuthorizationSerializer(serializers.Serializer):
     expires = UtcDateTimeField()
     secondsLeft = serializers.SerializerMethodField()
 
-    def get_secondsLeft(self, token) -> int:
-        return token.seconds_left()
+    def get_secondsLeft(self, grant) -> int:
+        return grant.seconds_left()

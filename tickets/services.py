@@ -11,13 +11,23 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from cratos.audit.recorder import Action, Outcome, record_event
-from cratos.exceptions import DomainError, InvalidTransition, ValidationFailed
-from redeploy import authorization
+from cratos.exceptions import DomainError, InvalidTransition, PermissionRefused, ValidationFailed
 
-from .models import Approval, ApprovalNode, Ticket, TicketEntry, TicketNodeApprover, WorkOrder
+from . import grants
+from .models import (
+    Approval,
+    ApprovalNode,
+    DecisionLinkUse,
+    Ticket,
+    TicketEntry,
+    TicketNodeApprover,
+    WorkOrder,
+)
 from .notifications import (
+    DecisionLink,
     notify_authorization_revoked,
     notify_ticket_decided,
     notify_ticket_submitted,
@@ -27,7 +37,6 @@ from .rules import (
     applicant_refusal,
     decision_refusal,
     entries_refusal,
-    in_use_by_redeploy,
     revoke_refusal,
     transition_refusal,
 )
@@ -86,7 +95,6 @@ def _add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list
         entries.append(
             ticket.entries.create(
                 business_type=ticket.work_order.business_type,
-                application=snapshot.application,
                 name=snapshot.name,
                 content=snapshot.content,
             )
@@ -325,10 +333,11 @@ def cancel_ticket(*, ticket: Ticket, actor, reason: str = "") -> Ticket:
 def settle_entry(
     *, entry: TicketEntry, state: str, actor=None, success: bool | None = None
 ) -> TicketEntry:
-    """Mark an authorized entry USED (with `success`), EXPIRED or REVOKED; the last one settled
-    makes the ticket COMPLETED, successful only when every entry was USED with success.
+    """Mark an authorized entry EXPIRED or REVOKED, or one in use USED (with `success`); the last
+    one settled makes the ticket COMPLETED, successful only when every entry was USED with
+    success.
 
-    Called by the redeploy, revocation and expiry services, which audit the entry themselves.
+    Called by the grant-use, revocation and expiry services, which audit the entry themselves.
     """
     if state not in TicketEntry.SETTLED_STATES:
         raise ValidationFailed(
@@ -336,10 +345,15 @@ def settle_entry(
         )
     ticket = _locked(entry.ticket)
     entry = TicketEntry.objects.select_for_update().get(pk=entry.pk)
-    if entry.state != TicketEntry.State.AUTHORIZED:
+    settles_from = (
+        TicketEntry.State.IN_USE
+        if state == TicketEntry.State.USED
+        else TicketEntry.State.AUTHORIZED
+    )
+    if entry.state != settles_from:
         raise InvalidTransition(
             f"{entry.name} on ticket {ticket.ticket_no} is {entry.state}; "
-            "only an authorized entry can be settled."
+            f"only an entry {settles_from.label.lower()} can be settled {state}."
         )
     entry.state = state
     entry.success = success if state == TicketEntry.State.USED else None
@@ -385,9 +399,10 @@ def revoke_authorization(*, entry: TicketEntry, actor, reason: str) -> TicketEnt
     notify_authorization_revoked(entry=entry, actor=actor, reason=reason)
     # Redis last: a refusal above leaves the key alone, a Redis failure rolls all of it back.
     # A newer ticket's authorization for the same user and application is not this entry's.
-    token = authorization.live_token(username=username, application_name=entry.name)
-    if token is not None and token.ticket_id == ticket.pk:
-        authorization.revoke(username=username, application_name=entry.name)
+    kind = provider_for(ticket.work_order).grant_kind
+    grant = grants.live_grant(kind=kind, username=username, application_name=entry.name)
+    if grant is not None and grant.ticket_id == ticket.pk:
+        grants.revoke(kind=kind, username=username, application_name=entry.name)
     return entry
 
 
@@ -428,15 +443,15 @@ def expire_unused_authorizations(*, now: datetime | None = None) -> int:
     """Settle as EXPIRED every authorized entry whose authorization ran out unused; the last one
     settled completes its ticket (success False). Returns how many entries it expired.
 
-    An entry whose authorization a running redeploy consumed is left to that redeploy, which
-    settles it USED. One transaction per entry; a ticket locked by anyone else (a redeploy
+    An entry in use is left to the operation that took its authorization, which settles it
+    USED or gives it back. One transaction per entry; a ticket locked by anyone else (a redeploy
     settling, a revocation, another sweep) is left for the next run.
     """
     now = now or timezone.now()
     unused = TicketEntry.objects.filter(
         state=TicketEntry.State.AUTHORIZED,
         authorization_expires_at__lt=now - AUTHORIZATION_EXPIRY_GRACE,
-    ).exclude(in_use_by_redeploy())
+    )
     expired = 0
     for pk, ticket_id in unused.order_by("pk").values_list("pk", "ticket_id"):
         with transaction.atomic():
@@ -447,7 +462,7 @@ def expire_unused_authorizations(*, now: datetime | None = None) -> int:
                 .filter(pk=ticket_id)
                 .first()
             )
-            # Read again under the ticket's lock: a redeploy may have settled it meanwhile.
+            # Read again under the ticket's lock: an operation may have taken it meanwhile.
             entry = unused.filter(pk=pk).first() if ticket is not None else None
             if entry is None:
                 continue
@@ -463,3 +478,32 @@ def expire_unused_authorizations(*, now: datetime | None = None) -> int:
             settle_entry(entry=entry, state=TicketEntry.State.EXPIRED)
             expired += 1
     return expired
+
+
+def decide_by_link(*, link: DecisionLink, user, text: str = "") -> Ticket:
+    """Approve (`text`: optional comment) or reject (`text`: the reason) as the link says,
+    through the services, on the link's node only.
+
+    The use is recorded in the decision's transaction: a refused decision leaves the link
+    usable, and of two requests racing with one link the second waits on the nonce and is
+    refused. Nothing follows the decision in that transaction, so its Redis writes stay last.
+    """
+    if user.pk != link.user_id:
+        raise PermissionRefused(
+            _("This decision link was sent to another approver; sign in as that approver.")
+        )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                DecisionLinkUse.objects.create(
+                    nonce=link.nonce,
+                    ticket=link.ticket,
+                    node=link.node,
+                    user=user,
+                    decision=link.decision,
+                )
+        except IntegrityError:
+            raise InvalidTransition(_("This decision link was already used.")) from None
+        if link.rejects:
+            return reject_ticket(ticket=link.ticket, approver=user, reason=text, node=link.node)
+        return approve_ticket(ticket=link.ticket, approver=user, comment=text, node=link.node)

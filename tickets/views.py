@@ -12,16 +12,16 @@ from django_tables2 import RequestConfig
 from cratos.audit.selectors import audit_events_for_ticket
 from cratos.audit.tables import AuditTrailTable
 from cratos.exceptions import DomainError, ValidationFailed
-from redeploy import selectors as redeploy_selectors
 
 from . import selectors, services
 from .forms import AddEntriesForm, CancelForm, SubmitForm, TicketCreateForm
 from .models import Ticket, WorkOrder
 from .notifications import eligible_approvers
+from .providers import provider_for
 from .rules import applicant_refusal, entries_refusal, transition_refusal
 from .tables import TicketTable
 
-REDEPLOY_WORK_ORDER_KEY = "APPLICATION_REDEPLOY"
+DEFAULT_WORK_ORDER_KEY = "APPLICATION_REDEPLOY"
 TICKETS_PER_PAGE = 20
 
 
@@ -51,7 +51,9 @@ def ticket_list(request):
 @login_required
 def ticket_create(request):
     try:
-        work_order = selectors.work_order_by_key(key=REDEPLOY_WORK_ORDER_KEY)
+        # ?work_order=KEY picks the kind of ticket (links from other pages name theirs).
+        key = request.POST.get("work_order") or request.GET.get("work_order")
+        work_order = selectors.work_order_by_key(key=key or DEFAULT_WORK_ORDER_KEY)
     except WorkOrder.DoesNotExist:
         raise Http404 from None
     form = TicketCreateForm(
@@ -116,7 +118,7 @@ def ticket_detail(request, ticket_no: str):
         "approvals": ticket.approvals.all(),
         "state_changes": ticket.state_changes.all(),
         "deciders": eligible_approvers(ticket=ticket),
-        "redeploy_targets": redeploy_selectors.redeploy_targets_of(ticket=ticket),
+        "records_html": provider_for(ticket.work_order).records_html(ticket=ticket),
         "revocable_entry_ids": selectors.revocable_entry_ids(ticket=ticket, user=user),
         "audit_trail": AuditTrailTable(audit_events_for_ticket(ticket=ticket), exclude=("ticket",)),
         "is_applicant": is_applicant,
@@ -125,7 +127,9 @@ def ticket_detail(request, ticket_no: str):
         if can_submit
         else None,
         "cancel_form": CancelForm() if can_cancel else None,
-        "add_form": AddEntriesForm(exclude_names=[entry.name for entry in entries])
+        "add_form": AddEntriesForm(
+            work_order=ticket.work_order, exclude_names=[entry.name for entry in entries]
+        )
         if can_edit_entries
         else None,
     }
@@ -177,7 +181,7 @@ def ticket_cancel(request, ticket: Ticket) -> str:
 
 @_ticket_action
 def entries_add(request, ticket: Ticket) -> str:
-    names = _valid(AddEntriesForm(request.POST)).application_names()
+    names = _valid(AddEntriesForm(request.POST, work_order=ticket.work_order)).application_names()
     services.add_entries(ticket=ticket, actor=request.user, application_names=names)
     return _("Added to the ticket: %(names)s.") % {"names": ", ".join(names)}
 
@@ -192,12 +196,15 @@ def entry_remove(request, ticket: Ticket) -> str:
 @login_required
 def authorizations(request):
     rows = []
-    for entry, token in selectors.live_authorizations(user=request.user):
-        seconds_left = token.seconds_left()
+    for entry, grant in selectors.live_authorizations(user=request.user):
+        seconds_left = grant.seconds_left()
+        label, url = provider_for(entry.ticket.work_order).action(application_name=entry.name)
         rows.append(
             {
                 "entry": entry,
-                "token": token,
+                "grant": grant,
+                "action_label": label,
+                "action_url": url,
                 "seconds_left": seconds_left,
                 "time_left": format_time_left(seconds_left),
             }

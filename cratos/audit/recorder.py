@@ -15,7 +15,7 @@ def build_event(
     actor=None,
     outcome: str = Outcome.SUCCESS,
     ticket=None,
-    operation=None,
+    operation_id=None,
     application_name: str = "",
     cluster_name: str = "",
     namespace: str = "",
@@ -27,8 +27,8 @@ def build_event(
     celery_task_id: str = "",
 ) -> AuditEvent:
     """An audit event, not yet written: give it to record_events. `ticket` is anything with a
-    `pk` and a `ticket_no`, `operation` anything with a `pk`: the log keeps their ids and the
-    ticket's number, so it reads the same after they change."""
+    `pk` and a `ticket_no`: the log keeps its id and number (and an operation's id), so it reads
+    the same after they change."""
     return AuditEvent(
         action=action,
         actor=actor if actor is not None and actor.pk else None,
@@ -36,7 +36,7 @@ def build_event(
         outcome=outcome,
         ticket_id=ticket.pk if ticket is not None else None,
         ticket_no=(ticket.ticket_no or "") if ticket is not None else "",
-        operation_id=operation.pk if operation is not None else None,
+        operation_id=operation_id,
         application_name=application_name,
         cluster_name=cluster_name,
         namespace=namespace,

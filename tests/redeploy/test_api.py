@@ -9,8 +9,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from cratos.audit.models import AuditEvent
-from redeploy import authorization
 from redeploy.models import RedeployOperation
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -21,6 +21,7 @@ from tests.factories import (
 )
 from tests.redeploy.conftest import use_broker
 from tests.support import client_for
+from tickets import grants
 
 pytestmark = pytest.mark.django_db
 
@@ -176,7 +177,7 @@ def test_broker_down_is_503_and_keeps_the_authorization(alice_api, approved_tick
     assert response.status_code == 503
     assert response.json()["error"] == "service_unavailable"
     assert response.json()["message"].startswith("The task queue is not answering")
-    assert authorization.live_token(username="alice", application_name="web")
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
     assert sim.requests == []
 
 
@@ -359,7 +360,7 @@ def test_a_batch_is_queued_as_one_task_and_restarts_each(alice_api, two_approved
     patched = sorted(r.path.rsplit("/", 1)[1] for r in sim.requests if r.method == "PATCH")
     assert patched == ["api", "web"]
     for name in ("web", "api"):
-        assert not authorization.live_token(username="alice", application_name=name)
+        assert not grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name=name)
 
 
 def test_a_batch_with_one_unauthorized_queues_nothing(alice_api, approved_ticket, binding, sim):
@@ -377,7 +378,7 @@ def test_a_batch_with_one_unauthorized_queues_nothing(alice_api, approved_ticket
         )
     )
     assert refused == {"api": "Unauthorized access", "web": "Not queued: Unauthorized access"}
-    assert authorization.live_token(username="alice", application_name="web")
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
     assert sim.requests == []
 
 

@@ -181,7 +181,7 @@ def test_my_live_authorization_offers_the_redeploy(as_alice, approved_ticket, we
     response = as_alice.get(detail_url("web"))
 
     live = response.context["authorization"]
-    assert live.token.ticket_no == approved_ticket.ticket_no
+    assert live.grant.ticket_no == approved_ticket.ticket_no
     assert 0 < live.seconds_left <= 7200
     html = page(response)
     assert f'href="{reverse("tickets:detail", args=[approved_ticket.ticket_no])}"' in html

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from cratos.audit.models import AuditEvent
-from redeploy import services
+from redeploy import redeploys
 from redeploy.models import RedeployOperation
 from tests.factories import TicketFactory
 from tests.support import audit_actions
@@ -23,7 +23,7 @@ def test_approve_redeploy_restart_complete(
 ):
     ticket = TicketFactory(applicant=requester, applications=[application], approved_by=approver)
 
-    operation = services.request_redeploy(
+    operation = redeploys.request_redeploy(
         user=requester,
         application_name="web",
         namespace="shop",

@@ -3,24 +3,24 @@
 import threading
 import time
 
-import psycopg
 import pytest
 from django.db import connection
 
 from cratos.audit.models import AuditEvent
 from cratos.exceptions import PermissionRefused, ServiceUnavailable, ValidationFailed
-from redeploy import authorization, kube, selectors, services
-from redeploy.exceptions import UnauthorizedAccess
+from redeploy import kube, operations, redeploys, restarts, rollouts, selectors
 from redeploy.models import RedeployOperation, RedeployTarget
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
     ClusterFactory,
-    RedeployOperationFactory,
     TicketFactory,
     UserFactory,
 )
 from tests.support import audit_actions, check_rollout, run_redeploy
+from tickets import grants
+from tickets.grants import UnauthorizedAccess
 from tickets.models import Ticket, TicketEntry
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +31,7 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 def request(user, **overrides) -> RedeployOperation:
     fields = {"application_name": "web", "namespace": "shop", "deployment_name": "web"}
-    return services.request_redeploy(user=user, request_ip="10.0.0.7", **(fields | overrides))
+    return redeploys.request_redeploy(user=user, request_ip="10.0.0.7", **(fields | overrides))
 
 
 def run(operation: RedeployOperation, task_id: str = "task-1") -> RedeployOperation:
@@ -53,7 +53,7 @@ def patches(sim):
 
 
 def assert_restored(redis_client, ttl_before: int) -> None:
-    token = authorization.live_token(username="alice", application_name="web")
+    token = grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
     assert token is not None, "the authorization was not put back"
     assert ttl_before - 5 <= redis_client.ttl(KEY) <= ttl_before  # remaining TTL, not a new one
 
@@ -118,8 +118,8 @@ def test_request_validates_its_fields(requester, approved_ticket, overrides, mes
         request(requester, **overrides)
 
 
-def test_request_queues_an_operation_and_enqueues_after_commit(
-    requester, approved_ticket, binding, django_capture_on_commit_callbacks
+def test_request_takes_the_authorization_and_enqueues_after_commit(
+    requester, approved_ticket, binding, redis_client, sim, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         operation = request(requester, cluster_name="sim")
@@ -127,88 +127,54 @@ def test_request_queues_an_operation_and_enqueues_after_commit(
     assert len(callbacks) == 1
     assert operation.state == RedeployOperation.State.QUEUED
     assert (operation.cluster_name, operation.request_ip) == ("sim", "10.0.0.7")
+    assert operation.ticket_id == approved_ticket.pk
+    assert operation.authorization_expires_at is not None
     assert operation.celery_task_id
-    # The fast check does not consume: nothing does before the task is queued.
-    assert authorization.live_token(username="alice", application_name="web")
+    # Taken at once: held for the operation, gone from its key, the entry in use.
+    assert redis_client.exists(KEY) == 0
+    assert redis_client.exists(REDEPLOY_GRANTS.held_key(operation_id=operation.pk)) == 1
+    assert approved_ticket.entries.get().state == TicketEntry.State.IN_USE
+    assert not operation.targets.exists()
+    assert sim.requests == []  # nothing reaches the cluster from the request
+    assert audit_actions(operation=operation) == ["redeploy.requested", "authorization.consumed"]
     event = AuditEvent.objects.get(action="redeploy.requested")
     assert (event.operation_id, event.celery_task_id) == (operation.pk, operation.celery_task_id)
 
 
-def test_a_queued_request_takes_the_authorization_and_leaves_the_task_the_restart(
-    requester,
-    approved_ticket,
-    binding,
-    sim,
-    broker,
-    redis_client,
-    django_capture_on_commit_callbacks,
+def test_a_second_request_on_one_approval_is_refused_at_once(requester, approved_ticket, binding):
+    request(requester)
+
+    with pytest.raises(UnauthorizedAccess):
+        request(requester)
+    assert RedeployOperation.objects.count() == 1
+    assert AuditEvent.objects.filter(action="redeploy.refused").count() == 1
+
+
+def test_a_request_with_redis_away_is_refused_and_nothing_is_queued(
+    requester, approved_ticket, binding, redis_client, unreachable_redis
 ):
-    with django_capture_on_commit_callbacks(execute=True):
-        operation = request(requester)
+    with pytest.raises(ServiceUnavailable):
+        request(requester)
 
-    operation.refresh_from_db()
-    assert operation.state == RedeployOperation.State.RUNNING
-    target = operation.targets.get()
-    assert (target.state, target.restarted_at) == (RedeployTarget.State.PENDING, "")
-    assert redis_client.exists(KEY) == 0
-    assert sim.requests == []  # nothing reaches the cluster from the request
-
-    operation = follow(run(operation, task_id=operation.celery_task_id))
-
-    assert operation.state == RedeployOperation.State.SUCCEEDED
-    assert len(patches(sim)) == 1
-    assert audit_actions(operation=operation).count("authorization.consumed") == 1
-
-
-def test_a_request_that_cannot_start_its_redeploy_leaves_it_to_the_task(
-    requester,
-    approved_ticket,
-    binding,
-    sim,
-    broker,
-    redis_client,
-    monkeypatch,
-    django_capture_on_commit_callbacks,
-):
-    def redis_away(**kwargs):
-        raise ServiceUnavailable("Redis is away")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(authorization, "consume_all", redis_away)
-        with django_capture_on_commit_callbacks(execute=True):
-            operation = request(requester)
-
-    operation.refresh_from_db()
-    assert operation.state == RedeployOperation.State.QUEUED
-    assert redis_client.exists(KEY) == 1
-
-    operation = follow(run(operation, task_id=operation.celery_task_id))
-
-    assert operation.state == RedeployOperation.State.SUCCEEDED
-    assert len(patches(sim)) == 1
-    assert redis_client.exists(KEY) == 0
-
-
-def test_without_row_locks_only_the_task_starts_a_redeploy(
-    requester,
-    approved_ticket,
-    binding,
-    broker,
-    redis_client,
-    monkeypatch,
-    django_capture_on_commit_callbacks,
-):
-    # SQLite (the demo) has no SELECT ... FOR UPDATE: the request and the task must not race.
-    monkeypatch.setattr(connection.features, "has_select_for_update", False)
-    with django_capture_on_commit_callbacks(execute=True):
-        operation = request(requester)
-
-    operation.refresh_from_db()
-    assert operation.state == RedeployOperation.State.QUEUED
+    assert not RedeployOperation.objects.exists()
+    assert AuditEvent.objects.get(action="redeploy.refused").outcome == "FAILURE"
     assert redis_client.exists(KEY) == 1
 
 
-# -- the task: the authoritative check and the restart -------------------------------------
+def test_a_request_whose_transaction_fails_puts_the_authorization_back(
+    requester, approved_ticket, binding, redis_client, monkeypatch
+):
+    def failing(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(RedeployOperation.objects, "bulk_update", failing)
+    with pytest.raises(RuntimeError):
+        request(requester)
+
+    assert not RedeployOperation.objects.exists()
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
+    assert not redis_client.keys("APPLICATION:REDEPLOY:HELD:*")
+    assert approved_ticket.entries.get().state == TicketEntry.State.AUTHORIZED
 
 
 def test_redeploy_restarts_like_kubectl_and_consumes_the_authorization(
@@ -299,23 +265,6 @@ def test_progress_deadline_exceeded_fails_the_rollout(
     assert AuditEvent.objects.get(action="rollout.failed").outcome == "FAILURE"
 
 
-def test_no_authorization_when_the_task_runs(
-    requester, approved_ticket, binding, sim, redis_client
-):
-    operation = request(requester)
-    redis_client.delete(KEY)  # expired (or consumed by another request) meanwhile
-
-    operation = run(operation)
-
-    assert (operation.state, operation.message) == (
-        RedeployOperation.State.FAILED,
-        "Unauthorized access",
-    )
-    assert not operation.targets.exists()
-    assert patches(sim) == []
-    assert audit_actions(operation=operation)[-1] == "redeploy.failed"
-
-
 def test_missing_binding_restores_the_authorization(
     requester, approved_ticket, application, redis_client, sim
 ):
@@ -337,24 +286,6 @@ def test_missing_binding_restores_the_authorization(
     assert approved_ticket.state == Ticket.State.APPROVED
     assert approved_ticket.entries.get().state == TicketEntry.State.AUTHORIZED
     assert audit_actions(operation=operation)[-2:] == ["redeploy.failed", "authorization.restored"]
-
-
-def test_an_authorization_revoked_meanwhile_is_not_put_back(
-    requester, approved_ticket, application, redis_client, sim
-):
-    # The state a revocation leaves when it lands while the task holds the token: the entry
-    # is REVOKED, and the token the task took must stay gone when the restart fails.
-    approved_ticket.entries.update(state=TicketEntry.State.REVOKED)
-
-    operation = run(request(requester, deployment_name="nope"))
-
-    assert operation.state == RedeployOperation.State.FAILED
-    assert redis_client.get(KEY) is None
-    event = AuditEvent.objects.filter(operation_id=operation.pk).get(
-        action="authorization.restored"
-    )
-    assert event.outcome == "FAILURE"
-    assert "not put back" in event.message
 
 
 def test_missing_deployment_restores_the_authorization(
@@ -386,7 +317,7 @@ def test_paused_deployment_is_refused_like_kubectl(
         "Operation failed err: can't restart paused deployment (run rollout resume first)"
     )
     assert patches(sim) == []
-    assert authorization.live_token(username="alice", application_name="web")
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
 
 
 def test_a_batch_restarts_side_by_side_and_each_operation_keeps_its_own_verdict(
@@ -396,15 +327,15 @@ def test_a_batch_restarts_side_by_side_and_each_operation_keeps_its_own_verdict(
     sim.add_deployment("shop", "paused", paused=True)
     BindingFactory(application=paused, cluster=cluster, namespace="shop", deployment_name="paused")
     TicketFactory(applicant=requester, applications=[application, paused], approved_by=approver)
-    web, held = services.request_redeploys(
+    web, held = redeploys.request_redeploys(
         user=requester,
         items=[
-            services.RedeployRequest(application_name=name, namespace="shop", deployment_name=name)
+            redeploys.RedeployRequest(application_name=name, namespace="shop", deployment_name=name)
             for name in ("web", "paused")
         ],
     )
 
-    operations = services.run_redeploys(operation_ids=[web.pk, held.pk], task_id="batch-1")
+    operations = restarts.run_redeploys(operation_ids=[web.pk, held.pk], task_id="batch-1")
 
     by_name = {operation.application_name: operation for operation in operations}
     assert follow(by_name["web"]).state == RedeployOperation.State.SUCCEEDED
@@ -413,7 +344,7 @@ def test_a_batch_restarts_side_by_side_and_each_operation_keeps_its_own_verdict(
     assert [r.path.rsplit("/", 1)[1] for r in patches(sim)] == ["web"]
     # One approval, one redeploy: web's is used, the refused one's is put back.
     assert redis_client.exists(KEY) == 0
-    assert authorization.live_token(username="alice", application_name="paused")
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="paused")
 
 
 @pytest.fixture
@@ -423,10 +354,10 @@ def web_and_api(requester, approver, application, binding, cluster, sim):
     sim.add_deployment("shop", "api")
     BindingFactory(application=api, cluster=cluster, namespace="shop", deployment_name="api")
     TicketFactory(applicant=requester, applications=[application, api], approved_by=approver)
-    return services.request_redeploys(
+    return redeploys.request_redeploys(
         user=requester,
         items=[
-            services.RedeployRequest(application_name=n, namespace="shop", deployment_name=n)
+            redeploys.RedeployRequest(application_name=n, namespace="shop", deployment_name=n)
             for n in ("web", "api")
         ],
     )
@@ -442,7 +373,7 @@ def test_an_unforeseen_error_in_one_restart_spares_the_others(web_and_api, sim, 
 
     monkeypatch.setattr(kube, "restart_deployment", broken_for_api)
 
-    operations = services.run_redeploys(operation_ids=[o.pk for o in web_and_api])
+    operations = restarts.run_redeploys(operation_ids=[o.pk for o in web_and_api])
 
     web, api = sorted(operations, key=lambda o: o.application_name != "web")
     assert follow(web).state == RedeployOperation.State.SUCCEEDED
@@ -451,13 +382,13 @@ def test_an_unforeseen_error_in_one_restart_spares_the_others(web_and_api, sim, 
         "Operation failed err: unforeseen (the restart may have been applied; it was not repeated)"
     )
     # Perhaps applied: used, not put back.
-    assert not authorization.live_token(username="alice", application_name="api")
+    assert not grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="api")
 
 
 def test_an_unforeseen_error_looking_at_one_rollout_spares_the_others(
     web_and_api, sim, monkeypatch
 ):
-    operations = services.run_redeploys(operation_ids=[o.pk for o in web_and_api])
+    operations = restarts.run_redeploys(operation_ids=[o.pk for o in web_and_api])
     targets = {o.application_name: o.targets.get().pk for o in operations}
     status = kube.rollout_status
 
@@ -469,7 +400,7 @@ def test_an_unforeseen_error_looking_at_one_rollout_spares_the_others(
     monkeypatch.setattr(kube, "rollout_status", broken_for_api)
     time.sleep(1)  # both rollouts are over in the simulator
 
-    waiting = services.check_rollouts(target_ids=list(targets.values()))
+    waiting = rollouts.check_rollouts(target_ids=list(targets.values()))
 
     assert list(waiting) == [targets["api"]]  # looked at again later
     assert RedeployTarget.objects.get(pk=targets["web"]).state == RedeployTarget.State.SUCCEEDED
@@ -483,21 +414,21 @@ def test_a_run_leaves_a_target_another_run_claimed_and_never_undoes_its_verdict(
     """Two runs of one task at once (a redelivery while the first still runs): neither may
     clear the other's claim, nor overwrite a verdict the other already wrote."""
     operation = request(requester)
-    services._start(operation_ids=[operation.pk], task_id="run-a")
+    restarts._start(operation_ids=[operation.pk], task_id="run-a")
     target = operation.targets.get()
     claim = "2030-01-01T00:00:00Z"
     RedeployTarget.objects.filter(pk=target.pk).update(restarted_at=claim)  # run A's claim
 
     # Run B, which saw the target unclaimed, found no restart to apply.
-    services._fail_target(target.pk, message="b failed", task_id="run-b", keep_restart=False)
+    operations.fail_target(target.pk, message="b failed", task_id="run-b", keep_change=False)
     target.refresh_from_db()
     assert (target.state, target.restarted_at) == (RedeployTarget.State.PENDING, claim)
 
     # Run B judged A's claimed restart interrupted; A's PATCH lands afterwards.
-    services._fail_target(target.pk, message="interrupted", task_id="run-b", keep_restart=True)
+    operations.fail_target(target.pk, message="interrupted", task_id="run-b", keep_change=True)
     applied = kube.Restart(restarted_at=claim, generation=2, resource_version="99")
-    services._record_restarts(
-        [services._Restarted(target_id=target.pk, restart=applied, progress_deadline_seconds=600)],
+    restarts._record_restarts(
+        [restarts._Restarted(target_id=target.pk, restart=applied, progress_deadline_seconds=600)],
         task_id="run-a",
     )
     target.refresh_from_db()
@@ -515,23 +446,23 @@ def test_a_batch_of_many_in_one_namespace_reads_them_with_one_list(
     gone = ApplicationFactory(name="gone")  # bound, but its Deployment is not in the cluster
     BindingFactory(application=gone, cluster=cluster, namespace="shop", deployment_name="gone")
     TicketFactory(applicant=requester, applications=[application, gone], approved_by=approver)
-    operations = services.request_redeploys(
+    operations = redeploys.request_redeploys(
         user=requester,
         items=[
-            services.RedeployRequest(application_name=name, namespace="shop", deployment_name=name)
+            redeploys.RedeployRequest(application_name=name, namespace="shop", deployment_name=name)
             for name in ("web", "gone")
         ],
     )
     sim.reset_requests()
 
-    operations = services.run_redeploys(operation_ids=[o.pk for o in operations])
+    operations = restarts.run_redeploys(operation_ids=[o.pk for o in operations])
 
     reads = [(r.method, r.path) for r in sim.requests if r.method != "PATCH"]
     assert reads == [("GET", "/apis/apps/v1/namespaces/shop/deployments")]
     by_name = {operation.application_name: operation for operation in operations}
     assert follow(by_name["web"]).state == RedeployOperation.State.SUCCEEDED
     assert by_name["gone"].message == "Deployment does not exist"
-    assert authorization.live_token(username="alice", application_name="gone")
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="gone")
 
 
 def test_api_refusal_is_reported_with_its_message(
@@ -544,7 +475,7 @@ def test_api_refusal_is_reported_with_its_message(
         'Operation failed err: deployments.apps "web" is forbidden: User "sim-user" cannot get '
         'resource "deployments" in API group "apps" in the namespace "shop"'
     )
-    assert authorization.live_token(username="alice", application_name="web")
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
 
 
 def test_transient_errors_are_retried_then_the_restart_succeeds(
@@ -585,7 +516,7 @@ def test_hanging_api_past_the_timeout_fails_the_operation(
     assert operation.state == RedeployOperation.State.FAILED
     assert operation.message.startswith("Operation failed err: ")
     assert "Read timed out" in operation.message
-    assert authorization.live_token(username="alice", application_name="web")
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
 
 
 def test_a_restart_in_doubt_is_not_repeated_and_stays_consumed(
@@ -634,7 +565,7 @@ def test_redelivery_when_the_patch_is_not_visible_never_patches(
     requester, approved_ticket, binding, sim, redis_client
 ):
     operation = request(requester)
-    services._start(operation_ids=[operation.pk], task_id="task-1")
+    restarts._start(operation_ids=[operation.pk], task_id="task-1")
     # As if the worker died between recording restartedAt and sending the PATCH.
     RedeployTarget.objects.filter(operation=operation).update(restarted_at="2030-01-01T00:00:00Z")
 
@@ -647,19 +578,19 @@ def test_redelivery_when_the_patch_is_not_visible_never_patches(
     assert redis_client.exists(KEY) == 0
 
 
-def test_a_run_killed_after_taking_the_authorization_loses_nothing(
+def test_a_worker_killed_after_the_start_loses_nothing(
     requester, approved_ticket, binding, sim, redis_client
 ):
     operation = request(requester)
-    # As if the worker died after taking the authorization, before its transaction committed.
-    assert authorization.consume_all(wanted=[("alice", "web", operation.pk)]) != [None]
-    assert redis_client.exists(KEY) == 0
+    # As if the worker died once the start committed, before any restart was claimed.
+    restarts._start(operation_ids=[operation.pk], task_id="task-1")
 
     operation = follow(run(operation, task_id="task-redelivered"))
 
     assert operation.state == RedeployOperation.State.SUCCEEDED
     assert len(patches(sim)) == 1
-    assert redis_client.exists(authorization.held_key(operation_id=operation.pk)) == 0
+    assert redis_client.exists(REDEPLOY_GRANTS.held_key(operation_id=operation.pk)) == 0
+    assert approved_ticket.entries.get().state == TicketEntry.State.USED
 
 
 def test_every_cluster_of_the_binding_is_a_target(
@@ -702,71 +633,30 @@ def test_refusal_audit_is_committed(requester, binding):
 def test_fifty_concurrent_redeploys_on_one_authorization_patch_once(
     requester, approved_ticket, binding, sim, redis_client
 ):
-    operations = RedeployOperationFactory.create_batch(50, requested_by=requester)
-    barrier = threading.Barrier(len(operations))
-    errors = []
+    barrier = threading.Barrier(50)
+    accepted, refused, errors = [], [], []
 
-    def redeploy(operation):
+    def redeploy():
         try:
             barrier.wait(timeout=10)
-            run(operation)
+            accepted.append(request(requester))
+        except UnauthorizedAccess as refusal:
+            refused.append(refusal)
         except Exception as error:  # reported below; a thread must not die silently
             errors.append(error)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=redeploy, args=(op,)) for op in operations]
+    threads = [threading.Thread(target=redeploy) for _ in range(50)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
 
     assert errors == []
+    assert (len(accepted), len(refused)) == (1, 49)
+    follow(run(accepted[0]))
     assert len(patches(sim)) == 1
-    states = list(RedeployOperation.objects.values_list("state", "message"))
-    assert states.count(("FAILED", "Unauthorized access")) == 49
-    assert sum(state == "RUNNING" for state, _ in states) == 1
+    assert RedeployOperation.objects.count() == 1
     assert AuditEvent.objects.filter(action="authorization.consumed").count() == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_start_that_fails_puts_the_authorization_back_before_freeing_the_operation(
-    requester, approved_ticket, binding, redis_client, monkeypatch
-):
-    """Once the rollback frees the operation, the other run (request or task) may take the held
-    copy: a put-back after that would let one approval serve twice."""
-    operation = RedeployOperation.objects.create(  # queued; its task not run here
-        requested_by=requester, application_name="web", namespace="shop", deployment_name="web"
-    )
-    put_back = authorization.put_back_all
-    locked_during_put_back = []
-
-    def failing(*args, **kwargs):
-        raise RuntimeError("the database went away")
-
-    def watched_put_back(**kwargs):
-        params = connection.get_connection_params()
-        with psycopg.connect(
-            **{key: params[key] for key in ("dbname", "user", "host", "port") if key in params},
-            autocommit=True,
-        ) as other:
-            try:
-                other.execute(
-                    "SELECT id FROM redeploy_redeployoperation WHERE id = %s FOR UPDATE NOWAIT",
-                    [operation.pk],
-                )
-                locked_during_put_back.append(False)
-            except psycopg.errors.LockNotAvailable:
-                locked_during_put_back.append(True)
-        put_back(**kwargs)
-
-    monkeypatch.setattr(services, "_record_start", failing)
-    monkeypatch.setattr(authorization, "put_back_all", watched_put_back)
-    with pytest.raises(RuntimeError):
-        services._start(operation_ids=[operation.pk], task_id="run-a")
-
-    assert locked_during_put_back == [True]
-    operation.refresh_from_db()
-    assert operation.state == RedeployOperation.State.QUEUED
-    assert authorization.live_token(username="alice", application_name="web")
-    assert redis_client.exists(authorization.held_key(operation_id=operation.pk)) == 0
+    assert AuditEvent.objects.filter(action="redeploy.refused").count() == 49

@@ -5,14 +5,16 @@ import pytest
 
 from cratos.audit.models import AuditEvent
 from cratos.exceptions import ServiceUnavailable
-from redeploy import authorization, services, tasks
+from redeploy import redeploys, tasks
 from redeploy.models import RedeployOperation, RedeployTarget
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.redeploy.conftest import use_broker
+from tickets import grants
 from tickets.models import Ticket
 
 
 def request(user) -> RedeployOperation:
-    return services.request_redeploy(
+    return redeploys.request_redeploy(
         user=user, application_name="web", namespace="shop", deployment_name="web"
     )
 
@@ -70,11 +72,13 @@ def test_unreachable_broker_fails_the_request_and_leaves_the_authorization(
     operation = RedeployOperation.objects.get()
     assert operation.state == RedeployOperation.State.FAILED
     assert operation.message.startswith("The task queue is not answering")
-    assert authorization.live_token(username="alice", application_name="web")
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
     assert [
         e.action for e in AuditEvent.objects.filter(operation_id=operation.pk).order_by("pk")
     ] == [
         "redeploy.requested",
+        "authorization.consumed",
         "redeploy.failed",
+        "authorization.restored",
     ]
     assert sim.requests == []

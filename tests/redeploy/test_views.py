@@ -13,8 +13,8 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from cratos.audit.models import AuditEvent
-from redeploy import authorization
 from redeploy.models import RedeployOperation, RedeployTarget
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -26,6 +26,7 @@ from tests.factories import (
 )
 from tests.redeploy.conftest import use_broker
 from tests.support import page, shows
+from tickets import grants
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
@@ -272,7 +273,7 @@ def test_broker_down_is_told_next_to_the_form(as_alice, approved_ticket, binding
     assert response.status_code == 503
     assert shows(response, "The task queue is not answering")
     assert [input_value(page(response), name) for name in FORM] == list(FORM.values())
-    assert authorization.live_token(username="alice", application_name="web")
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
     assert sim.requests == []
 
 

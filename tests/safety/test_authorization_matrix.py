@@ -15,9 +15,10 @@ from rest_framework.test import APIClient
 
 from cratos.audit.models import AuditEvent
 from cratos.roles import ensure_roles
-from redeploy import authorization
 from redeploy.models import RedeployOperation
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import ApplicationFactory, TicketFactory, UserFactory
+from tickets import grants
 from tickets.models import Ticket, TicketEntry
 
 pytestmark = pytest.mark.django_db
@@ -238,8 +239,8 @@ def took_effect(action: str, actor, ticket: Ticket | None) -> bool:
     ticket.refresh_from_db()
     if action == "revoke":
         entry = ticket.entries.get()
-        live = authorization.live_token(
-            username=ticket.applicant.get_username(), application_name="web"
+        live = grants.live_grant(
+            kind=REDEPLOY_GRANTS, username=ticket.applicant.get_username(), application_name="web"
         )
         return entry.state == TicketEntry.State.REVOKED and live is None
     expected = {

@@ -2,7 +2,7 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
-from redeploy.authorization import token_key
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import ApplicationFactory, UserFactory
 from tickets import services
 from tickets.models import Approval, Ticket, WorkOrder
@@ -94,7 +94,7 @@ def test_bulk_approve_confirms_then_mints_the_authorizations(client, alice, bob,
     html = confirmation.content.decode()
     assert first.ticket_no in html and second.ticket_no in html
     assert "Application Name" in html and "team:shop,tier:web" in html
-    assert not redis_client.exists(token_key(username="alice", application_name="web"))
+    assert not redis_client.exists(REDEPLOY_GRANTS.key(username="alice", application_name="web"))
 
     response = run_action(client, "approve_selected", [first, second], comment="go ahead")
     assert response.redirect_chain[-1][0].startswith(CHANGELIST)
@@ -105,7 +105,9 @@ def test_bulk_approve_confirms_then_mints_the_authorizations(client, alice, bob,
     for ticket, application in ((first, "web"), (second, "api")):
         ticket.refresh_from_db()
         assert ticket.state == Ticket.State.APPROVED
-        assert redis_client.exists(token_key(username="alice", application_name=application))
+        assert redis_client.exists(
+            REDEPLOY_GRANTS.key(username="alice", application_name=application)
+        )
         approval = Approval.objects.get(ticket=ticket)
         assert (approval.approver, approval.comment) == (bob, "go ahead")
 
@@ -137,7 +139,7 @@ def test_self_approval_is_refused_for_a_superuser_too(client, redis_client):
     ]
     ticket.refresh_from_db()
     assert ticket.state == Ticket.State.IN_APPROVAL
-    assert not redis_client.exists(token_key(username="root", application_name="web"))
+    assert not redis_client.exists(REDEPLOY_GRANTS.key(username="root", application_name="web"))
 
 
 def test_non_member_is_refused_and_a_bulk_reports_each_ticket(client, alice):
@@ -227,12 +229,12 @@ def test_change_page_buttons_use_the_same_decision(client, alice, bob, redis_cli
 
     page = client.get(approve_url)
     assert page.status_code == 200 and "team:shop,tier:web" in page.content.decode()
-    assert not redis_client.exists(token_key(username="alice", application_name="web"))
+    assert not redis_client.exists(REDEPLOY_GRANTS.key(username="alice", application_name="web"))
 
     response = client.post(approve_url, {"post": "yes", "comment": "ok"}, follow=True)
     assert response.redirect_chain == [(change_url, 302)]
     assert messages_of(response) == [("success", f"Ticket {ticket.ticket_no} approved.")]
-    assert redis_client.exists(token_key(username="alice", application_name="web"))
+    assert redis_client.exists(REDEPLOY_GRANTS.key(username="alice", application_name="web"))
 
     response = client.post(reject_url, {"post": "yes", "reason": "changed my mind"}, follow=True)
     [(level, message)] = messages_of(response)
@@ -250,7 +252,7 @@ def test_change_page_button_refuses_self_approval_of_a_superuser(client, redis_c
     assert messages_of(response) == [
         ("error", f"{ticket.ticket_no}: You cannot decide on your own ticket.")
     ]
-    assert not redis_client.exists(token_key(username="root", application_name="web"))
+    assert not redis_client.exists(REDEPLOY_GRANTS.key(username="root", application_name="web"))
 
 
 def test_staff_without_the_view_permission_cannot_reach_tickets(client, alice):

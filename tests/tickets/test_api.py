@@ -5,9 +5,10 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from redeploy import authorization
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import ApplicationFactory, UserFactory
 from tests.support import client_for
+from tickets import grants
 from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
@@ -122,11 +123,11 @@ def test_authorizations_only_live_ones_of_the_caller(alice, bob, web):
         ticket = create(applicant, applications=[application])
         applicant.post(action_url(ticket["ticketNo"], "submit"), format="json")
         client_for(bob).post(action_url(ticket["ticketNo"], "approve"), format="json")
-    authorization.revoke(username="alice", application_name="api")
+    grants.revoke(kind=REDEPLOY_GRANTS, username="alice", application_name="api")
 
-    grants = applicant.get(AUTHORIZATIONS).json()
+    live = applicant.get(AUTHORIZATIONS).json()
 
-    assert [grant["applicationName"] for grant in grants] == ["web"]
+    assert [grant["applicationName"] for grant in live] == ["web"]
     assert client_for(UserFactory(username="mallory")).get(AUTHORIZATIONS).json() == []
 
 

@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from cratos.audit.models import AuditEvent
 from cratos.audit.recorder import Action
-from redeploy import authorization
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import ApplicationFactory, TicketFactory, UserFactory
 from tests.support import client_for
 from tickets.models import Ticket, TicketEntry
@@ -18,7 +18,7 @@ def revoke_url(ticket_no: str, entry_id: int) -> str:
 
 
 def key_of(name: str) -> str:
-    return authorization.token_key(username="alice", application_name=name)
+    return REDEPLOY_GRANTS.key(username="alice", application_name=name)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from django.utils.html import escape
 
 from cratos.audit.models import AuditEvent
 from cratos.audit.recorder import Action
-from redeploy import authorization
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -19,7 +19,7 @@ from tests.factories import (
     approval_chain,
 )
 from tests.support import flash, page
-from tickets import services
+from tickets import grants, services
 from tickets.models import Approval, ApprovalNode, Ticket
 
 pytestmark = pytest.mark.django_db
@@ -227,7 +227,10 @@ def test_approve_shows_a_confirmation_then_approves(as_bob, alice, bob, web, red
     ticket.refresh_from_db()
     assert ticket.state == Ticket.State.APPROVED
     assert Approval.objects.get(ticket=ticket).comment == "ok for tonight"
-    assert authorization.live_token(username="alice", application_name="web") is not None
+    assert (
+        grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
+        is not None
+    )
     assert "Nothing waits for you" in page(response)
 
 

@@ -265,6 +265,7 @@ def test_an_authorization_just_run_out_gets_a_short_grace(alice, bob, web):
 
 def test_used_and_expired_entries_complete_the_ticket_unsuccessfully(alice, bob, web, api_app):
     ticket = TicketFactory(applicant=alice, applications=[web, api_app], approved_by=bob)
+    ticket.entries.filter(name="web").update(state=TicketEntry.State.IN_USE)
     services.settle_entry(
         entry=TicketEntry.objects.get(ticket=ticket, name="web"),
         state=TicketEntry.State.USED,
@@ -278,23 +279,16 @@ def test_used_and_expired_entries_complete_the_ticket_unsuccessfully(alice, bob,
     assert (ticket.state, ticket.success) == (Ticket.State.COMPLETED, False)
 
 
-def test_an_authorization_a_running_redeploy_consumed_is_left_to_it(alice, bob, web):
+def test_an_authorization_in_use_by_an_operation_is_left_to_it(alice, bob, web):
     ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
-    operation = RedeployOperationFactory(
-        requested_by=alice,
-        application_name="web",
-        ticket=ticket,
-        state=RedeployOperation.State.RUNNING,
-    )
+    # An operation took the grant (tickets.grant_services.taken_grants).
+    ticket.entries.update(state=TicketEntry.State.IN_USE)
     expires_ago(ticket, timedelta(minutes=30))
 
     assert services.expire_unused_authorizations() == 0
-    assert states(ticket) == {"web": TicketEntry.State.AUTHORIZED}
+    assert states(ticket) == {"web": TicketEntry.State.IN_USE}
 
-    # The redeploy ends and settles the entry USED, as redeploy.services does.
-    RedeployOperation.objects.filter(pk=operation.pk).update(
-        state=RedeployOperation.State.SUCCEEDED
-    )
+    # The operation ends and settles the entry USED, as redeploy.operations does.
     services.settle_entry(
         entry=TicketEntry.objects.get(ticket=ticket),
         state=TicketEntry.State.USED,
@@ -330,6 +324,7 @@ def test_the_task_runs_the_authorization_sweep(alice, bob, web):
 def test_a_redeploy_settling_the_entry_meanwhile_wins_cleanly(alice, bob, web):
     ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
     expires_ago(ticket, timedelta(minutes=5))
+    ticket.entries.update(state=TicketEntry.State.IN_USE)
 
     def settle_used():
         services.settle_entry(

@@ -20,6 +20,7 @@ from django.db import connection, transaction
 
 from cratos.celery import app as celery_app
 from redeploy.models import RedeployOperation
+from redeploy.operations import notify_finished
 from tests.factories import (
     ApprovalNodeFactory,
     GroupFactory,
@@ -36,7 +37,6 @@ from tickets.models import ApprovalNode, WorkOrder
 from tickets.notifications import (
     Event,
     notify_authorization_revoked,
-    notify_redeploy_finished,
     notify_ticket_decided,
     notify_ticket_submitted,
 )
@@ -382,7 +382,7 @@ def test_redeploy_result_goes_to_the_applicant_and_the_approvers(
     operation = finished_operation(ticket, succeeded=True)
 
     with django_capture_on_commit_callbacks(execute=True):
-        notify_redeploy_finished(operation=operation)
+        notify_finished(operation=operation)
 
     assert recipients() == ["alice@example.com", "bob@example.com", "dave@example.com"]
     message = mail.outbox[0]
@@ -402,7 +402,7 @@ def test_failed_redeploy_names_the_error(alice, bob, web, django_capture_on_comm
     operation = finished_operation(ticket, succeeded=False)
 
     with django_capture_on_commit_callbacks(execute=True):
-        notify_redeploy_finished(operation=operation)
+        notify_finished(operation=operation)
 
     assert recipients() == ["alice@example.com", "bob@example.com"]
     assert mail.outbox[0].subject == "Redeploy of web failed"
@@ -415,7 +415,7 @@ def test_a_redeploy_without_a_ticket_notifies_nobody(alice, django_capture_on_co
     )
 
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        notify_redeploy_finished(operation=operation)
+        notify_finished(operation=operation)
 
     assert callbacks == []
     assert mail.outbox == []
@@ -478,7 +478,7 @@ def test_every_event_reaches_the_webhook(
     ticket = approved(ticket, bob, django_capture_on_commit_callbacks, comment="ok")
     with django_capture_on_commit_callbacks(execute=True):
         notify_authorization_revoked(entry=ticket.entries.get(), actor=bob, reason="wrong")
-        notify_redeploy_finished(operation=finished_operation(ticket, succeeded=True))
+        notify_finished(operation=finished_operation(ticket, succeeded=True))
 
     events = [body["event"] for body in webhook.bodies()]
     assert events == [
@@ -609,7 +609,7 @@ def test_unreachable_broker_is_logged_not_raised(
         use_broker(None)
 
     assert len(callbacks) == 1
-    assert "Cannot queue notice send_ticket_decided" in caplog.text
+    assert "Cannot queue notice tickets.send_ticket_decided" in caplog.text
     assert mail.outbox == []
 
 
@@ -619,7 +619,7 @@ def test_notices_have_a_queue_of_their_own_that_a_worker_consumes_by_default():
     route = celery_app.amqp.router.route
     for task in (
         notification_tasks.send_ticket_submitted,
-        notification_tasks.send_redeploy_finished,
+        notification_tasks.send_operation_finished,
         notification_tasks.post_webhook,
     ):
         assert route({}, task.name)["queue"].name == "notices"

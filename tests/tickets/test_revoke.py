@@ -11,20 +11,18 @@ from cratos.exceptions import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from redeploy import authorization
-from redeploy.models import RedeployOperation
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import (
     ApplicationFactory,
     ApprovalNodeFactory,
     BindingFactory,
     ClusterFactory,
     GroupFactory,
-    RedeployOperationFactory,
     TicketFactory,
     UserFactory,
     WorkOrderFactory,
 )
-from tickets import selectors, services
+from tickets import grants, selectors, services
 from tickets.models import ApprovalNode, Ticket, TicketEntry
 from tickets.rules import revoke_refusal
 
@@ -54,7 +52,7 @@ def entry_of(ticket: Ticket, name: str) -> TicketEntry:
 
 
 def live(name: str, username: str = "alice"):
-    return authorization.live_token(username=username, application_name=name)
+    return grants.live_grant(kind=REDEPLOY_GRANTS, username=username, application_name=name)
 
 
 def revoke_url(entry: TicketEntry) -> str:
@@ -74,7 +72,7 @@ def test_revoke_deletes_the_key_at_once_marks_the_entry_and_audits(approved, car
 
     assert revoked.state == TicketEntry.State.REVOKED
     assert entry_of(approved, "web").state == TicketEntry.State.REVOKED
-    key = authorization.token_key(username="alice", application_name="web")
+    key = REDEPLOY_GRANTS.key(username="alice", application_name="web")
     assert redis_client.exists(key) == 0
     assert live("api") is not None  # the ticket's other authorization stays
     event = AuditEvent.objects.get(action=Action.AUTHORIZATION_REVOKED)
@@ -162,16 +160,11 @@ def test_only_an_authorized_entry_can_be_revoked(approved, bob, alice, web):
     assert AuditEvent.objects.filter(action=Action.AUTHORIZATION_REVOKED).count() == 1
 
 
-def test_an_authorization_a_running_redeploy_consumed_cannot_be_revoked(approved, alice, bob):
-    RedeployOperationFactory(
-        requested_by=alice,
-        application_name="web",
-        ticket=approved,
-        state=RedeployOperation.State.RUNNING,
-    )
-    with pytest.raises(InvalidTransition, match="A redeploy of web is running"):
+def test_an_authorization_in_use_by_an_operation_cannot_be_revoked(approved, alice, bob):
+    approved.entries.filter(name="web").update(state=TicketEntry.State.IN_USE)
+    with pytest.raises(InvalidTransition, match="An operation on web is running"):
         services.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="stop")
-    assert entry_of(approved, "web").state == TicketEntry.State.AUTHORIZED
+    assert entry_of(approved, "web").state == TicketEntry.State.IN_USE
 
 
 def test_a_newer_tickets_authorization_is_left_alone(approved, alice, carol, web):

@@ -17,7 +17,7 @@ from cratos.exceptions import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from redeploy import authorization
+from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import (
     ApplicationFactory,
     GroupFactory,
@@ -79,7 +79,7 @@ def chain(work_order, *nodes: tuple[str, str]) -> list[ApprovalNode]:
 
 def token_value(redis_client, *, username="alice", application_name="web") -> dict | None:
     raw = redis_client.get(
-        authorization.token_key(username=username, application_name=application_name)
+        REDEPLOY_GRANTS.key(username=username, application_name=application_name)
     )
     return json.loads(raw) if raw else None
 
@@ -93,7 +93,7 @@ def test_create_makes_a_new_ticket_with_snapshot_entries(draft, alice, web):
     assert draft.reason == "New config"
     assert re.fullmatch(rf"\d{{8}}{draft.pk:06d}", draft.ticket_no)
     entry = draft.entries.get()
-    assert (entry.name, entry.application, entry.state) == ("web", web, Entry.DRAFT)
+    assert (entry.name, entry.state) == ("web", Entry.DRAFT)
     assert entry.business_type == "APPLICATION"
     assert entry.content == {"name": "web", "tags": web.tags}
     assert history(draft) == [("", State.NEW)]
@@ -303,7 +303,7 @@ def test_the_authorization_lives_as_long_as_the_work_order_says(alice, bob, redi
         approved_by=bob,
     )
     for name in ("web", "api"):
-        key = authorization.token_key(username="alice", application_name=name)
+        key = REDEPLOY_GRANTS.key(username="alice", application_name=name)
         assert 595 <= redis_client.ttl(key) <= 600
         assert token_value(redis_client, application_name=name)["ticketNo"] == ticket.ticket_no
     assert audit_actions(ticket=ticket)[-3:] == [
@@ -656,13 +656,19 @@ def _entry(ticket, name) -> TicketEntry:
     return ticket.entries.get(name=name)
 
 
+def _in_use(ticket, name) -> TicketEntry:
+    """The entry as an operation that took its grant leaves it (tickets.grant_services)."""
+    ticket.entries.filter(name=name).update(state=Entry.IN_USE)
+    return _entry(ticket, name)
+
+
 def test_every_entry_used_with_success_completes_with_success(approved_two, alice):
-    services.settle_entry(entry=_entry(approved_two, "web"), state=Entry.USED, success=True)
+    services.settle_entry(entry=_in_use(approved_two, "web"), state=Entry.USED, success=True)
     approved_two.refresh_from_db()
     assert approved_two.state == State.APPROVED  # one entry still authorized
 
     services.settle_entry(
-        entry=_entry(approved_two, "api"), state=Entry.USED, success=True, actor=alice
+        entry=_in_use(approved_two, "api"), state=Entry.USED, success=True, actor=alice
     )
     approved_two.refresh_from_db()
     assert (approved_two.state, approved_two.success) == (State.COMPLETED, True)
@@ -677,8 +683,9 @@ def test_every_entry_used_with_success_completes_with_success(approved_two, alic
     [(Entry.USED, False), (Entry.EXPIRED, None), (Entry.REVOKED, None)],
 )
 def test_completion_fails_unless_every_entry_was_used_with_success(approved_two, state, success):
-    services.settle_entry(entry=_entry(approved_two, "web"), state=Entry.USED, success=True)
-    services.settle_entry(entry=_entry(approved_two, "api"), state=state, success=success)
+    services.settle_entry(entry=_in_use(approved_two, "web"), state=Entry.USED, success=True)
+    api = _in_use(approved_two, "api") if state == Entry.USED else _entry(approved_two, "api")
+    services.settle_entry(entry=api, state=state, success=success)
     approved_two.refresh_from_db()
     assert (approved_two.state, approved_two.success) == (State.COMPLETED, False)
     assert _entry(approved_two, "api").state == state
@@ -692,13 +699,15 @@ def test_expired_and_revoked_entries_record_no_success(approved_two):
 
 
 def test_an_entry_settles_once(approved_two):
-    services.settle_entry(entry=_entry(approved_two, "web"), state=Entry.USED, success=True)
-    with pytest.raises(InvalidTransition, match=r"web on ticket \d+ is USED; only an authorized"):
+    services.settle_entry(entry=_in_use(approved_two, "web"), state=Entry.USED, success=True)
+    with pytest.raises(
+        InvalidTransition, match=r"web on ticket \d+ is USED; only an entry authorized"
+    ):
         services.settle_entry(entry=_entry(approved_two, "web"), state=Entry.REVOKED)
 
 
 def test_an_entry_not_yet_authorized_cannot_settle(submitted):
-    with pytest.raises(InvalidTransition, match="is DRAFT; only an authorized entry"):
+    with pytest.raises(InvalidTransition, match="is DRAFT; only an entry in use"):
         services.settle_entry(entry=submitted.entries.get(), state=Entry.USED, success=True)
 
 
@@ -709,7 +718,7 @@ def test_settle_refuses_a_state_that_does_not_settle(approved_two, state):
 
 
 def test_a_completed_ticket_cannot_move_again(approved, alice, bob):
-    services.settle_entry(entry=approved.entries.get(), state=Entry.USED, success=True)
+    services.settle_entry(entry=_in_use(approved, "web"), state=Entry.USED, success=True)
     approved.refresh_from_db()
     assert approved.state == State.COMPLETED
     with pytest.raises(InvalidTransition, match="is COMPLETED; it cannot be cancelled"):
@@ -727,7 +736,7 @@ def test_full_life_history_and_audit_trail(alice, bob, work_order, web):
     )
     ticket = services.submit_ticket(ticket=ticket, actor=alice, reason="Config")
     ticket = services.approve_ticket(ticket=ticket, approver=bob)
-    services.settle_entry(entry=ticket.entries.get(), state=Entry.USED, success=True)
+    services.settle_entry(entry=_in_use(ticket, "web"), state=Entry.USED, success=True)
     assert history(ticket) == [
         ("", State.NEW),
         (State.NEW, State.IN_APPROVAL),

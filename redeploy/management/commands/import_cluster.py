@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from cratos.exceptions import DomainError
-from redeploy.services import import_cluster, import_in_cluster
+from redeploy.clusters import import_cluster, import_in_cluster
 
 
 class Command(BaseCommand):

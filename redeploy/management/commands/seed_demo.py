@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cratos.exceptions import DomainError
 from cratos.roles import ensure_roles
-from redeploy import services as redeploy_services
+from redeploy import clusters
 from redeploy.exceptions import KubeTransientError
 
 DEMO_USERS = [
@@ -61,7 +61,7 @@ class Command(BaseCommand):
 
     def _register_cluster(self, options) -> None:
         if options["kubeconfig"]:
-            redeploy_services.import_cluster(
+            clusters.import_cluster(
                 name=CLUSTER_NAME, kubeconfig_path=options["kubeconfig"], context=options["context"]
             )
             return
@@ -79,14 +79,14 @@ class Command(BaseCommand):
         with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig") as file:
             json.dump(kubeconfig, file)
             file.flush()
-            redeploy_services.import_cluster(name=CLUSTER_NAME, kubeconfig_path=file.name)
+            clusters.import_cluster(name=CLUSTER_NAME, kubeconfig_path=file.name)
 
     def _sync(self, label: str):
         # The demo cluster may still be starting: give it a few seconds before giving up.
         deadline = time.monotonic() + 15
         while True:
             try:
-                return redeploy_services.sync_applications(cluster_name=CLUSTER_NAME, label=label)
+                return clusters.sync_applications(cluster_name=CLUSTER_NAME, label=label)
             except KubeTransientError:
                 if time.monotonic() > deadline:
                     raise

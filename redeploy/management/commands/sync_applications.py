@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from cratos.exceptions import DomainError
-from redeploy.services import DEFAULT_APPLICATION_LABEL, sync_applications
+from redeploy.clusters import DEFAULT_APPLICATION_LABEL, sync_applications
 
 
 class Command(BaseCommand):

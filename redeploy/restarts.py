@@ -1,0 +1,429 @@
+"""Running redeploys (the worker): start them, refuse a paused Deployment like kubectl, claim
+each restart, PATCH it, record it.
+
+Only a QUEUED operation starts (its targets are written from the bindings, in one
+transaction); only a target whose restart nobody claimed is restarted. The claim (the
+restartedAt value, committed before the PATCH) is what makes a second run harmless: a worker
+killed before it leaves the target to the redelivered task, one killed after it leaves a
+restart perhaps sent, which the redelivered task looks for and never sends again.
+"""
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cratos.audit.recorder import Action, Outcome, record_events
+
+from . import kube
+from .exceptions import (
+    DEPLOYMENT_DOES_NOT_EXIST,
+    DeploymentNotFound,
+    KubeError,
+    RestartInDoubt,
+    binding_missing_message,
+    operation_failed_message,
+)
+from .models import KubernetesCluster, RedeployOperation, RedeployTarget
+from .operations import (
+    OperationState,
+    TargetState,
+    conclude,
+    fail_target,
+    operation_event,
+    rollout_deadline,
+    target_event,
+)
+from .selectors import bindings_matching
+
+logger = logging.getLogger(__name__)
+
+
+def failure_message(error: KubeError) -> str:
+    if isinstance(error, DeploymentNotFound):
+        return DEPLOYMENT_DOES_NOT_EXIST
+    return operation_failed_message(error.message)
+
+
+def _start(*, operation_ids: Sequence, task_id: str) -> None:
+    """The QUEUED operations among `operation_ids` RUNNING, in one transaction, with a target
+    per binding they restart (a failed one when there is none) and their audit events."""
+    with transaction.atomic():
+        operations = list(
+            RedeployOperation.objects.select_for_update(of=("self",))
+            .select_related("requested_by", "ticket")
+            .filter(pk__in=operation_ids, state=OperationState.QUEUED)
+            .order_by("pk")
+        )
+        now = timezone.now()
+        targets, events = [], []
+        for operation in operations:
+            operation.state = OperationState.RUNNING
+            operation.started_at = now
+            operation.celery_task_id = task_id or operation.celery_task_id
+            bindings = list(
+                bindings_matching(
+                    application_name=operation.application_name,
+                    namespace=operation.namespace,
+                    deployment_name=operation.deployment_name,
+                    cluster_name=operation.cluster_name,
+                ).select_related("cluster")
+            )
+            events.append(
+                operation_event(
+                    operation,
+                    action=Action.REDEPLOY_STARTED,
+                    outcome=Outcome.INFO,
+                    message=f"Restarting {len(bindings)} Deployment(s)",
+                )
+            )
+            targets += [
+                RedeployTarget(
+                    operation=operation,
+                    ticket_id=operation.ticket_id,
+                    binding=binding,
+                    cluster_name=binding.cluster.name,
+                    namespace=binding.namespace,
+                    deployment_name=binding.deployment_name,
+                )
+                for binding in bindings
+            ]
+            if not bindings:
+                missing = RedeployTarget(
+                    operation=operation,
+                    ticket_id=operation.ticket_id,
+                    cluster_name=operation.cluster_name,
+                    namespace=operation.namespace,
+                    deployment_name=operation.deployment_name,
+                    state=TargetState.FAILED,
+                    success=False,
+                    message=binding_missing_message(operation.deployment_name),
+                    operated_at=now,
+                    finished_at=now,
+                )
+                targets.append(missing)
+                events.append(
+                    target_event(
+                        missing,
+                        action=Action.REDEPLOY_FAILED,
+                        outcome=Outcome.FAILURE,
+                        message=missing.message,
+                        task_id=operation.celery_task_id,
+                    )
+                )
+        RedeployOperation.objects.bulk_update(operations, ["state", "started_at", "celery_task_id"])
+        RedeployTarget.objects.bulk_create(targets)
+        record_events(*events)
+
+
+@dataclass
+class _Pending:
+    """A target to restart, its cluster, and the check of its Deployment (is it paused?) going
+    on in the background: a GET of it, or a LIST of its namespace shared with others."""
+
+    target: RedeployTarget
+    cluster: KubernetesCluster
+    look: Future
+    listed: bool = False  # the look is a LIST: {name: RestartCheck} of the namespace
+    check: kube.RestartCheck | None = None  # once the look said it may be restarted
+
+    @classmethod
+    def looking(cls, targets: list[RedeployTarget]) -> list["_Pending"]:
+        """Start the looks: one LIST for a namespace where a batch restarts many Deployments
+        (KUBERNETES_LIST_FROM or more: cheaper for the API server than as many GETs), else
+        one GET each. A target whose cluster is gone is left out (see _resume)."""
+        clusters = KubernetesCluster.objects.in_bulk(
+            {target.cluster_name for target in targets}, field_name="name"
+        )
+        by_namespace = defaultdict(list)
+        for target in targets:
+            if target.cluster_name in clusters:
+                by_namespace[(target.cluster_name, target.namespace)].append(target)
+        pending = []
+        for (cluster_name, namespace), group in by_namespace.items():
+            cluster = clusters[cluster_name]
+            if len(group) >= settings.KUBERNETES_LIST_FROM:
+                listing = kube.in_background(
+                    kube.check_restarts_in, cluster=cluster, namespace=namespace
+                )
+                pending += [cls(target, cluster, listing, listed=True) for target in group]
+                continue
+            for target in group:
+                look = kube.in_background(
+                    kube.check_restart,
+                    cluster=cluster,
+                    namespace=target.namespace,
+                    name=target.deployment_name,
+                )
+                pending.append(cls(target, cluster, look))
+        return pending
+
+    def refusal(self) -> str:
+        """Waits for the look; why the Deployment must not be restarted, or "" (it may)."""
+        try:
+            check = self.look.result()
+        except KubeError as error:
+            return failure_message(error)
+        except Exception as error:
+            # Unforeseen (a bug, the client): nothing was sent, so the target just fails.
+            logger.exception("Reading the Deployment of target %s failed", self.target.pk)
+            return operation_failed_message(str(error))
+        if self.listed:
+            check = check.get(self.target.deployment_name)
+            if check is None:
+                return DEPLOYMENT_DOES_NOT_EXIST
+        if check.paused:
+            return operation_failed_message(kube.PAUSED_MESSAGE)
+        self.check = check
+        return ""
+
+
+def _claim(pending: list[_Pending]) -> list[_Pending]:
+    """Fix the restartedAt of each target, committed before its PATCH; those a concurrent run
+    of the same task claimed first are left to it."""
+    if not pending:
+        return []
+    restarted_at = kube.now_restarted_at()
+    with transaction.atomic():
+        won = set(
+            RedeployTarget.objects.select_for_update()
+            .filter(
+                pk__in=[item.target.pk for item in pending],
+                state=TargetState.PENDING,
+                restarted_at="",
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        RedeployTarget.objects.filter(pk__in=won).update(restarted_at=restarted_at)
+    claimed = [item for item in pending if item.target.pk in won]
+    for item in claimed:
+        item.target.restarted_at = restarted_at
+    return claimed
+
+
+@dataclass
+class _Restarted:
+    target_id: int
+    restart: kube.Restart
+    progress_deadline_seconds: int
+
+
+def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
+    """The applied restarts, in one transaction: their targets ROLLING, an event each.
+
+    The event is written in any case (the restart was applied); the target changes only while
+    it still waits on this very claim, never after another run decided it."""
+    if not restarted:
+        return
+    with transaction.atomic():
+        targets = {
+            target.pk: target
+            for target in RedeployTarget.objects.select_for_update(of=("self",))
+            .select_related("operation__requested_by", "operation__ticket")
+            .filter(pk__in=[item.target_id for item in restarted])
+            .order_by("pk")
+        }
+        now = timezone.now()
+        events = []
+        for item in sorted(restarted, key=lambda item: item.target_id):
+            target, restart = targets[item.target_id], item.restart
+            waiting = (
+                target.state == TargetState.PENDING and target.restarted_at == restart.restarted_at
+            )
+            target.state = TargetState.ROLLING
+            target.restarted_at = restart.restarted_at
+            target.generation = restart.generation
+            target.resource_version = restart.resource_version
+            target.operated_at = now
+            target.progress_deadline_seconds = item.progress_deadline_seconds
+            target.deadline_at = rollout_deadline(item.progress_deadline_seconds)
+            target.message = f"Restarted (restartedAt {restart.restarted_at}); rolling out..."
+            if waiting:
+                target.save()
+            events.append(
+                target_event(
+                    target,
+                    action=Action.REDEPLOY_SUCCEEDED,
+                    outcome=Outcome.SUCCESS,
+                    message=f"Restart applied: restartedAt {restart.restarted_at}",
+                    task_id=task_id,
+                )
+            )
+        record_events(*events)
+
+
+def _restart(pending: list[_Pending], *, task_id: str) -> None:
+    """Refuse a paused Deployment like kubectl, claim the restarts of the others and send them
+    side by side, and record the restarts that were applied."""
+    ready = []
+    for item in pending:
+        if failure := item.refusal():
+            fail_target(item.target.pk, message=failure, task_id=task_id, keep_change=False)
+        else:
+            ready.append(item)
+    patches = [
+        (
+            item,
+            kube.in_background(
+                kube.restart_deployment,
+                cluster=item.cluster,
+                namespace=item.target.namespace,
+                name=item.target.deployment_name,
+                restarted_at=item.target.restarted_at,
+            ),
+        )
+        for item in _claim(ready)
+    ]
+    restarted = []
+    try:
+        for item, patch in patches:
+            target = item.target
+            try:
+                restart = patch.result()
+            except KubeError as error:
+                in_doubt = isinstance(error, RestartInDoubt)
+                fail_target(
+                    target.pk,
+                    message=operation_failed_message(error.message)
+                    if in_doubt
+                    else failure_message(error),
+                    task_id=task_id,
+                    keep_change=in_doubt,
+                    claim=target.restarted_at,
+                )
+                continue
+            except Exception as error:
+                # Unforeseen (a bug, the client): the PATCH may have gone out; never repeated.
+                logger.exception("Restart of target %s ended unexpectedly", target.pk)
+                fail_target(
+                    target.pk,
+                    message=operation_failed_message(
+                        f"{error} (the restart may have been applied; it was not repeated)"
+                    ),
+                    task_id=task_id,
+                    keep_change=True,
+                )
+                continue
+            restarted.append(
+                _Restarted(
+                    target_id=target.pk,
+                    restart=restart,
+                    progress_deadline_seconds=item.check.progress_deadline_seconds,
+                )
+            )
+    finally:
+        # Whatever stopped the loop, the restarts already applied are recorded.
+        _record_restarts(restarted, task_id=task_id)
+
+
+def _resume_restart(target: RedeployTarget, *, task_id: str) -> None:
+    """A redelivered task met a target whose restart was claimed, perhaps sent: look, never
+    PATCH again."""
+    cluster = KubernetesCluster.objects.filter(name=target.cluster_name).first()
+    if cluster is None:
+        fail_target(
+            target.pk,
+            message=binding_missing_message(target.deployment_name),
+            task_id=task_id,
+            keep_change=True,
+        )
+        return
+    try:
+        deployment = kube.get_deployment(
+            cluster=cluster, namespace=target.namespace, name=target.deployment_name
+        )
+    except KubeError as error:
+        fail_target(
+            target.pk,
+            message=operation_failed_message(
+                f"{error.message} (the restart may have been applied; it was not repeated)"
+            ),
+            task_id=task_id,
+            keep_change=True,
+        )
+        return
+    if kube.restarted_at_of(deployment) != target.restarted_at:
+        fail_target(
+            target.pk,
+            message=operation_failed_message(
+                f"the restart (restartedAt {target.restarted_at}) was interrupted and is not "
+                "visible on the Deployment; it was not repeated"
+            ),
+            task_id=task_id,
+            keep_change=True,
+        )
+        return
+    _record_restarts(
+        [
+            _Restarted(
+                target_id=target.pk,
+                restart=kube.Restart(
+                    restarted_at=target.restarted_at,
+                    generation=deployment.metadata.generation,
+                    resource_version=deployment.metadata.resource_version or "",
+                ),
+                progress_deadline_seconds=kube.progress_deadline_seconds(deployment),
+            )
+        ],
+        task_id=task_id,
+    )
+
+
+def _pending_targets(operation_ids: Sequence):
+    return RedeployTarget.objects.filter(
+        operation_id__in=operation_ids,
+        operation__state=OperationState.RUNNING,
+        state=TargetState.PENDING,
+    ).order_by("pk")
+
+
+def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -> None:
+    """The targets of the RUNNING operations that this run did not restart: claimed by a run
+    killed since (looked at, never restarted again), or of a cluster removed meanwhile."""
+    for target in (
+        _pending_targets(operation_ids)
+        .select_related("operation")
+        .exclude(pk__in=[item.target.pk for item in started])
+    ):
+        run_id = task_id or target.operation.celery_task_id
+        if target.restarted_at:
+            _resume_restart(target, task_id=run_id)
+        else:
+            fail_target(
+                target.pk,
+                message=binding_missing_message(target.deployment_name),
+                task_id=run_id,
+                keep_change=False,
+            )
+
+
+def run_redeploys(*, operation_ids: Sequence, task_id: str = "") -> list[RedeployOperation]:
+    """The task's work for a batch of operations (often one): start the QUEUED ones, then check,
+    claim and restart every target not yet claimed.
+
+    Safe to run twice: only a QUEUED operation starts; a redelivered RUNNING one looks at its
+    claimed targets and never sends a second restart.
+    Returns the operations with their targets; ROLLING ones are to be followed (check_rollouts).
+    """
+    _start(operation_ids=operation_ids, task_id=task_id)
+    # Every target no run has claimed yet: this run's, or a killed run's.
+    started = _Pending.looking(list(_pending_targets(operation_ids).filter(restarted_at="")))
+    _restart(started, task_id=task_id)
+    _resume(operation_ids, started=started, task_id=task_id)
+    # Those whose every target failed at the start (no binding): nothing else concludes them.
+    for operation in RedeployOperation.objects.filter(
+        pk__in=operation_ids, state=OperationState.RUNNING
+    ).exclude(targets__state__in=[TargetState.PENDING, TargetState.ROLLING]):
+        conclude(operation_id=operation.pk, task_id=task_id or operation.celery_task_id)
+    return list(
+        RedeployOperation.objects.select_related("requested_by", "ticket")
+        .prefetch_related("targets")
+        .filter(pk__in=operation_ids)
+        .order_by("created_at", "pk")
+    )
