@@ -208,3 +208,7 @@ class RedeployTarget(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.state in (self.State.SUCCEEDED, self.State.FAILED)
+
+
+# The pod-delete action's models live in their own module; imported here for Django to find.
+from .pod_models import PodDeletion, PodDeletionTarget  # noqa: E402, F401

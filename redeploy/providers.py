@@ -1,6 +1,6 @@
 """The work orders of the Kubernetes side, registered with tickets: APPLICATION_REDEPLOY (the
 manual's ApplicationRedeployTicketEntryProvider) with its grant kind, the manual's
-ApplicationRedeployTokenHolder keys."""
+ApplicationRedeployTokenHolder keys, and APPLICATION_DELETE_POD with its own."""
 
 from django.db.models import QuerySet
 from django.template.loader import render_to_string
@@ -12,12 +12,19 @@ from cratos.exceptions import ValidationFailed
 from tickets.grants import GrantKind
 from tickets.providers import EntrySnapshot, TicketEntryProvider, register, render_tags
 
-from .models import Application, DeploymentBinding, RedeployTarget
+from .models import Application, DeploymentBinding, PodDeletionTarget, RedeployTarget
 
 REDEPLOY_GRANTS = GrantKind(
     work_order_key="APPLICATION_REDEPLOY",
     key_format="APPLICATION:REDEPLOY:TOKEN:USERNAME:{username}:APPLICATION_NAME:{application_name}",
     held_key_format="APPLICATION:REDEPLOY:HELD:OPERATION:{operation_id}",
+)
+DELETE_POD_GRANTS = GrantKind(
+    work_order_key="APPLICATION_DELETE_POD",
+    key_format=(
+        "APPLICATION:DELETE:POD:TOKEN:USERNAME:{username}:APPLICATION_NAME:{application_name}"
+    ),
+    held_key_format="APPLICATION:DELETE:POD:HELD:OPERATION:{operation_id}",
 )
 
 
@@ -85,4 +92,21 @@ class ApplicationRedeployTicketEntryProvider(ApplicationEntryProvider):
         return render_to_string("redeploy/_redeploy_records.html", {"redeploy_targets": records})
 
 
+class ApplicationDeletePodTicketEntryProvider(ApplicationEntryProvider):
+    ticket_key = "APPLICATION_DELETE_POD"
+    grant_kind = DELETE_POD_GRANTS
+
+    def action(self, *, application_name: str) -> tuple[str, str]:
+        query = urlencode({"application": application_name})
+        return _("Delete pods"), f"{reverse('redeploy:pod-deletion-new')}?{query}"
+
+    def targets_caption(self) -> str:
+        return _("Where an approval allows deleting pods")
+
+    def records_html(self, *, ticket) -> str:
+        records = PodDeletionTarget.objects.filter(ticket=ticket).order_by("operated_at", "pk")
+        return render_to_string("redeploy/_pod_deletion_records.html", {"pod_targets": records})
+
+
 register(ApplicationRedeployTicketEntryProvider())
+register(ApplicationDeletePodTicketEntryProvider())

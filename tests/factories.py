@@ -131,6 +131,13 @@ class RedeployWorkOrderFactory(WorkOrderFactory):
             )
 
 
+class DeletePodWorkOrderFactory(RedeployWorkOrderFactory):
+    """The migration's APPLICATION_DELETE_POD work order, with the same one-node chain."""
+
+    key = "APPLICATION_DELETE_POD"
+    name = "Application pod delete"
+
+
 class TicketFactory(factory.django.DjangoModelFactory):
     """A ticket made through the services, as a requester would: NEW with one entry per
     application. `submitted=True` submits it (IN_APPROVAL); `approved_by=user` also approves

@@ -22,6 +22,7 @@ from tests.factories import (
     ApplicationFactory,
     BindingFactory,
     ClusterFactory,
+    DeletePodWorkOrderFactory,
     TicketFactory,
 )
 from tests.kubesim import KubeSimulator
@@ -89,6 +90,18 @@ def binding(application, cluster, sim):
 def approved_ticket(requester, approver, application):
     """alice's ticket for `web`, approved by bob: her authorization is live in Redis."""
     return TicketFactory(applicant=requester, applications=[application], approved_by=approver)
+
+
+@pytest.fixture
+def delete_pod_ticket(requester, approver, application):
+    """alice's APPLICATION_DELETE_POD ticket for `web`, approved by bob: her pod-delete
+    authorization is live in Redis."""
+    return TicketFactory(
+        applicant=requester,
+        work_order=DeletePodWorkOrderFactory(),
+        applications=[application],
+        approved_by=approver,
+    )
 
 
 def use_broker(url: str | None) -> None:
