@@ -11,8 +11,15 @@ from rest_framework.response import Response
 
 from cratos.security import client_ip
 
-from . import redeploys, selectors
-from .serializers import OperationSerializer, RedeployRequestInput, operation_api_url
+from . import pod_deletions, redeploys, selectors
+from .serializers import (
+    OperationSerializer,
+    PodDeletionRequestInput,
+    PodDeletionSerializer,
+    RedeployRequestInput,
+    operation_api_url,
+    pod_deletion_api_url,
+)
 
 
 def _accepted(operation, request) -> dict:
@@ -78,4 +85,33 @@ class RedeployViewSet(viewsets.GenericViewSet):
 
     def retrieve(self, request, pk):
         operation = selectors.visible_operation(operation_id=pk, user=request.user)
+        return Response(self.get_serializer(operation).data)
+
+
+class PodDeletionViewSet(viewsets.GenericViewSet):
+    """`POST /pod-deletions/` queues the deletion of some pods of an application (202, one
+    approval); `GET /pod-deletions/{id}/` shows it to its requester, staff and reviewers."""
+
+    lookup_value_converter = "uuid"
+    serializer_class = PodDeletionSerializer
+
+    def create(self, request):
+        serializer = PodDeletionRequestInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        operation = pod_deletions.request_pod_deletion(
+            user=request.user,
+            application_name=data["applicationName"],
+            namespace=data["namespace"],
+            deployment_name=data["deploymentName"],
+            pod_names=data["podNames"],
+            cluster_name=data.get("cluster") or "",
+            request_ip=client_ip(request) or None,
+        )
+        url = pod_deletion_api_url(operation, request)
+        body = {"id": str(operation.pk), "state": operation.state, "url": url}
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+    def retrieve(self, request, pk):
+        operation = selectors.visible_pod_deletion(operation_id=pk, user=request.user)
         return Response(self.get_serializer(operation).data)

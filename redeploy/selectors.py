@@ -9,7 +9,13 @@ from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
 from tickets.selectors import LiveAuthorization, live_authorizations
 
-from .models import Application, DeploymentBinding, RedeployOperation, RedeployTarget
+from .models import (
+    Application,
+    DeploymentBinding,
+    PodDeletion,
+    RedeployOperation,
+    RedeployTarget,
+)
 
 
 def operation_by_id(*, operation_id) -> RedeployOperation:
@@ -61,6 +67,20 @@ def visible_operation(*, operation_id, user) -> RedeployOperation:
         operation = None
     if operation is None or not may_view_operation(operation=operation, user=user):
         raise NotFound(f"Redeploy {operation_id} does not exist.")
+    return operation
+
+
+def visible_pod_deletion(*, operation_id, user) -> PodDeletion:
+    """A pod deletion with its targets, if `user` may see it (as a redeploy); NotFound alike
+    otherwise."""
+    operation = (
+        PodDeletion.objects.select_related("requested_by", "ticket")
+        .prefetch_related("targets")
+        .filter(pk=operation_id)
+        .first()
+    )
+    if operation is None or not may_view_operation(operation=operation, user=user):
+        raise NotFound(f"Pod deletion {operation_id} does not exist.")
     return operation
 
 

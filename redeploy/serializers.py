@@ -85,3 +85,53 @@ class OperationSerializer(serializers.Serializer):
     def get_cluster(self, operation) -> str | None:
         # None: every cluster where the binding exists.
         return operation.cluster_name or None
+
+
+class PodDeletionRequestInput(RedeployRequestInput):
+    podNames = serializers.ListField(
+        child=StrictCharField(max_length=MAX_KUBERNETES_NAME_LENGTH), allow_empty=True
+    )
+
+
+def pod_deletion_api_url(operation, request=None) -> str:
+    url = reverse("api-pod-deletion-detail", kwargs={"pk": operation.pk})
+    return request.build_absolute_uri(url) if request is not None else url
+
+
+class PodTargetSerializer(serializers.Serializer):
+    """One pod: its deletion and how its replacement went."""
+
+    id = serializers.IntegerField(source="pk")
+    cluster = serializers.CharField(source="cluster_name")
+    namespace = serializers.CharField()
+    deploymentName = serializers.CharField(source="deployment_name")
+    podName = serializers.CharField(source="pod_name")
+    state = serializers.CharField()
+    success = serializers.BooleanField(allow_null=True)
+    message = serializers.CharField()
+    deleted = serializers.BooleanField()
+    operatedAt = UtcDateTimeField(source="operated_at")
+    finishedAt = UtcDateTimeField(source="finished_at")
+
+
+class PodDeletionSerializer(serializers.Serializer):
+    """A pod deletion with its targets. Pass the request in the context for an absolute `url`."""
+
+    id = serializers.UUIDField()
+    url = serializers.SerializerMethodField()
+    state = serializers.CharField()
+    message = serializers.CharField()
+    applicationName = serializers.CharField(source="application_name")
+    namespace = serializers.CharField()
+    deploymentName = serializers.CharField(source="deployment_name")
+    podNames = serializers.ListField(source="pod_names")
+    cluster = serializers.CharField(source="cluster_name")
+    ticketNo = serializers.CharField(source="ticket.ticket_no", default=None)
+    requestedBy = serializers.CharField(source="requested_by.username")
+    createdAt = UtcDateTimeField(source="created_at")
+    startedAt = UtcDateTimeField(source="started_at")
+    finishedAt = UtcDateTimeField(source="finished_at")
+    targets = PodTargetSerializer(many=True)
+
+    def get_url(self, operation) -> str:
+        return pod_deletion_api_url(operation, self.context.get("request"))
