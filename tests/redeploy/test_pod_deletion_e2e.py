@@ -1,0 +1,57 @@
+"""End to end: approval of APPLICATION_DELETE_POD → a pod deletion request → a real Celery
+worker process on the real Redis broker deletes the pods on the simulator and follows their
+replacements → the ticket is COMPLETED with success."""
+
+import time
+
+import pytest
+
+from redeploy import kube, pod_deletions
+from redeploy.models import PodDeletion
+from tests.support import audit_actions
+from tickets.models import Ticket, TicketEntry
+
+FINISH_SECONDS = 30
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_approve_delete_pods_replaced_complete(
+    celery_worker, requester, cluster, binding, sim, delete_pod_ticket
+):
+    pods = kube.deployment_pods(cluster=cluster, namespace="shop", deployment_name="web")
+
+    operation = pod_deletions.request_pod_deletion(
+        user=requester,
+        application_name="web",
+        namespace="shop",
+        deployment_name="web",
+        pod_names=[pod.name for pod in pods],
+        request_ip="192.0.2.10",
+    )
+
+    deadline = time.monotonic() + FINISH_SECONDS
+    while not operation.is_finished:
+        assert time.monotonic() < deadline, (
+            f"The pod deletion did not finish within {FINISH_SECONDS} s (state "
+            f"{operation.state}). Worker output:\n" + "".join(celery_worker)
+        )
+        time.sleep(0.2)
+        operation.refresh_from_db()
+
+    assert operation.state == PodDeletion.State.SUCCEEDED, operation.message
+    deleted = [r.path.rsplit("/", 1)[-1] for r in sim.requests if r.method == "DELETE"]
+    assert sorted(deleted) == sorted(pod.name for pod in pods)
+    assert all(target.success for target in operation.targets.all())
+    delete_pod_ticket.refresh_from_db()
+    assert (delete_pod_ticket.state, delete_pod_ticket.success) == (Ticket.State.COMPLETED, True)
+    assert delete_pod_ticket.entries.get().state == TicketEntry.State.USED
+    actions = audit_actions(operation=operation)
+    assert actions[:3] == [
+        "pod_deletion.requested",
+        "authorization.consumed",
+        "pod_deletion.started",
+    ]
+    assert actions.count("pod_deletion.succeeded") == 2
+    # The worker process, not this one, ran it.
+    assert any(f"[{operation.celery_task_id}] received" in line for line in celery_worker)
