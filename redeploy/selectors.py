@@ -7,6 +7,7 @@ from django.db.models import Count, Prefetch, QuerySet
 
 from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
+from tickets.grants import GrantKind
 from tickets.selectors import LiveAuthorization, live_authorizations
 
 from .models import (
@@ -16,6 +17,7 @@ from .models import (
     RedeployOperation,
     RedeployTarget,
 )
+from .providers import REDEPLOY_GRANTS
 
 
 def operation_by_id(*, operation_id) -> RedeployOperation:
@@ -107,10 +109,11 @@ class RedeployChoice:
     bindings: list[DeploymentBinding]
 
 
-def redeploy_choices(*, user) -> list[RedeployChoice]:
-    """The user's live authorizations (soonest to expire first) with each application's
-    bindings: what the request form offers. Two queries and one Redis round trip."""
-    live = live_authorizations(user=user)
+def redeploy_choices(*, user, kind: GrantKind = REDEPLOY_GRANTS) -> list[RedeployChoice]:
+    """The user's live authorizations of one kind (soonest to expire first) with each
+    application's bindings: what a request form offers (a pod-delete approval does not allow
+    a redeploy). Two queries and one Redis round trip."""
+    live = live_authorizations(user=user, work_order_key=kind.work_order_key)
     names = [item.entry.name for item in live]
     by_application: dict[str, list[DeploymentBinding]] = {name: [] for name in names}
     bindings = (

@@ -6,7 +6,7 @@ import pytest
 
 from cratos.audit.models import AuditEvent
 from cratos.exceptions import PermissionRefused, ValidationFailed
-from redeploy import kube, pod_deletion_runs, pod_deletions
+from redeploy import kube, pod_deletion_runs, pod_deletions, selectors
 from redeploy.models import PodDeletion, PodDeletionTarget
 from redeploy.providers import DELETE_POD_GRANTS
 from tests.factories import UserFactory
@@ -221,3 +221,11 @@ def test_without_a_binding_the_targets_fail_and_the_grant_comes_back(
 
     assert operation.targets.get().message == "The deployment=web resource does not exist"
     assert live_grant() is not None
+
+
+def test_a_pod_delete_approval_is_offered_for_pods_not_for_a_redeploy(
+    binding, requester, delete_pod_ticket
+):
+    assert selectors.redeploy_choices(user=requester) == []
+    (choice,) = selectors.redeploy_choices(user=requester, kind=DELETE_POD_GRANTS)
+    assert (choice.application_name, choice.ticket_no) == ("web", delete_pod_ticket.ticket_no)
