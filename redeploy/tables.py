@@ -4,13 +4,14 @@ import django_tables2 as tables
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from .models import RedeployOperation, RedeployTarget
+from .models import PodDeletionTarget, RedeployOperation, RedeployTarget
 
 STATE_BADGES = {
     RedeployOperation.State.QUEUED: {"label": _("Queued"), "css": "badge-queued"},
     RedeployOperation.State.RUNNING: {"label": _("Running"), "css": "badge-pending"},
     RedeployTarget.State.PENDING: {"label": _("Pending"), "css": "badge-queued"},
     RedeployTarget.State.ROLLING: {"label": _("Rolling out"), "css": "badge-pending"},
+    PodDeletionTarget.State.DELETING: {"label": _("Deleting"), "css": "badge-pending"},
     RedeployOperation.State.SUCCEEDED: {"label": _("Succeeded"), "css": "badge-success"},
     RedeployOperation.State.FAILED: {"label": _("Failed"), "css": "badge-failure"},
 }

@@ -1,0 +1,118 @@
+"""The requester's pod-delete pages: pick pods of an application approved for it, then watch
+the operation. Thin: they read through selectors and kube, and write through the service.
+
+The form lists the Deployment's pods live (a GET and two LISTs on the cluster): a pod can only
+be picked from what runs now. The deletion itself is the worker's (redeploy.pod_deletion_runs).
+"""
+
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.utils.timesince import timesince
+from django.views.decorators.http import require_GET, require_http_methods
+
+from cratos.exceptions import ServiceUnavailable, ValidationFailed
+from cratos.security import client_ip
+from tickets.grants import UnauthorizedAccess
+from tickets.views import format_time_left
+
+from . import kube, pod_deletions, selectors
+from .exceptions import KubeError
+from .providers import DELETE_POD_GRANTS
+from .rules import pod_delete_refusal
+from .tables import state_badge
+
+# Without JavaScript the operation page reloads itself this often until the deletion ends.
+REFRESH_SECONDS = 3
+
+
+def _binding_of(choice, binding_id: str):
+    """The chosen binding of the application: the one named, else its first."""
+    if choice is None or not choice.bindings:
+        return None
+    return next((b for b in choice.bindings if str(b.pk) == binding_id), choice.bindings[0])
+
+
+def _pod_rows(binding) -> tuple[list[dict], str]:
+    """The binding's pods as the table shows them, or the API's refusal."""
+    try:
+        pods = kube.deployment_pods(
+            cluster=binding.cluster,
+            namespace=binding.namespace,
+            deployment_name=binding.deployment_name,
+        )
+    except KubeError as error:
+        return [], error.message
+    rows = [{"pod": pod, "age": timesince(pod.created_at)} for pod in pods]
+    return rows, ""
+
+
+def _form_page(request, *, application: str, binding_id: str, error: str = "", status=200):
+    choices = selectors.redeploy_choices(user=request.user, kind=DELETE_POD_GRANTS)
+    choice = next((c for c in choices if c.application_name == application), None)
+    binding = _binding_of(choice, binding_id)
+    rows, kube_error = _pod_rows(binding) if binding is not None else ([], "")
+    context = {
+        "choices": [(c, format_time_left(c.seconds_left)) for c in choices],
+        "choice": choice,
+        "binding": binding,
+        "rows": rows,
+        "kube_error": kube_error,
+        "error": error,
+    }
+    return render(request, "redeploy/pod_deletion_form.html", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def pod_deletion_new(request):
+    """The applications the user may delete pods of; for the chosen one, its live pods."""
+    refusal = pod_delete_refusal(user=request.user)
+    if refusal is not None:
+        raise refusal
+    if request.method != "POST":
+        return _form_page(
+            request,
+            application=request.GET.get("application", "").strip(),
+            binding_id=request.GET.get("binding", ""),
+        )
+    application = request.POST.get("application", "").strip()
+    binding_id = request.POST.get("binding", "")
+    binding = (
+        selectors.bindings_for(application_name=application).filter(pk=binding_id).first()
+        if binding_id.isdigit()
+        else None
+    )
+    try:
+        if binding is None:
+            raise ValidationFailed("Choose where the pods run.")
+        operation = pod_deletions.request_pod_deletion(
+            user=request.user,
+            application_name=application,
+            namespace=binding.namespace,
+            deployment_name=binding.deployment_name,
+            cluster_name=binding.cluster.name,
+            pod_names=request.POST.getlist("pods"),
+            request_ip=client_ip(request) or None,
+        )
+    except (UnauthorizedAccess, ValidationFailed, ServiceUnavailable) as refused:
+        return _form_page(
+            request,
+            application=application,
+            binding_id=binding_id,
+            error=refused.message,
+            status=refused.status_code,
+        )
+    return redirect("redeploy:pod-deletion", operation_id=operation.pk)
+
+
+@login_required
+@require_GET
+def pod_deletion_detail(request, operation_id):
+    operation = selectors.visible_pod_deletion(operation_id=operation_id, user=request.user)
+    context = {
+        "operation": operation,
+        "badge": state_badge(operation.state),
+        "targets": [(target, state_badge(target.state)) for target in operation.targets.all()],
+        "refresh_seconds": REFRESH_SECONDS,
+    }
+    return render(request, "redeploy/pod_deletion_detail.html", context)

@@ -1,0 +1,99 @@
+"""The pod-delete pages: the live pod table of an approved application, the POST that queues
+the deletion, the operation page, and the ticket's records table."""
+
+import pytest
+from django.urls import reverse
+
+from redeploy import kube
+from redeploy.models import PodDeletion
+from tests.factories import UserFactory
+from tests.support import page
+
+pytestmark = pytest.mark.django_db
+
+
+def new_url(application="web") -> str:
+    return f"{reverse('redeploy:pod-deletion-new')}?application={application}"
+
+
+def test_the_form_lists_the_live_pods_of_the_approved_application(
+    as_alice, cluster, binding, delete_pod_ticket
+):
+    pods = kube.deployment_pods(cluster=cluster, namespace="shop", deployment_name="web")
+
+    html = page(as_alice.get(new_url()))
+
+    assert delete_pod_ticket.ticket_no in html
+    for pod in pods:
+        assert f'name="pods" value="{pod.name}"' in html
+    assert "Running" in html
+
+
+def test_without_an_approval_nothing_is_offered(as_alice, binding, approved_ticket):
+    html = page(as_alice.get(new_url()))
+    assert 'name="pods"' not in html
+    assert "You have no live approval to delete pods." in html
+
+
+def test_without_the_permission_the_form_is_refused(client, delete_pod_ticket):
+    client.force_login(UserFactory(username="mallory"))
+    assert client.get(new_url()).status_code == 403
+
+
+def test_posting_picked_pods_queues_one_operation_and_shows_it(
+    as_alice, cluster, binding, delete_pod_ticket, django_capture_on_commit_callbacks
+):
+    names = [
+        p.name
+        for p in kube.deployment_pods(cluster=cluster, namespace="shop", deployment_name="web")
+    ]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_alice.post(
+            reverse("redeploy:pod-deletion-new"),
+            {"application": "web", "binding": binding.pk, "pods": names},
+        )
+
+    operation = PodDeletion.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("redeploy:pod-deletion", args=[operation.pk])
+    html = page(as_alice.get(response["Location"]))
+    assert all(name in html for name in names)
+    assert "Succeeded" in html
+    ticket_page = page(as_alice.get(reverse("tickets:detail", args=[delete_pod_ticket.ticket_no])))
+    assert "Delete Operation Time" in ticket_page and names[0] in ticket_page
+
+
+def test_a_second_post_is_refused_on_the_form(
+    as_alice, cluster, binding, delete_pod_ticket, django_capture_on_commit_callbacks
+):
+    body = {"application": "web", "binding": binding.pk, "pods": ["web-nope"]}
+    with django_capture_on_commit_callbacks(execute=True):
+        as_alice.post(reverse("redeploy:pod-deletion-new"), body)
+    # The first found no such pod, so its approval came back: it may be used again once.
+    first = PodDeletion.objects.get()
+    assert first.targets.get().message == "The pod=web-nope resource does not exist"
+    names = [
+        p.name
+        for p in kube.deployment_pods(cluster=cluster, namespace="shop", deployment_name="web")
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        as_alice.post(reverse("redeploy:pod-deletion-new"), body | {"pods": names[:1]})
+
+    response = as_alice.post(reverse("redeploy:pod-deletion-new"), body | {"pods": names[1:]})
+
+    assert response.status_code == 403
+    assert "Unauthorized access" in page(response)
+
+
+def test_others_cannot_see_the_operation_page(
+    client, as_alice, cluster, binding, delete_pod_ticket, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        as_alice.post(
+            reverse("redeploy:pod-deletion-new"),
+            {"application": "web", "binding": binding.pk, "pods": ["web-nope"]},
+        )
+    url = reverse("redeploy:pod-deletion", args=[PodDeletion.objects.get().pk])
+    client.force_login(UserFactory(username="mallory"))
+    assert client.get(url).status_code == 404
