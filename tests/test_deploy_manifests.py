@@ -20,7 +20,7 @@ ALLOWED_NAMESPACES = {"shop", "payments"}
 ROLE_RULES = {
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
     ("apps", "replicasets"): {"get", "list"},
-    ("", "pods"): {"get", "list"},
+    ("", "pods"): {"get", "list", "delete"},  # delete: the APPLICATION_DELETE_POD action
 }
 SECRET_KEYS = {
     "SECRET_KEY",
@@ -148,7 +148,7 @@ def test_no_cluster_wide_rights_anywhere():
     assert "ClusterRoleBinding" not in kinds
 
 
-def test_roles_grant_exactly_what_a_redeploy_needs_in_allow_listed_namespaces():
+def test_roles_grant_exactly_what_the_actions_need_in_allow_listed_namespaces():
     roles = _of_kind(_built(), "Role")
 
     assert {role["metadata"]["namespace"] for role in roles} == ALLOWED_NAMESPACES
