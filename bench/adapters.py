@@ -114,14 +114,17 @@ def authorization_check(*, username: str, application_name: str):
     """Figure 2. (check, key, name): `check()` is the product's check of the caller's live
     authorization for that application (as a redeploy request makes it), `key` the Redis key
     it reads, `name` what to call the check in the results."""
-    from redeploy import authorization
+    from redeploy.providers import REDEPLOY_GRANTS
+    from tickets import grants
 
-    key = authorization.token_key(username=username, application_name=application_name)
+    key = REDEPLOY_GRANTS.key(username=username, application_name=application_name)
 
     def check():
-        return authorization.live_token(username=username, application_name=application_name)
+        return grants.live_grant(
+            kind=REDEPLOY_GRANTS, username=username, application_name=application_name
+        )
 
-    return check, key, "redeploy.authorization.live_token"
+    return check, key, "tickets.grants.live_grant (kind REDEPLOY_GRANTS)"
 
 
 @dataclass
