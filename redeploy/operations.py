@@ -16,6 +16,7 @@ from django.utils.translation import override
 from cratos.audit.models import AuditEvent
 from cratos.audit.recorder import Action, Outcome, build_event, record_events
 from tickets.grant_services import give_back_grant, use_grant
+from tickets.grants import GrantKind
 from tickets.notifications import notify_operation_finished
 
 from .models import RedeployOperation, RedeployTarget
@@ -137,32 +138,42 @@ def fail_target(
 
 
 def give_up(*, operation_id, message: str, task_id: str = "") -> None:
-    """The operation could not start (the broker down, or the task's last try found the
-    database or Redis away): one still QUEUED fails with the reason and gives its grant back.
-    One that started is left to its targets."""
+    """The redeploy could not start (the broker down, or the task's last try found the
+    database or Redis away): see fail_queued."""
     with transaction.atomic():
-        operation = locked_operation(operation_id)
-        if operation.state != OperationState.QUEUED:
-            return
-        operation.state = OperationState.FAILED
-        operation.message = message
-        operation.finished_at = timezone.now()
-        operation.save(update_fields=["state", "message", "finished_at"])
-        record_events(
-            operation_event(
-                operation,
-                action=Action.REDEPLOY_FAILED,
-                outcome=Outcome.FAILURE,
-                message=message,
-                task_id=task_id,
-            )
+        fail_queued(
+            locked_operation(operation_id),
+            kind=REDEPLOY_GRANTS,
+            action=Action.REDEPLOY_FAILED,
+            message=message,
+            task_id=task_id,
         )
-        _give_back(operation, task_id=task_id)
 
 
-def _give_back(operation: RedeployOperation, *, task_id: str) -> None:
+def fail_queued(operation, *, kind: GrantKind, action: str, message: str, task_id: str) -> None:
+    """Any granted action's operation, locked by the caller, that could not start: one still
+    QUEUED fails with the reason and gives its grant back. One that started is left to its
+    targets. (Every action's operation states share their values, so RedeployOperation's
+    names serve.)"""
+    if operation.state != OperationState.QUEUED:
+        return
+    operation.state = OperationState.FAILED
+    operation.message = message
+    operation.finished_at = timezone.now()
+    operation.save(update_fields=["state", "message", "finished_at"])
+    record_events(
+        operation_event(
+            operation, action=action, outcome=Outcome.FAILURE, message=message, task_id=task_id
+        )
+    )
+    give_back(operation, kind=kind, task_id=task_id)
+
+
+def give_back(operation, *, kind: GrantKind, task_id: str) -> None:
+    """Any granted action's operation applied nothing: its grant goes back (tickets audits it
+    with the operation's names)."""
     give_back_grant(
-        kind=REDEPLOY_GRANTS,
+        kind=kind,
         operation_id=operation.pk,
         ticket_id=operation.ticket_id,
         application_name=operation.application_name,
@@ -207,7 +218,7 @@ def conclude(*, operation_id, task_id: str) -> None:
                 success=succeeded,
             )
         else:
-            _give_back(operation, task_id=task_id)
+            give_back(operation, kind=REDEPLOY_GRANTS, task_id=task_id)
         notify_finished(operation=operation)
 
 

@@ -11,11 +11,11 @@ from django.utils.translation import override
 
 from cratos.audit.models import AuditEvent
 from cratos.audit.recorder import Action, Outcome, record_events
-from tickets.grant_services import give_back_grant, use_grant
+from tickets.grant_services import use_grant
 from tickets.notifications import notify_operation_finished
 
 from .models import PodDeletion, PodDeletionTarget
-from .operations import operation_event
+from .operations import fail_queued, give_back, operation_event
 from .providers import DELETE_POD_GRANTS
 
 OperationState = PodDeletion.State
@@ -99,40 +99,16 @@ def fail_target(target_id: int, *, message: str, task_id: str, keep_change: bool
 
 
 def give_up(*, operation_id, message: str, task_id: str = "") -> None:
-    """The operation could not start (broker down, or the task's last try found the database
-    or Redis away): one still QUEUED fails and gives its grant back."""
+    """The deletion could not start (broker down, or the task's last try found the database
+    or Redis away): see redeploy.operations.fail_queued."""
     with transaction.atomic():
-        operation = locked_operation(operation_id)
-        if operation.state != OperationState.QUEUED:
-            return
-        operation.state = OperationState.FAILED
-        operation.message = message
-        operation.finished_at = timezone.now()
-        operation.save(update_fields=["state", "message", "finished_at"])
-        record_events(
-            operation_event(
-                operation,
-                action=Action.POD_DELETION_FAILED,
-                outcome=Outcome.FAILURE,
-                message=message,
-                task_id=task_id,
-            )
+        fail_queued(
+            locked_operation(operation_id),
+            kind=DELETE_POD_GRANTS,
+            action=Action.POD_DELETION_FAILED,
+            message=message,
+            task_id=task_id,
         )
-        _give_back(operation, task_id=task_id)
-
-
-def _give_back(operation: PodDeletion, *, task_id: str) -> None:
-    give_back_grant(
-        kind=DELETE_POD_GRANTS,
-        operation_id=operation.pk,
-        ticket_id=operation.ticket_id,
-        application_name=operation.application_name,
-        user=operation.requested_by,
-        cluster_name=operation.cluster_name,
-        namespace=operation.namespace,
-        deployment_name=operation.deployment_name,
-        celery_task_id=task_id or operation.celery_task_id,
-    )
 
 
 def conclude(*, operation_id, task_id: str) -> None:
@@ -158,7 +134,7 @@ def conclude(*, operation_id, task_id: str) -> None:
                 success=succeeded,
             )
         else:
-            _give_back(operation, task_id=task_id)
+            give_back(operation, kind=DELETE_POD_GRANTS, task_id=task_id)
         if operation.ticket_id is not None:
             notify_operation_finished(
                 ticket_id=operation.ticket_id, report=_report(operation, targets)

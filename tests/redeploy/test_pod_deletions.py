@@ -6,7 +6,7 @@ import pytest
 
 from cratos.audit.models import AuditEvent
 from cratos.exceptions import PermissionRefused, ValidationFailed
-from redeploy import kube, pod_deletion_runs, pod_deletions, selectors
+from redeploy import kube, pod_deletion_ends, pod_deletion_runs, pod_deletions, selectors
 from redeploy.models import PodDeletion, PodDeletionTarget
 from redeploy.providers import DELETE_POD_GRANTS
 from tests.factories import UserFactory
@@ -229,3 +229,23 @@ def test_a_pod_delete_approval_is_offered_for_pods_not_for_a_redeploy(
     assert selectors.redeploy_choices(user=requester) == []
     (choice,) = selectors.redeploy_choices(user=requester, kind=DELETE_POD_GRANTS)
     assert (choice.application_name, choice.ticket_no) == ("web", delete_pod_ticket.ticket_no)
+
+
+def test_a_deletion_that_never_started_fails_and_gives_the_grant_back(
+    cluster, binding, requester, delete_pod_ticket, redis_client
+):
+    operation = request(requester, ["web-1"])
+
+    pod_deletion_ends.give_up(operation_id=operation.pk, message="The task queue is away")
+
+    operation.refresh_from_db()
+    assert (operation.state, operation.message) == (
+        PodDeletion.State.FAILED,
+        "The task queue is away",
+    )
+    assert live_grant() is not None
+    assert delete_pod_ticket.entries.get().state == TicketEntry.State.AUTHORIZED
+    assert audit_actions(operation=operation)[-2:] == [
+        "pod_deletion.failed",
+        "authorization.restored",
+    ]
