@@ -22,9 +22,9 @@ from tickets.grant_services import Wanted, taken_grants
 from .models import PodDeletion
 from .pod_deletion_ends import give_up
 from .providers import DELETE_POD_GRANTS
-from .redeploys import PUBLISH_RETRY_POLICY
+from .redeploys import PUBLISH_RETRY_POLICY, RedeployRequest, clean_request
 from .rules import pod_delete_refusal
-from .validators import validate_dns1123_label, validate_dns1123_subdomain
+from .validators import validate_dns1123_subdomain
 
 logger = logging.getLogger(__name__)
 
@@ -38,23 +38,8 @@ QUEUE_DOWN = (
 )
 
 
-def _cleaned(
-    *, application_name: str, namespace: str, deployment_name: str, pod_names: Sequence[str]
-) -> tuple[str, str, str, list[str]]:
-    application_name = (application_name or "").strip()
-    namespace = (namespace or "").strip()
-    deployment_name = (deployment_name or "").strip()
-    missing = [
-        label
-        for label, value in (
-            ("application name", application_name),
-            ("namespace", namespace),
-            ("deployment name", deployment_name),
-        )
-        if not value
-    ]
-    if missing:
-        raise ValidationFailed(f"Give the {', '.join(missing)}.")
+def _cleaned(*, pod_names: Sequence[str]) -> list[str]:
+    """The pod names trimmed and checked (the Deployment's names are checked as a redeploy's)."""
     names = [(name or "").strip() for name in pod_names or []]
     if not names:
         raise ValidationFailed("Give at least one pod.")
@@ -63,13 +48,11 @@ def _cleaned(
     if len(set(names)) != len(names):
         raise ValidationFailed("A pod is named twice.")
     try:
-        validate_dns1123_label(namespace)
-        validate_dns1123_subdomain(deployment_name)
         for name in names:
             validate_dns1123_subdomain(name)
     except ValidationError as error:
         raise ValidationFailed(error.messages[0]) from None
-    return application_name, namespace, deployment_name, names
+    return names
 
 
 def request_pod_deletion(
@@ -87,17 +70,20 @@ def request_pod_deletion(
     committed transaction and raised: call this outside any transaction (as views do).
     Raises PermissionRefused, UnauthorizedAccess, ValidationFailed, ServiceUnavailable.
     """
-    application_name, namespace, deployment_name, pod_names = _cleaned(
-        application_name=application_name,
-        namespace=namespace,
-        deployment_name=deployment_name,
-        pod_names=pod_names,
+    cleaned = clean_request(
+        RedeployRequest(
+            application_name=application_name,
+            namespace=namespace,
+            deployment_name=deployment_name,
+            cluster_name=cluster_name,
+        )
     )
+    pod_names = _cleaned(pod_names=pod_names)
     where = {
-        "application_name": application_name,
-        "cluster_name": (cluster_name or "").strip(),
-        "namespace": namespace,
-        "deployment_name": deployment_name,
+        "application_name": cleaned.application_name,
+        "cluster_name": cleaned.cluster_name,
+        "namespace": cleaned.namespace,
+        "deployment_name": cleaned.deployment_name,
     }
     task_id = str(uuid.uuid4())
     try:

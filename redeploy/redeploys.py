@@ -55,7 +55,9 @@ class RedeployRequest:
     cluster_name: str | None = None
 
 
-def _clean_request(item: RedeployRequest) -> RedeployRequest:
+def clean_request(item: RedeployRequest) -> RedeployRequest:
+    """The names trimmed and checked (DNS-1123), as any action on an application's Deployment
+    takes them; ValidationFailed in the user's words."""
     application_name = (item.application_name or "").strip()
     namespace = (item.namespace or "").strip()
     deployment_name = (item.deployment_name or "").strip()
@@ -91,11 +93,11 @@ def _clean_batch(items: Sequence[RedeployRequest]) -> list[RedeployRequest]:
     if len(items) > most:
         raise ValidationFailed(f"At most {most} redeploys can be requested at once.")
     if len(items) == 1:
-        return [_clean_request(items[0])]
+        return [clean_request(items[0])]
     cleaned = []
     for number, item in enumerate(items, start=1):
         try:
-            cleaned.append(_clean_request(item))
+            cleaned.append(clean_request(item))
         except ValidationFailed as error:
             raise ValidationFailed(f"Redeploy {number}: {error.message}") from None
     seen = set()
