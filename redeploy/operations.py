@@ -208,18 +208,33 @@ def conclude(*, operation_id, task_id: str) -> None:
         operation.message = _summary(targets)
         operation.finished_at = timezone.now()
         operation.save()
-        if any(target.restarted_at for target in targets):
-            use_grant(
-                kind=REDEPLOY_GRANTS,
-                operation_id=operation.pk,
-                ticket_id=operation.ticket_id,
-                application_name=operation.application_name,
-                actor=operation.requested_by,
-                success=succeeded,
-            )
-        else:
-            give_back(operation, kind=REDEPLOY_GRANTS, task_id=task_id)
+        settle_grant(
+            operation,
+            kind=REDEPLOY_GRANTS,
+            applied=any(target.restarted_at for target in targets),
+            succeeded=succeeded,
+            task_id=task_id,
+        )
         notify_finished(operation=operation)
+
+
+def settle_grant(
+    operation, *, kind: GrantKind, applied: bool, succeeded: bool, task_id: str
+) -> None:
+    """Any granted action's finished operation, in its transaction: one approval, one
+    operation, so once its change was (or may have been) applied the grant is used, its entry
+    settled USED with `succeeded`; when nothing was, the grant goes back."""
+    if applied:
+        use_grant(
+            kind=kind,
+            operation_id=operation.pk,
+            ticket_id=operation.ticket_id,
+            application_name=operation.application_name,
+            actor=operation.requested_by,
+            success=succeeded,
+        )
+    else:
+        give_back(operation, kind=kind, task_id=task_id)
 
 
 def notify_finished(*, operation: RedeployOperation) -> None:
@@ -232,6 +247,12 @@ def notify_finished(*, operation: RedeployOperation) -> None:
 
 def record_row(target: RedeployTarget) -> list[str]:
     """The target as a row of the seed's second table (RECORD_HEADERS)."""
+    return [target.cluster_name, target.namespace, target.deployment_name, *time_and_result(target)]
+
+
+def time_and_result(target) -> list[str]:
+    """Any granted action's target: the last two cells of its records row (when it was
+    operated, how it ended)."""
     operated = f"{target.operated_at:%Y-%m-%d %H:%M:%S}" if target.operated_at else "-"
     if target.success is None:
         result = _("In progress")
@@ -239,7 +260,7 @@ def record_row(target: RedeployTarget) -> list[str]:
         result = _("Succeeded") if target.success else _("Failed")
     if target.message:
         result = f"{result}: {target.message}"
-    return [target.cluster_name, target.namespace, target.deployment_name, operated, result]
+    return [operated, result]
 
 
 def _report(operation: RedeployOperation, targets: list[RedeployTarget]) -> dict:
@@ -273,13 +294,7 @@ def _report(operation: RedeployOperation, targets: list[RedeployTarget]) -> dict
         "headers": RECORD_HEADERS,
         "rows": rows,
         "fields": {
-            "operationId": str(operation.pk),
-            "operationState": operation.state,
-            "success": succeeded,
-            "message": operation.message,
-            "application": operation.application_name,
-            "namespace": operation.namespace,
-            "deploymentName": operation.deployment_name,
+            **operation_fields(operation, succeeded=succeeded),
             "targets": [
                 {
                     "cluster": target.cluster_name,
@@ -292,4 +307,17 @@ def _report(operation: RedeployOperation, targets: list[RedeployTarget]) -> dict
                 for target in targets
             ],
         },
+    }
+
+
+def operation_fields(operation, *, succeeded: bool) -> dict:
+    """Any granted action's operation in a finished notice's webhook fields."""
+    return {
+        "operationId": str(operation.pk),
+        "operationState": operation.state,
+        "success": succeeded,
+        "message": operation.message,
+        "application": operation.application_name,
+        "namespace": operation.namespace,
+        "deploymentName": operation.deployment_name,
     }

@@ -11,11 +11,16 @@ from django.utils.translation import override
 
 from cratos.audit.models import AuditEvent
 from cratos.audit.recorder import Action, Outcome, record_events
-from tickets.grant_services import use_grant
 from tickets.notifications import notify_operation_finished
 
 from .models import PodDeletion, PodDeletionTarget
-from .operations import fail_queued, give_back, operation_event
+from .operations import (
+    fail_queued,
+    operation_event,
+    operation_fields,
+    settle_grant,
+    time_and_result,
+)
 from .providers import DELETE_POD_GRANTS
 
 OperationState = PodDeletion.State
@@ -124,17 +129,13 @@ def conclude(*, operation_id, task_id: str) -> None:
         operation.message = "\n".join(f"{t.pod_name}: {t.message}" for t in targets)
         operation.finished_at = timezone.now()
         operation.save()
-        if any(target.deleted for target in targets):
-            use_grant(
-                kind=DELETE_POD_GRANTS,
-                operation_id=operation.pk,
-                ticket_id=operation.ticket_id,
-                application_name=operation.application_name,
-                actor=operation.requested_by,
-                success=succeeded,
-            )
-        else:
-            give_back(operation, kind=DELETE_POD_GRANTS, task_id=task_id)
+        settle_grant(
+            operation,
+            kind=DELETE_POD_GRANTS,
+            applied=any(target.deleted for target in targets),
+            succeeded=succeeded,
+            task_id=task_id,
+        )
         if operation.ticket_id is not None:
             notify_operation_finished(
                 ticket_id=operation.ticket_id, report=_report(operation, targets)
@@ -143,15 +144,8 @@ def conclude(*, operation_id, task_id: str) -> None:
 
 def record_row(target: PodDeletionTarget) -> list[str]:
     """The target as a row of the ticket's records table (RECORD_HEADERS)."""
-    operated = f"{target.operated_at:%Y-%m-%d %H:%M:%S}" if target.operated_at else "-"
-    if target.success is None:
-        result = _("In progress")
-    else:
-        result = _("Succeeded") if target.success else _("Failed")
-    if target.message:
-        result = f"{result}: {target.message}"
     where = [target.cluster_name, target.namespace, target.deployment_name, target.pod_name]
-    return [*where, operated, result]
+    return [*where, *time_and_result(target)]
 
 
 def _report(operation: PodDeletion, targets: list[PodDeletionTarget]) -> dict:
@@ -189,13 +183,7 @@ def _report(operation: PodDeletion, targets: list[PodDeletionTarget]) -> dict:
         "headers": RECORD_HEADERS,
         "rows": rows,
         "fields": {
-            "operationId": str(operation.pk),
-            "operationState": operation.state,
-            "success": succeeded,
-            "message": operation.message,
-            "application": operation.application_name,
-            "namespace": operation.namespace,
-            "deploymentName": operation.deployment_name,
+            **operation_fields(operation, succeeded=succeeded),
             "targets": [
                 {
                     "cluster": target.cluster_name,
