@@ -2,6 +2,7 @@
 and the simulator; the task runs in-process once the request's transaction committed."""
 
 import pytest
+from django.core import mail
 from rest_framework.test import APIClient
 
 from cratos.audit.models import AuditEvent
@@ -58,6 +59,10 @@ def test_a_batch_of_pods_is_one_operation_202_then_polled_to_success(
     assert shown["ticketNo"] == delete_pod_ticket.ticket_no
     assert len([r for r in sim.requests if r.method == "DELETE"]) == 2
     assert delete_pod_ticket.entries.get().state == TicketEntry.State.USED
+    # The finished notice, written by the provider's side, sent by tickets.
+    notice = next(m for m in mail.outbox if "Pod deletion of web" in m.subject)
+    assert notice.subject == "Pod deletion of web succeeded"
+    assert all(name in notice.body for name in names)
 
 
 def test_a_second_attempt_is_refused(
