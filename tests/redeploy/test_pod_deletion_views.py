@@ -97,3 +97,14 @@ def test_others_cannot_see_the_operation_page(
     url = reverse("redeploy:pod-deletion", args=[PodDeletion.objects.get().pk])
     client.force_login(UserFactory(username="mallory"))
     assert client.get(url).status_code == 404
+
+
+def test_the_approval_links_to_the_pod_table_and_the_ticket_shows_its_records(
+    as_alice, binding, delete_pod_ticket
+):
+    html = page(as_alice.get(reverse("tickets:authorizations")))
+    assert f"{reverse('redeploy:pod-deletion-new')}?application=web" in html
+    assert "Delete pods" in html
+
+    html = page(as_alice.get(reverse("tickets:detail", args=[delete_pod_ticket.ticket_no])))
+    assert "No pod has been deleted on this ticket yet." in html
