@@ -164,6 +164,7 @@ def _delete_targets(
         try:
             kube.delete_pod(cluster=cluster, namespace=target.namespace, name=pod.name, uid=pod.uid)
         except kube.PodDeleteInDoubt as error:
+            # It may have been applied: followed like a deletion that was.
             logger.warning("Pod deletion %s in doubt: %s", target.pk, error.message)
         except kube.PodNotFound as error:
             fail_target(target.pk, message=error.message, task_id=task_id, keep_change=False)
@@ -173,6 +174,10 @@ def _delete_targets(
                 target.pk, message=failure_message(error), task_id=task_id, keep_change=False
             )
             continue
+        except Exception:
+            # Unforeseen (a bug, the client) after the DELETE may have gone out: treated as in
+            # doubt, so the pod is looked at until the deadline instead of left PENDING.
+            logger.exception("Deleting pod %s of target %s failed", pod.name, target.pk)
         _deleting(target.pk, deadline=deadline, message=f"Deleted pod {pod.name}", task_id=task_id)
 
 

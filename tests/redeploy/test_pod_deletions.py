@@ -249,3 +249,18 @@ def test_a_deletion_that_never_started_fails_and_gives_the_grant_back(
         "pod_deletion.failed",
         "authorization.restored",
     ]
+
+
+def test_a_delete_in_doubt_is_followed_not_given_back(
+    sim, cluster, binding, requester, delete_pod_ticket
+):
+    victim = pods_of(cluster)[0]
+    # Every attempt times out (1 s) before the API answers: the DELETE may have been applied.
+    sim.hang_next("DELETE", "/pods/", seconds=1.5, times=3)
+
+    operation = run(request(requester, [victim.name]))
+
+    target = operation.targets.get()
+    assert (target.state, target.deleted) == (PodDeletionTarget.State.DELETING, True)
+    assert follow(operation).state == PodDeletion.State.SUCCEEDED
+    assert delete_pod_ticket.entries.get().state == TicketEntry.State.USED
