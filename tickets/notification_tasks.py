@@ -11,7 +11,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import translation
 
-from . import notifications
+from . import notifications, webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +53,15 @@ def send_operation_finished(*, ticket_id: int, report: dict) -> None:
 @shared_task(
     bind=True,
     acks_late=True,
-    max_retries=notifications.WEBHOOK_MAX_RETRIES,
+    max_retries=webhooks.WEBHOOK_MAX_RETRIES,
     name=notifications.POST_WEBHOOK,
 )
 def post_webhook(self, *, work_order_id: int, event: str, body: str, delivery: str) -> None:
     try:
-        notifications.post_webhook(
+        webhooks.post_webhook(
             work_order_id=work_order_id, event=event, body=body, delivery=delivery
         )
-    except notifications.WebhookError as error:
+    except webhooks.WebhookError as error:
         attempt = self.request.retries + 1
         if error.retry and self.request.retries < self.max_retries:
             logger.warning("Webhook %s %s attempt %d failed: %s", event, delivery, attempt, error)
@@ -70,7 +70,7 @@ def post_webhook(self, *, work_order_id: int, event: str, body: str, delivery: s
                 self.apply(kwargs=self.request.kwargs, retries=attempt)
                 return
             raise self.retry(
-                exc=error, countdown=notifications.webhook_backoff(self.request.retries)
+                exc=error, countdown=webhooks.webhook_backoff(self.request.retries)
             ) from None
         logger.error(
             "Webhook %s %s not delivered (attempt %d): %s", event, delivery, attempt, error

@@ -10,16 +10,11 @@ ticket; a link works once, only while the ticket still waits on that node, and o
 browser signed in as that approver.
 """
 
-import hashlib
-import hmac
-import http.client
 import json
 import logging
 import secrets
-import urllib.request
 import uuid
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import signing
@@ -32,15 +27,13 @@ from django.utils.translation import gettext as _
 from cratos import queue
 from cratos.exceptions import InvalidTransition, NotFound, PermissionRefused
 
-from .models import Approval, ApprovalNode, DecisionLinkUse, Ticket, TicketEntry, WorkOrder
+from .models import Approval, ApprovalNode, DecisionLinkUse, Ticket, TicketEntry
 from .providers import markdown_table
 from .rules import decision_refusal
 from .selectors import entries_markdown, entries_table, ticket_queryset
 
 logger = logging.getLogger(__name__)
 
-WEBHOOK_MAX_RETRIES = 3
-WEBHOOK_BACKOFF_SECONDS = 10
 DECISION_LINK_SALT = "tickets.notices.decision-link"
 # A notice is not worth holding a request for: publish with a short retry, then log and go on.
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
@@ -366,14 +359,6 @@ def _send_mail(*, user, subject: str, template: str, context: dict) -> None:
 # -- webhook ---------------------------------------------------------------------------------------
 
 
-class WebhookError(Exception):
-    """The webhook did not take a notice; `retry`: whether trying again later may help."""
-
-    def __init__(self, message: str, *, retry: bool):
-        super().__init__(message)
-        self.retry = retry
-
-
 def _post(*, ticket: Ticket, event: str, context: dict, **fields) -> None:
     """Queue the event's webhook body for the ticket's work order, if it has a webhook."""
     work_order = ticket.work_order
@@ -403,59 +388,6 @@ def _post(*, ticket: Ticket, event: str, context: dict, **fields) -> None:
         body=json.dumps(body, ensure_ascii=False),
         delivery=uuid.uuid4().hex,
     )
-
-
-def webhook_signature(*, secret: str, body: bytes) -> str:
-    """The X-Cratos-Signature header: HMAC-SHA256 of the raw body, keyed by the secret."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def webhook_backoff(retries: int) -> int:
-    """Seconds before the next attempt: 10, 20, 40."""
-    return WEBHOOK_BACKOFF_SECONDS * 2**retries
-
-
-def _opener() -> urllib.request.OpenerDirector:
-    # Plain HTTP(S), no redirects followed, and every status handed back rather than raised.
-    opener = urllib.request.OpenerDirector()
-    opener.add_handler(urllib.request.HTTPHandler())
-    opener.add_handler(urllib.request.HTTPSHandler())
-    return opener
-
-
-def post_webhook(*, work_order_id: int, event: str, body: str, delivery: str) -> None:
-    """POST one signed body to the work order's webhook. Raises WebhookError: retry=True for
-    connection errors, timeouts, 429 and 5xx; retry=False for any other non-2xx status."""
-    work_order = WorkOrder.objects.get(pk=work_order_id)
-    if not work_order.has_webhook:
-        logger.info("Work order %s has no webhook any more; %s dropped", work_order, event)
-        return
-    url = work_order.webhook_url
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise WebhookError(f"{url} is not an http(s) URL", retry=False)
-    raw = body.encode()
-    request = urllib.request.Request(
-        url,
-        data=raw,
-        method="POST",
-        headers={
-            "Content-Type": "application/json; charset=utf-8",
-            "User-Agent": "cratos-redeploy",
-            "X-Cratos-Event": event,
-            "X-Cratos-Delivery": delivery,
-            "X-Cratos-Signature": webhook_signature(secret=work_order.webhook_secret, body=raw),
-        },
-    )
-    timeout = settings.NOTICE_WEBHOOK_TIMEOUT
-    try:
-        with _opener().open(request, timeout=timeout) as response:
-            status, answer = response.status, response.read(500)
-    except (OSError, http.client.HTTPException) as error:  # refused, DNS, timeout, reset
-        raise WebhookError(f"{url}: {error}", retry=True) from error
-    if 200 <= status < 300:
-        return
-    detail = f"{url} answered {status}: {answer.decode(errors='replace')}"
-    raise WebhookError(detail, retry=status >= 500 or status == 429)
 
 
 # -- approve/reject links --------------------------------------------------------------------------

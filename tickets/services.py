@@ -5,9 +5,7 @@ change, its state history and its audit event in one transaction.
 """
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -42,11 +40,6 @@ from .rules import (
 )
 
 MAX_UNSUBMITTED_TICKETS = 3
-# An authorization counts as unused only this long after it ran out: a redeploy that consumed it
-# just before has that long to commit its RUNNING operation, which keeps the entry from expiring.
-AUTHORIZATION_EXPIRY_GRACE = timedelta(minutes=1)
-EXPIRED_NOTE = "expired"
-
 State = Ticket.State
 
 
@@ -71,7 +64,7 @@ def _transition(*, ticket: Ticket, to_state: str, actor, note: str = "") -> None
     ticket.state = to_state
 
 
-def _close(*, ticket: Ticket, to_state: str, actor, note: str) -> None:
+def close_unapproved(*, ticket: Ticket, to_state: str, actor, note: str) -> None:
     """End a ticket before approval (REJECTED, CLOSED): no current node, entries cancelled."""
     _transition(ticket=ticket, to_state=to_state, actor=actor, note=note)
     ticket.current_node = None
@@ -314,7 +307,7 @@ def reject_ticket(
         node=node,
     )
     ticket.decided_at = timezone.now()
-    _close(ticket=ticket, to_state=State.REJECTED, actor=approver, note=reason)
+    close_unapproved(ticket=ticket, to_state=State.REJECTED, actor=approver, note=reason)
     return ticket
 
 
@@ -324,7 +317,7 @@ def cancel_ticket(*, ticket: Ticket, actor, reason: str = "") -> Ticket:
     reason = (reason or "").strip()
     ticket = _locked(ticket)
     _refuse(applicant_refusal(ticket=ticket, user=actor, action="cancel"))
-    _close(ticket=ticket, to_state=State.CLOSED, actor=actor, note=reason)
+    close_unapproved(ticket=ticket, to_state=State.CLOSED, actor=actor, note=reason)
     record_event(action=Action.TICKET_CANCELLED, actor=actor, ticket=ticket, message=reason)
     return ticket
 
@@ -404,80 +397,6 @@ def revoke_authorization(*, entry: TicketEntry, actor, reason: str) -> TicketEnt
     if grant is not None and grant.ticket_id == ticket.pk:
         grants.revoke(kind=kind, username=username, application_name=entry.name)
     return entry
-
-
-def expire_stale_tickets(*, now: datetime | None = None, max_age: timedelta | None = None) -> int:
-    """Close tickets still IN_APPROVAL `max_age` after submission (TICKET_APPROVAL_MAX_AGE_DAYS)
-    as expired: CLOSED with the note "expired", entries cancelled. Returns how many it closed.
-
-    One transaction per ticket; a ticket locked by a vote or by another sweep is left for the
-    next run (skip_locked), so concurrent sweeps never close one twice.
-    """
-    now = now or timezone.now()
-    max_age = max_age or timedelta(days=settings.TICKET_APPROVAL_MAX_AGE_DAYS)
-    stale = Ticket.objects.filter(state=State.IN_APPROVAL, submitted_at__lt=now - max_age)
-    closed = 0
-    for pk in stale.order_by("pk").values_list("pk", flat=True):
-        with transaction.atomic():
-            ticket = (
-                stale.select_for_update(of=("self",), skip_locked=True)
-                .select_related("work_order", "applicant")
-                .filter(pk=pk)
-                .first()
-            )
-            if ticket is None:
-                continue
-            _close(ticket=ticket, to_state=State.CLOSED, actor=None, note=EXPIRED_NOTE)
-            record_event(
-                action=Action.TICKET_EXPIRED,
-                outcome=Outcome.INFO,
-                ticket=ticket,
-                message=f"Not decided within {max_age.total_seconds() / 86400:g} days of its "
-                f"submission ({ticket.submitted_at.isoformat()}); closed as expired.",
-            )
-            closed += 1
-    return closed
-
-
-def expire_unused_authorizations(*, now: datetime | None = None) -> int:
-    """Settle as EXPIRED every authorized entry whose authorization ran out unused; the last one
-    settled completes its ticket (success False). Returns how many entries it expired.
-
-    An entry in use is left to the operation that took its authorization, which settles it
-    USED or gives it back. One transaction per entry; a ticket locked by anyone else (a redeploy
-    settling, a revocation, another sweep) is left for the next run.
-    """
-    now = now or timezone.now()
-    unused = TicketEntry.objects.filter(
-        state=TicketEntry.State.AUTHORIZED,
-        authorization_expires_at__lt=now - AUTHORIZATION_EXPIRY_GRACE,
-    )
-    expired = 0
-    for pk, ticket_id in unused.order_by("pk").values_list("pk", "ticket_id"):
-        with transaction.atomic():
-            # The ticket first, as settle_entry locks them: the same order never deadlocks.
-            ticket = (
-                Ticket.objects.select_for_update(of=("self",), skip_locked=True)
-                .select_related("work_order", "applicant")
-                .filter(pk=ticket_id)
-                .first()
-            )
-            # Read again under the ticket's lock: an operation may have taken it meanwhile.
-            entry = unused.filter(pk=pk).first() if ticket is not None else None
-            if entry is None:
-                continue
-            entry.ticket = ticket
-            record_event(
-                action=Action.AUTHORIZATION_EXPIRED,
-                outcome=Outcome.INFO,
-                ticket=ticket,
-                application_name=entry.name,
-                message=f"Authorization of {ticket.applicant.get_username()} for {entry.name} "
-                f"expired unused at {entry.authorization_expires_at.isoformat()}",
-            )
-            settle_entry(entry=entry, state=TicketEntry.State.EXPIRED)
-            expired += 1
-    return expired
 
 
 def decide_by_link(*, link: DecisionLink, user, text: str = "") -> Ticket:

@@ -15,7 +15,7 @@ from tests.factories import (
     TicketFactory,
     UserFactory,
 )
-from tickets import services, tasks
+from tickets import services, sweeps, tasks
 from tickets.models import Ticket, TicketEntry
 
 pytestmark = pytest.mark.django_db
@@ -104,7 +104,7 @@ def test_tickets_in_approval_past_the_max_age_close_as_expired(alice, bob, web, 
         timedelta(days=30),
     )
 
-    assert services.expire_stale_tickets() == 1
+    assert sweeps.expire_stale_tickets() == 1
 
     stale.refresh_from_db()
     assert stale.state == Ticket.State.CLOSED
@@ -133,8 +133,8 @@ def test_the_stale_sweep_is_idempotent(alice, web):
     submitted_ago(
         TicketFactory(applicant=alice, applications=[web], submitted=True), timedelta(days=8)
     )
-    assert services.expire_stale_tickets() == 1
-    assert services.expire_stale_tickets() == 0
+    assert sweeps.expire_stale_tickets() == 1
+    assert sweeps.expire_stale_tickets() == 0
     assert len(events(Action.TICKET_EXPIRED)) == 1
 
 
@@ -142,21 +142,21 @@ def test_the_max_age_comes_from_the_argument_or_the_setting(alice, web, max_age_
     ticket = submitted_ago(
         TicketFactory(applicant=alice, applications=[web], submitted=True), timedelta(days=3)
     )
-    assert services.expire_stale_tickets() == 0
-    assert services.expire_stale_tickets(now=timezone.now() + timedelta(days=5)) == 1
+    assert sweeps.expire_stale_tickets() == 0
+    assert sweeps.expire_stale_tickets(now=timezone.now() + timedelta(days=5)) == 1
     ticket.refresh_from_db()
     assert ticket.state == Ticket.State.CLOSED
 
     other = submitted_ago(
         TicketFactory(applicant=alice, applications=[web], submitted=True), timedelta(hours=3)
     )
-    assert services.expire_stale_tickets(max_age=timedelta(hours=4)) == 0
-    assert services.expire_stale_tickets(max_age=timedelta(hours=2)) == 1
+    assert sweeps.expire_stale_tickets(max_age=timedelta(hours=4)) == 0
+    assert sweeps.expire_stale_tickets(max_age=timedelta(hours=2)) == 1
     max_age_setting.TICKET_APPROVAL_MAX_AGE_DAYS = 1
     third = submitted_ago(
         TicketFactory(applicant=alice, applications=[web], submitted=True), timedelta(days=2)
     )
-    assert services.expire_stale_tickets() == 1
+    assert sweeps.expire_stale_tickets() == 1
     for closed in (other, third):
         closed.refresh_from_db()
         assert closed.state == Ticket.State.CLOSED
@@ -176,8 +176,8 @@ def test_a_ticket_locked_by_someone_else_is_left_for_the_next_sweep(alice, web):
         TicketFactory(applicant=alice, applications=[web], submitted=True), timedelta(days=8)
     )
     with HeldTicketLock(ticket):
-        assert services.expire_stale_tickets() == 0  # skipped, not blocked, not crashed
-    assert services.expire_stale_tickets() == 1
+        assert sweeps.expire_stale_tickets() == 0  # skipped, not blocked, not crashed
+    assert sweeps.expire_stale_tickets() == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -194,7 +194,7 @@ def test_concurrent_stale_sweeps_close_each_ticket_once(alice, web):
     def sweep():
         try:
             start.wait(LOCK_WAIT_SECONDS)
-            counts.append(services.expire_stale_tickets())
+            counts.append(sweeps.expire_stale_tickets())
         except Exception as exc:
             errors.append(exc)
         finally:
@@ -223,7 +223,7 @@ def test_unused_authorizations_expire_and_the_ticket_completes(alice, bob, web, 
     ticket = TicketFactory(applicant=alice, applications=[web, api_app], approved_by=bob)
     expires_ago(ticket, timedelta(minutes=5))
 
-    assert services.expire_unused_authorizations() == 2
+    assert sweeps.expire_unused_authorizations() == 2
 
     assert states(ticket) == {"web": TicketEntry.State.EXPIRED, "api": TicketEntry.State.EXPIRED}
     assert sorted(e.application_name for e in events(Action.AUTHORIZATION_EXPIRED)) == [
@@ -245,8 +245,8 @@ def test_the_authorization_sweep_is_idempotent_and_leaves_live_ones(alice, bob, 
     )
     expires_ago(ticket, timedelta(minutes=5), name="web")
 
-    assert services.expire_unused_authorizations() == 1
-    assert services.expire_unused_authorizations() == 0
+    assert sweeps.expire_unused_authorizations() == 1
+    assert sweeps.expire_unused_authorizations() == 0
 
     assert states(ticket) == {"web": TicketEntry.State.EXPIRED, "api": TicketEntry.State.AUTHORIZED}
     assert states(fresh) == {"web": TicketEntry.State.AUTHORIZED}
@@ -258,9 +258,9 @@ def test_the_authorization_sweep_is_idempotent_and_leaves_live_ones(alice, bob, 
 def test_an_authorization_just_run_out_gets_a_short_grace(alice, bob, web):
     ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
     expires_ago(ticket, timedelta(seconds=10))
-    assert services.expire_unused_authorizations() == 0
-    later = timezone.now() + services.AUTHORIZATION_EXPIRY_GRACE
-    assert services.expire_unused_authorizations(now=later) == 1
+    assert sweeps.expire_unused_authorizations() == 0
+    later = timezone.now() + sweeps.AUTHORIZATION_EXPIRY_GRACE
+    assert sweeps.expire_unused_authorizations(now=later) == 1
 
 
 def test_used_and_expired_entries_complete_the_ticket_unsuccessfully(alice, bob, web, api_app):
@@ -273,7 +273,7 @@ def test_used_and_expired_entries_complete_the_ticket_unsuccessfully(alice, bob,
         success=True,
     )
     expires_ago(ticket, timedelta(minutes=5))
-    assert services.expire_unused_authorizations() == 1
+    assert sweeps.expire_unused_authorizations() == 1
     ticket.refresh_from_db()
     assert states(ticket) == {"web": TicketEntry.State.USED, "api": TicketEntry.State.EXPIRED}
     assert (ticket.state, ticket.success) == (Ticket.State.COMPLETED, False)
@@ -285,7 +285,7 @@ def test_an_authorization_in_use_by_an_operation_is_left_to_it(alice, bob, web):
     ticket.entries.update(state=TicketEntry.State.IN_USE)
     expires_ago(ticket, timedelta(minutes=30))
 
-    assert services.expire_unused_authorizations() == 0
+    assert sweeps.expire_unused_authorizations() == 0
     assert states(ticket) == {"web": TicketEntry.State.IN_USE}
 
     # The operation ends and settles the entry USED, as redeploy.operations does.
@@ -295,7 +295,7 @@ def test_an_authorization_in_use_by_an_operation_is_left_to_it(alice, bob, web):
         actor=alice,
         success=True,
     )
-    assert services.expire_unused_authorizations() == 0
+    assert sweeps.expire_unused_authorizations() == 0
     ticket.refresh_from_db()
     assert (ticket.state, ticket.success) == (Ticket.State.COMPLETED, True)
     assert events(Action.AUTHORIZATION_EXPIRED) == []
@@ -310,7 +310,7 @@ def test_finished_redeploys_of_other_tickets_do_not_hold_it_back(alice, bob, web
         state=RedeployOperation.State.FAILED,
     )
     expires_ago(older, timedelta(minutes=5))
-    assert services.expire_unused_authorizations() == 1
+    assert sweeps.expire_unused_authorizations() == 1
 
 
 def test_the_task_runs_the_authorization_sweep(alice, bob, web):
@@ -336,9 +336,9 @@ def test_a_redeploy_settling_the_entry_meanwhile_wins_cleanly(alice, bob, web):
 
     # The redeploy holds the ticket while it settles: the sweep skips it, without an error.
     with HeldTicketLock(ticket, under_lock=settle_used):
-        assert services.expire_unused_authorizations() == 0
+        assert sweeps.expire_unused_authorizations() == 0
     # Committed USED: nothing left to expire.
-    assert services.expire_unused_authorizations() == 0
+    assert sweeps.expire_unused_authorizations() == 0
     ticket.refresh_from_db()
     assert states(ticket) == {"web": TicketEntry.State.USED}
     assert (ticket.state, ticket.success) == (Ticket.State.COMPLETED, True)
