@@ -90,17 +90,19 @@ def target_event(
     )
 
 
-def locked_operation(operation_id) -> RedeployOperation:
+def locked_operation(operation_id, *, model=RedeployOperation):
+    """The operation (of either granted action: `model`) locked, with what its events name."""
     return (
-        RedeployOperation.objects.select_for_update(of=("self",))
+        model.objects.select_for_update(of=("self",))
         .select_related("requested_by", "ticket")
         .get(pk=operation_id)
     )
 
 
-def locked_target(target_id: int) -> RedeployTarget:
+def locked_target(target_id: int, *, model=RedeployTarget):
+    """The target (of either granted action: `model`) locked, with its operation's people."""
     return (
-        RedeployTarget.objects.select_for_update(of=("self",))
+        model.objects.select_for_update(of=("self",))
         .select_related("operation__requested_by", "operation__ticket")
         .get(pk=target_id)
     )

@@ -16,11 +16,13 @@ from tickets.notifications import notify_operation_finished
 from .models import PodDeletion, PodDeletionTarget
 from .operations import (
     fail_queued,
+    locked_target,
     operation_event,
     operation_fields,
     settle_grant,
     time_and_result,
 )
+from .operations import locked_operation as locked_any_operation
 from .providers import DELETE_POD_GRANTS
 
 OperationState = PodDeletion.State
@@ -53,19 +55,7 @@ def target_event(
 
 
 def locked_operation(operation_id) -> PodDeletion:
-    return (
-        PodDeletion.objects.select_for_update(of=("self",))
-        .select_related("requested_by", "ticket")
-        .get(pk=operation_id)
-    )
-
-
-def _locked_target(target_id: int) -> PodDeletionTarget:
-    return (
-        PodDeletionTarget.objects.select_for_update(of=("self",))
-        .select_related("operation__requested_by", "operation__ticket")
-        .get(pk=target_id)
-    )
+    return locked_any_operation(operation_id, model=PodDeletion)
 
 
 def finish_target(
@@ -74,7 +64,7 @@ def finish_target(
     """The target ended. `keep_change=False`: its DELETE was not applied (the claim is
     dropped). Concludes the operation when it was the last."""
     with transaction.atomic():
-        target = _locked_target(target_id)
+        target = locked_target(target_id, model=PodDeletionTarget)
         if target.is_finished:
             return
         now = timezone.now()
