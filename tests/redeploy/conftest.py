@@ -28,7 +28,6 @@ from tests.factories import (
 from tests.kubesim import KubeSimulator
 
 SIM_TOKEN = "sim-token-for-tests"
-E2E_BROKER_URL = "redis://127.0.0.1:6379/7"
 WORKER_START_SECONDS = 30
 
 
@@ -120,10 +119,10 @@ def use_broker(url: str | None) -> None:
 @pytest.fixture
 def broker():
     """The real Redis broker of the end-to-end tests (its own database, emptied)."""
-    client = redis.Redis.from_url(E2E_BROKER_URL)
+    client = redis.Redis.from_url(settings.TEST_E2E_BROKER_URL)
     client.flushdb()
-    use_broker(E2E_BROKER_URL)
-    yield E2E_BROKER_URL
+    use_broker(settings.TEST_E2E_BROKER_URL)
+    yield settings.TEST_E2E_BROKER_URL
     use_broker(None)
     client.flushdb()
 

@@ -3,6 +3,7 @@ processes (imported, not copied), with a Redis broker database of our own."""
 
 import pytest
 import redis
+from django.conf import settings
 
 from tests.redeploy.conftest import (  # noqa: F401  (fixtures, registered by being imported)
     WorkerProcess,
@@ -17,15 +18,13 @@ from tests.redeploy.conftest import (  # noqa: F401  (fixtures, registered by be
     use_broker,
 )
 
-SAFETY_BROKER_URL = "redis://127.0.0.1:6379/4"
-
 
 @pytest.fixture
 def broker():
     """The real Redis broker of the safety tests (its own database, emptied before and after)."""
-    client = redis.Redis.from_url(SAFETY_BROKER_URL)
+    client = redis.Redis.from_url(settings.TEST_SAFETY_BROKER_URL)
     client.flushdb()
-    use_broker(SAFETY_BROKER_URL)
+    use_broker(settings.TEST_SAFETY_BROKER_URL)
     yield client
     use_broker(None)
     client.flushdb()
@@ -39,7 +38,7 @@ def start_worker(broker, transactional_db):
     workers: list[WorkerProcess] = []
 
     def start(**env: str) -> WorkerProcess:
-        worker = WorkerProcess(broker_url=SAFETY_BROKER_URL, env=env, name="safety")
+        worker = WorkerProcess(broker_url=settings.TEST_SAFETY_BROKER_URL, env=env, name="safety")
         workers.append(worker)
         return worker.wait_ready()
 
