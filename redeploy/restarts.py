@@ -217,8 +217,9 @@ class _Restarted:
 def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
     """The applied restarts, in one transaction: their targets ROLLING, an event each.
 
-    The event is written in any case (the restart was applied); the target changes only while
-    it still waits on this very claim, never after another run decided it."""
+    The target changes only while it still waits on this very claim, never after another run
+    decided it. The event is written unless another run recorded this very restart already
+    (a redelivered run that looked at it): one applied restart, one event."""
     if not restarted:
         return
     with transaction.atomic():
@@ -233,9 +234,10 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
         events = []
         for item in sorted(restarted, key=lambda item: item.target_id):
             target, restart = targets[item.target_id], item.restart
-            waiting = (
-                target.state == TargetState.PENDING and target.restarted_at == restart.restarted_at
-            )
+            ours = target.restarted_at == restart.restarted_at
+            if ours and target.generation is not None:
+                continue
+            waiting = ours and target.state == TargetState.PENDING
             target.state = TargetState.ROLLING
             target.restarted_at = restart.restarted_at
             target.generation = restart.generation

@@ -552,7 +552,9 @@ def test_redelivery_after_the_patch_was_sent_follows_the_rollout(
     operation = run(request(requester))
     target = operation.targets.get()
     # As if the worker died right after the PATCH, before recording its answer.
-    RedeployTarget.objects.filter(pk=target.pk).update(state=RedeployTarget.State.PENDING)
+    RedeployTarget.objects.filter(pk=target.pk).update(
+        state=RedeployTarget.State.PENDING, generation=None
+    )
     sim.reset_requests()
 
     operation = follow(run(operation, task_id="task-redelivered"))
