@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django_tables2",
     "django_filters",
     "cratos.audit",
+    "cratos.teams",
     "tickets",
     "redeploy",
 ]
