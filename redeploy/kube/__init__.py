@@ -9,7 +9,8 @@ are that interface, whichever module of the package holds them:
   bounded retries, paged LISTs;
 - deployments: reading Deployments and `kubectl rollout restart`;
 - rollout: the pure rules of `kubectl rollout status`;
-- pods: a Deployment's own pods, listed and deleted.
+- pods: a Deployment's own pods, listed and deleted;
+- watch: Deployments watched (and LISTed) to follow their rollouts.
 """
 
 from ..exceptions import KubeError
@@ -39,9 +40,11 @@ from .pods import (
     pods_ready,
 )
 from .rollout import Rollout, RolloutStatus, rollout_status
+from .watch import Change, Watches, list_namespace
 
 __all__ = [
     "PAUSED_MESSAGE",
+    "Change",
     "DeletedPod",
     "KubeError",
     "PodDeleteInDoubt",
@@ -51,6 +54,7 @@ __all__ = [
     "RestartCheck",
     "Rollout",
     "RolloutStatus",
+    "Watches",
     "check_restart",
     "check_restarts_in",
     "delete_pod",
@@ -58,6 +62,7 @@ __all__ = [
     "get_deployment",
     "in_background",
     "list_deployments",
+    "list_namespace",
     "now_restarted_at",
     "pick_pods",
     "pods_ready",
