@@ -92,7 +92,7 @@ class _Namespace:
             )
         except Exception as error:
             return dict.fromkeys(self.targets, _trouble_look(error))
-        by_name = {deployment.metadata.name: deployment for deployment in found}
+        by_name = {deployment["metadata"]["name"]: deployment for deployment in found}
         return {name: _look_from(t, by_name.get(name)) for name, t in self.targets.items()}
 
 

@@ -234,8 +234,17 @@ def _with_retries(function, *, what: str, not_found: NotFoundError = DeploymentN
 def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> list:
     """Every item of a LIST, read page by page (LIST_PAGE_SIZE items each); `raw`: as the API's
     JSON, not the client's models."""
+    return _all_pages_at(list_page, label_selector=label_selector, what=what, raw=raw)[0]
+
+
+def _all_pages_at(
+    list_page, *, label_selector: str, what: str, raw: bool = False
+) -> tuple[list, str]:
+    """_all_pages, with the list's resourceVersion (a watch resumes after it): the first
+    page's, since the later ones belong to its snapshot."""
     items: list = []
     token = None
+    version = None
     while True:
         page = _with_retries(
             lambda token=token: list_page(
@@ -251,9 +260,12 @@ def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) 
         if raw:
             page = json.loads(page.data)
             items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
+            meta = page.get("metadata") or {}
+            token = meta.get("continue")
+            version = version or meta.get("resourceVersion")
         else:
             items.extend(page.items or [])
             token = page.metadata._continue if page.metadata else None
+            version = version or (page.metadata.resource_version if page.metadata else None)
         if not token:
-            return items
+            return items, version or ""
