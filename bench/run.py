@@ -1,4 +1,4 @@
-"""Issue 6's benchmark: five figures, each against a baseline measured in the same run.
+"""Issue 6's benchmark: six figures, each against a baseline measured in the same run.
 
 Everything real and on loopback: PostgreSQL (a database of its own, created and dropped), Redis
 (database 0, emptied), gunicorn serving the product's API, a `celery worker` process on a real
@@ -17,8 +17,13 @@ goes through bench/adapters.py.
 4. Throughput: 200 redeploys of 200 applications through one worker (one batch request, one
    task; also one request each, reported) vs 200 bare sequential PATCHes.
 5. Peak memory (VmHWM) of the web process and the worker after the runs.
+6. Rollouts followed: one redeploy's rollout followed by the worker and by `kubectl rollout
+   status` at the same time (bench/sim.py --tls, one pod a second): the status kubectl calls
+   complete written → SUCCEEDED seen committed in the database, vs → kubectl's line; and the
+   API requests each sends after the PATCH, for a 3 s and a 60 s rollout.
 
     scripts/bench [--samples 200] [--apps 200] [--audit-requests 100] [--skip-audit]
+        [--rollouts 10]
         [--only 1 [2 ...]] [--broker redis|amqp] [--json bench/results.json]
 
 A run of some figures only (--only, e.g. `scripts/bench --only 1 --samples 20`) writes no
