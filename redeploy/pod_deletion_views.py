@@ -1,8 +1,9 @@
 """The requester's pod-delete pages: pick pods of an application approved for it, then watch
 the operation. Thin: they read through selectors and kube, and write through the service.
 
-The form lists the Deployment's pods live (a GET and two LISTs on the cluster): a pod can only
-be picked from what runs now. The deletion itself is the worker's (redeploy.pod_deletion_runs).
+The form lists the Deployment's pods live, as the worker reads them (redeploy.pod_listings: the
+web holds no cluster credentials): a pod can only be picked from what runs now. The deletion
+itself is the worker's too (redeploy.pod_deletion_runs).
 """
 
 from django.contrib.auth.decorators import login_required
@@ -15,8 +16,7 @@ from cratos.security import client_ip
 from tickets.grants import UnauthorizedAccess
 from tickets.views import format_time_left
 
-from . import kube, pod_deletions, selectors
-from .exceptions import KubeError
+from . import pod_deletions, pod_listings, selectors
 from .providers import DELETE_POD_GRANTS
 from .rules import pod_delete_refusal
 from .tables import state_badge
@@ -33,17 +33,10 @@ def _binding_of(choice, binding_id: str):
 
 
 def _pod_rows(binding) -> tuple[list[dict], str]:
-    """The binding's pods as the table shows them, or the API's refusal."""
-    try:
-        pods = kube.deployment_pods(
-            cluster=binding.cluster,
-            namespace=binding.namespace,
-            deployment_name=binding.deployment_name,
-        )
-    except KubeError as error:
-        return [], error.message
-    rows = [{"pod": pod, "age": timesince(pod.created_at)} for pod in pods]
-    return rows, ""
+    """The binding's pods as the table shows them, or why they cannot be listed."""
+    listing = pod_listings.listed_pods(binding=binding)
+    rows = [{"pod": pod, "age": timesince(pod.created_at)} for pod in listing.pods]
+    return rows, listing.error
 
 
 def _form_page(request, *, application: str, binding_id: str, error: str = "", status=200):
@@ -77,11 +70,7 @@ def pod_deletion_new(request):
         )
     application = request.POST.get("application", "").strip()
     binding_id = request.POST.get("binding", "")
-    binding = (
-        selectors.bindings_for(application_name=application).filter(pk=binding_id).first()
-        if binding_id.isdigit()
-        else None
-    )
+    binding = selectors.binding_shown(application_name=application, binding_id=binding_id)
     try:
         if binding is None:
             raise ValidationFailed("Choose where the pods run.")
