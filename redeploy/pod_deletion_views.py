@@ -8,6 +8,8 @@ itself is the worker's too (redeploy.pod_deletion_runs).
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -44,6 +46,7 @@ def _form_page(request, *, application: str, binding_id: str, error: str = "", s
     choice = next((c for c in choices if c.application_name == application), None)
     binding = _binding_of(choice, binding_id)
     rows, kube_error = _pod_rows(binding) if binding is not None else ([], "")
+    new_ticket = {"work_order": DELETE_POD_GRANTS.work_order_key}
     context = {
         "choices": [(c, format_time_left(c.seconds_left)) for c in choices],
         "choice": choice,
@@ -51,6 +54,7 @@ def _form_page(request, *, application: str, binding_id: str, error: str = "", s
         "rows": rows,
         "kube_error": kube_error,
         "error": error,
+        "new_ticket_url": f"{reverse('tickets:create')}?{urlencode(new_ticket)}",
     }
     return render(request, "redeploy/pod_deletion_form.html", context, status=status)
 
