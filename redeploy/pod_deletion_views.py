@@ -1,5 +1,5 @@
 """The requester's pod-delete pages: pick pods of an application approved for it, then watch
-the operation. Thin: they read through selectors and kube, and write through the service.
+the operation. Thin: they read through selectors and pod_listings, and write through the service.
 
 The form lists the Deployment's pods live, as the worker reads them (redeploy.pod_listings: the
 web holds no cluster credentials): a pod can only be picked from what runs now. The deletion
