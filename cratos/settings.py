@@ -203,11 +203,14 @@ KUBERNETES_PARALLEL_REQUESTS = env.int("KUBERNETES_PARALLEL_REQUESTS", default=8
 # A batch that restarts this many Deployments or more in one namespace reads them with one LIST
 # of the namespace (the paused check) instead of one GET each.
 KUBERNETES_LIST_FROM = env.int("KUBERNETES_LIST_FROM", default=10)
-# Seconds before looking at a rollout again after an API error (rollouts are watched).
+# Seconds between two looks at a pod deletion's replacements, and before watching a rollout
+# again after an API error (rollouts are watched).
 REDEPLOY_ROLLOUT_POLL_SECONDS = env.float("REDEPLOY_ROLLOUT_POLL_SECONDS", default=2.0)
 # Seconds one task watches rollouts before the next task resumes the watches: a 10-minute
 # rollout costs 5 watch requests, and no worker is held for a whole rollout.
 REDEPLOY_ROLLOUT_WATCH_SECONDS = env.float("REDEPLOY_ROLLOUT_WATCH_SECONDS", default=120.0)
+# Seconds the pod-delete page waits for the worker to list the pods it offers.
+POD_LISTING_WAIT_SECONDS = env.float("POD_LISTING_WAIT_SECONDS", default=5.0)
 # Redeploys one request (and one task) may carry.
 REDEPLOY_MAX_BATCH = env.int("REDEPLOY_MAX_BATCH", default=500)
 
