@@ -4,6 +4,7 @@ that does not answer."""
 import pytest
 
 from cratos.audit.models import AuditEvent
+from cratos.celery import app as celery_app
 from cratos.exceptions import ServiceUnavailable
 from redeploy import redeploys, tasks
 from redeploy.models import RedeployOperation, RedeployTarget
@@ -24,6 +25,13 @@ def test_tasks_are_acknowledged_late_and_retry_when_a_service_is_away():
         assert task.acks_late is True
         assert ServiceUnavailable in task.autoretry_for
         assert task.max_retries == 5
+
+
+def test_rollouts_are_watched_from_a_queue_of_their_own():
+    """A watch holds its worker for a while: the next redeploy must not wait behind it."""
+    route = celery_app.amqp.router.route
+    assert route({}, tasks.follow_rollouts.name)["queue"].name == "rollouts"
+    assert route({}, tasks.run_redeploys.name)["queue"].name == "celery"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -624,4 +624,8 @@ def test_notices_have_a_queue_of_their_own_that_a_worker_consumes_by_default():
     ):
         assert route({}, task.name)["queue"].name == "notices"
     assert route({}, "redeploy.run_redeploys")["queue"].name == "celery"
-    assert {queue.name for queue in celery_app.amqp.queues.values()} == {"celery", "notices"}
+    assert {queue.name for queue in celery_app.amqp.queues.values()} == {
+        "celery",
+        "notices",
+        "rollouts",
+    }
