@@ -71,13 +71,15 @@ def _credentials_key(cluster: KubernetesCluster) -> str:
 
 
 @contextmanager
-def api_client(cluster: KubernetesCluster) -> Iterator[ApiClient]:
+def api_client(cluster: KubernetesCluster, *, watching: bool = False) -> Iterator[ApiClient]:
     """The cluster's client, shared and kept open (thread-safe); use it as a context manager.
 
     Changed credentials get a new client. Tokens that expire (exec plugins, in-cluster service
-    account tokens) are refreshed by the client itself before a request.
+    account tokens) are refreshed by the client itself before a request. `watching`: the
+    client that follows rollouts, with connections of its own: a watch cut short leaves its
+    connection dead, and the next restart must not be the one to find it in the pool.
     """
-    key = _credentials_key(cluster)
+    key = _credentials_key(cluster) + (":watching" if watching else "")
     with _clients_lock:
         client = _clients.get(key)
         if client is not None:

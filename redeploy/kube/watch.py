@@ -59,7 +59,7 @@ def list_namespace(
 ) -> tuple[list[dict], str]:
     """The Deployments named `names` in the namespace as they stand (the API's JSON), with the
     list's resourceVersion to watch from (one LIST, paged)."""
-    with api_client(cluster) as client:
+    with api_client(cluster, watching=True) as client:
         items, version = _all_pages_at(
             partial(
                 AppsV1Api(client).list_namespaced_deployment,
@@ -111,7 +111,7 @@ class Watches:
     def _stream(self, *, cluster, namespace, names, resource_version, seconds) -> None:
         last, expired, trouble = resource_version, False, ""
         try:
-            with api_client(cluster) as client:
+            with api_client(cluster, watching=True) as client:
                 response = AppsV1Api(client).list_namespaced_deployment(
                     namespace,
                     watch=True,
