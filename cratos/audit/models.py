@@ -38,6 +38,7 @@ class AuditEvent(models.Model):
         ROLLOUT_FAILED = "rollout.failed", _("Rollout Failed")
         CLUSTER_IMPORTED = "cluster.imported", _("Cluster Imported")
         APPLICATIONS_SYNCED = "applications.synced", _("Applications Synced")
+        IDENTITY_ACCESS_CHANGED = "identity.access_changed", _("Identity Access Changed")
 
     class Outcome(models.TextChoices):
         SUCCESS = "SUCCESS", _("Success")
