@@ -8,17 +8,9 @@ from django_auth_ldap.config import LDAPSearch
 
 from cratos.identity.ldap_config import ldap_group_type, ldap_tls_options
 
-from .servers import OpenIDProvider, Slapd
+from .servers import ROLE_GROUPS, TEAM_GROUPS, OpenIDProvider, Slapd
 
 BACKENDS = "cratos.identity.backends"
-
-# The mapping of directory groups to roles and teams that every company-login test uses.
-ROLE_GROUPS = {
-    "Requesters": ["cratos-requesters"],
-    "Approvers": ["cratos-approvers"],
-    "Reviewers": ["cratos-auditors"],
-}
-TEAM_GROUPS = {"shop": ["team-shop"], "payments": ["team-payments"]}
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,14 @@ SLAPD = Path("/usr/sbin/slapd")
 SLAPADD = Path("/usr/sbin/slapadd")
 STARTUP_SECONDS = 20
 
+# The product's mapping of the test company's groups (in both servers) to roles and teams.
+ROLE_GROUPS = {
+    "Requesters": ["cratos-requesters"],
+    "Approvers": ["cratos-approvers"],
+    "Reviewers": ["cratos-auditors"],
+}
+TEAM_GROUPS = {"shop": ["team-shop"], "payments": ["team-payments"]}
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -17,6 +17,15 @@ const port = Number(process.env.PORT);
 const issuer = `http://127.0.0.1:${port}`;
 const accounts = () => JSON.parse(readFileSync(process.env.ACCOUNTS, 'utf8'));
 
+function escape(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function page(title, body) {
+  return `<!doctype html><html><head><meta charset="utf-8"><title>Test IdP: ${title}</title>
+</head><body>${body}</body></html>`;
+}
+
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), kid: 'test', use: 'sig', alg: 'RS256' };
 
@@ -33,7 +42,23 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: false },
     registration: { enabled: true },
-    rpInitiatedLogout: { enabled: true },
+    // The default pages load a web font from the internet; these load nothing.
+    rpInitiatedLogout: {
+      enabled: true,
+      logoutSource(ctx, form) {
+        ctx.body = page('Sign out', `<h1>Sign out of Test IdP?</h1>${form}
+<button type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm">No, stay signed in</button>`);
+      },
+      postLogoutSuccessSource(ctx) {
+        ctx.body = page('Signed out', '<h1>Signed out of Test IdP</h1>');
+      },
+    },
+  },
+  renderError(ctx, out) {
+    ctx.type = 'html';
+    ctx.body = page('Error', `<h1>Test IdP: ${escape(out.error)}</h1>
+<p role="alert">${escape(out.error_description)}</p>`);
   },
   pkce: { required: () => true },
   async findAccount(ctx, username) {
@@ -55,18 +80,15 @@ const provider = new Provider(issuer, {
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
 });
 
-const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-
 function loginPage(res, uid, error) {
   res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-  res.end(`<!doctype html><html><head><title>Test IdP: sign in</title></head><body>
-<h1>Test IdP</h1>
+  res.end(page('Sign in', `<h1>Test IdP</h1>
 ${error ? `<p role="alert">${escape(error)}</p>` : ''}
 <form method="post" action="/interaction/${escape(uid)}">
 <label for="username">Username</label><input id="username" name="username" autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password">
 <button type="submit">Log in</button>
-</form></body></html>`);
+</form>`));
 }
 
 async function formOf(req) {
