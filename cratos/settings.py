@@ -7,7 +7,7 @@ import ldap
 from django_auth_ldap.config import LDAPSearch
 from kombu import Queue
 
-from cratos.identity.ldap_config import ldap_group_type, ldap_tls_options
+from cratos.identity.ldap_config import ldap_connection_options, ldap_group_type
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -127,6 +127,9 @@ LOGIN_URL = "login"
 # Each role's own page (cratos.identity.views.landing), unless the sign-in was for another page.
 LOGIN_REDIRECT_URL = "landing"
 LOGOUT_REDIRECT_URL = "login"
+# Roles and teams from the directory are renewed at sign-in, so a session's length bounds how
+# long a removed group still counts (Django's default: two weeks).
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=14 * 24 * 3600)
 
 # Local passwords: "all" (the demo), "superusers" (a break-glass admin) or "none"; the user
 # names in LOCAL_PASSWORD_USERS may use theirs whatever the policy.
@@ -169,7 +172,9 @@ AUTH_LDAP_GROUP_SEARCH = LDAPSearch(
 AUTH_LDAP_GROUP_TYPE = ldap_group_type(env("LDAP_GROUP_TYPE", default="groupOfNames"))
 AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
 AUTH_LDAP_ALWAYS_UPDATE_USER = True
-AUTH_LDAP_CONNECTION_OPTIONS = ldap_tls_options(ca_file=env("LDAP_CA_FILE", default=""))
+AUTH_LDAP_CONNECTION_OPTIONS = ldap_connection_options(
+    ca_file=env("LDAP_CA_FILE", default=""), timeout=env.float("LDAP_TIMEOUT", default=5.0)
+)
 
 # OpenID Connect (mozilla-django-oidc), when OIDC_RP_CLIENT_ID is set: authorization code flow
 # with PKCE; the provider's endpoints as its discovery document lists them.

@@ -6,7 +6,7 @@ import ldap
 import pytest
 from django_auth_ldap.config import LDAPSearch
 
-from cratos.identity.ldap_config import ldap_group_type, ldap_tls_options
+from cratos.identity.ldap_config import ldap_connection_options, ldap_group_type
 
 from .servers import ROLE_GROUPS, TEAM_GROUPS, OpenIDProvider, Slapd
 
@@ -48,7 +48,9 @@ def ldap_login(settings, slapd, directory_mapping):
         slapd.GROUPS, ldap.SCOPE_SUBTREE, "(objectClass=groupOfNames)"
     )
     settings.AUTH_LDAP_GROUP_TYPE = ldap_group_type("groupOfNames")
-    settings.AUTH_LDAP_CONNECTION_OPTIONS = ldap_tls_options(ca_file=slapd.ca_file)
+    settings.AUTH_LDAP_CONNECTION_OPTIONS = ldap_connection_options(
+        ca_file=slapd.ca_file, timeout=5
+    )
     return slapd
 
 

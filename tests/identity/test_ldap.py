@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from cratos.audit.models import AuditEvent
-from cratos.identity.ldap_config import ldap_tls_options
+from cratos.identity.ldap_config import ldap_connection_options
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -77,6 +77,15 @@ def test_a_wrong_password_or_an_unknown_person_is_refused(client, ldap_login):
     assert not User.objects.filter(username__in=["bob", "nobody"]).exists()
 
 
+def test_a_directory_that_does_not_answer_refuses_the_sign_in(client, ldap_login, settings):
+    settings.AUTH_LDAP_SERVER_URI = "ldap://127.0.0.1:1"  # nothing listens on port 1
+
+    response = sign_in(client, "alice")
+
+    assert response.status_code == 200
+    assert "Please enter a correct username and password" in response.content.decode()
+
+
 def test_failed_directory_sign_ins_are_throttled(client, ldap_login):
     for _ in range(5):
         assert sign_in(client, "alice", "wrong").status_code == 200
@@ -98,7 +107,7 @@ def test_starttls_verifies_the_servers_certificate(client, ldap_login, settings)
     client.logout()
 
     # Without the CA that signed the server's certificate, no password goes out.
-    settings.AUTH_LDAP_CONNECTION_OPTIONS = ldap_tls_options(ca_file="")
+    settings.AUTH_LDAP_CONNECTION_OPTIONS = ldap_connection_options(ca_file="", timeout=5)
     assert sign_in(client, "bob").status_code == 200
     assert not User.objects.filter(username="bob").exists()
 
