@@ -140,3 +140,11 @@ def test_signing_out_after_a_password_sign_in_goes_to_the_login_page(client, oid
     client.force_login(user, backend="cratos.identity.backends.LocalPasswordBackend")
 
     assert client.post(reverse("logout")).url == f"{SERVER}/accounts/login/"
+
+
+def test_the_admins_login_page_offers_the_provider_too(client, oidc_login):
+    page = client.get(reverse("admin:login"), {"next": "/admin/"}).content.decode()
+
+    assert 'href="/oidc/authenticate/?next=/admin/"' in page
+    assert "Sign in with Test IdP" in page
+    assert 'name="password"' in page  # and still the password form
