@@ -148,3 +148,22 @@ def test_the_admins_login_page_offers_the_provider_too(client, oidc_login):
     assert 'href="/oidc/authenticate/?next=/admin/"' in page
     assert "Sign in with Test IdP" in page
     assert 'name="password"' in page  # and still the password form
+
+
+def test_a_refusal_at_the_provider_returns_to_the_login_page_with_a_message(client, oidc_login):
+    response = client.get(
+        reverse("oidc_authentication_callback"), {"error": "access_denied", "state": "x"}
+    )
+
+    assert response.url == reverse("login")
+    assert "Signing in with Test IdP failed." in client.get(response.url).content.decode()
+
+
+def test_a_deactivated_person_is_not_signed_in(client, oidc_login):
+    oidc_login.set_account("leo", groups=["cratos-requesters"])
+    User.objects.create_user("leo", is_active=False)
+
+    response = sign_in(client, "leo")
+
+    assert response.url == reverse("login")
+    assert client.get(reverse("tickets:list")).status_code == 302
