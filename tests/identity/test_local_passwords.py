@@ -63,3 +63,11 @@ def test_an_unknown_policy_fails_the_system_check(settings):
 
     with pytest.raises(SystemCheckError, match="LOCAL_PASSWORDS"):
         call_command("check")
+
+
+def test_a_company_login_configured_by_halves_fails_the_system_check(settings):
+    settings.OIDC_RP_CLIENT_ID = "cratos"
+    settings.OIDC_OP_AUTHORIZATION_ENDPOINT = "https://sso.example.com/auth"
+
+    with pytest.raises(SystemCheckError, match="OIDC_OP_TOKEN_ENDPOINT, OIDC_OP_USER_ENDPOINT"):
+        call_command("check")

@@ -10,12 +10,16 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from cratos.identity.checks import OIDC_ENDPOINTS
+
 from .servers import Slapd
 
 SIGN_IN = """
 import json, django
 django.setup()
 from django.conf import settings
+from django.core.management import call_command
+call_command("check")
 from django.contrib.auth import authenticate
 user = authenticate(None, username="bob", password="directory-pw")
 print(json.dumps({
@@ -84,8 +88,7 @@ def test_oidc_is_on_once_its_client_is_configured():
     result = product_process(
         {
             "OIDC_RP_CLIENT_ID": "cratos",
-            "OIDC_OP_AUTHORIZATION_ENDPOINT": "https://sso.example.com/auth",
-            "OIDC_OP_JWKS_ENDPOINT": "https://sso.example.com/certs",
+            **{name: f"https://sso.example.com/{name.lower()}" for name in OIDC_ENDPOINTS},
         }
     )
 
