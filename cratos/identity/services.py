@@ -20,7 +20,10 @@ def _changes(label: str, added: set[str], removed: set[str]) -> list[str]:
 def apply_directory_groups(*, user, directory_groups: Iterable[str], source: str) -> None:
     """Gives `user` the roles and teams their directory groups map to, and takes away the managed
     ones they no longer map to: someone removed from a group loses its role or team here, at the
-    next sign-in. Audited when anything changed."""
+    next sign-in. Audited when anything changed. A deactivated user is refused the sign-in
+    after this, so nothing changes for them."""
+    if not user.is_active:
+        return
     access = access_for(directory_groups)
     with transaction.atomic():
         # Two sign-ins of one person at once must not interleave their adds and removes.

@@ -116,3 +116,10 @@ def test_ldaps(client, ldap_login, settings):
     settings.AUTH_LDAP_SERVER_URI = ldap_login.ldaps_uri
 
     assert sign_in(client, "alice").status_code == 302
+
+
+def test_a_deactivated_person_is_refused_though_the_directory_knows_them(client, ldap_login):
+    User.objects.create_user("erin", is_active=False)
+
+    assert sign_in(client, "erin").status_code == 200
+    assert access("erin") == (set(), set())

@@ -75,3 +75,13 @@ def test_a_superuser_keeps_the_admin_whatever_the_directory_says(directory_mappi
 
     root.refresh_from_db()
     assert root.is_staff
+
+
+@pytest.mark.django_db
+def test_a_deactivated_user_is_left_as_is(directory_mapping):
+    user = UserFactory(username="frank", is_active=False)
+
+    apply_directory_groups(user=user, directory_groups=["cratos-approvers"], source="LDAP")
+
+    assert not user.groups.exists()
+    assert not AuditEvent.objects.exists()
