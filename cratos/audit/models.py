@@ -38,6 +38,11 @@ class AuditEvent(models.Model):
         ROLLOUT_FAILED = "rollout.failed", _("Rollout Failed")
         CLUSTER_IMPORTED = "cluster.imported", _("Cluster Imported")
         APPLICATIONS_SYNCED = "applications.synced", _("Applications Synced")
+        NOTICE_CHANNEL_FAILED = "notice.channel_failed", _("Notice Channel Failed")
+        AUTHORIZATION_EXPIRY_WARNED = (
+            "authorization.expiry_warned",
+            _("Authorization Expiry Warned"),
+        )
 
     class Outcome(models.TextChoices):
         SUCCESS = "SUCCESS", _("Success")
