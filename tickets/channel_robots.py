@@ -29,6 +29,7 @@ DINGTALK_RATE_LIMITED = 130101  # send too fast, exceed 20 times per minute
 FEISHU_RATE_LIMITED = 11232  # frequency limited
 WECOM_RATE_LIMITED = 45009  # api freq out of limit
 SLACK_SECTION_MAX = 3000  # characters of one mrkdwn section block
+WECOM_MARKDOWN_MAX_BYTES = 4096  # more is refused (errcode 40058)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ def _send_feishu(*, url: str, secret: str, message: RobotMessage) -> None:
 
 def _send_wecom(*, url: str, secret: str, message: RobotMessage) -> None:
     # A WeCom robot does not sign: the key in its address is the secret.
-    body = {"msgtype": "markdown", "markdown": {"content": message.text}}
+    content = message.text.encode()[:WECOM_MARKDOWN_MAX_BYTES].decode(errors="ignore")
+    body = {"msgtype": "markdown", "markdown": {"content": content}}
     answer = _post(url=url, body=body)
     _check_code(answer, field="errcode", rate_limited=WECOM_RATE_LIMITED, message="errmsg")
 

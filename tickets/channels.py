@@ -122,7 +122,7 @@ def delivery_failed(*, delivery_id: int, error: str, final: bool) -> None:
     the channel's record and in the audit log."""
     with transaction.atomic():
         delivery = (
-            NoticeDelivery.objects.select_for_update()
+            NoticeDelivery.objects.select_for_update(of=("self",))
             .select_related("channel", "ticket")
             .get(pk=delivery_id)
         )

@@ -53,7 +53,7 @@ def send_operation_finished(*, ticket_id: int, report: dict) -> None:
 
 @shared_task(name=notice_queue.SEND_AUTHORIZATION_EXPIRING)
 def send_authorization_expiring(*, entry_id: int, expires_at: str) -> None:
-    _send(notice_expiry.send_authorization_expiring, entry_id=entry_id, expires_at=expires_at)
+    _send(notifications.send_authorization_expiring, entry_id=entry_id, expires_at=expires_at)
 
 
 @shared_task(name=notice_queue.WARN_EXPIRING_AUTHORIZATIONS)
@@ -61,15 +61,15 @@ def warn_expiring_authorizations() -> int:
     return notice_expiry.warn_expiring_authorizations()
 
 
-def _again(task, error: webhooks.WebhookError, countdown: float) -> bool:
+def _again(task, error: webhooks.WebhookError, *, countdown: float, max_retries: int) -> bool:
     """Try `task` again later if `error` may pass and retries are left; False when not."""
-    if not error.retry or task.request.retries >= task.max_retries:
+    if not error.retry or task.request.retries >= max_retries:
         return False
     if task.request.is_eager:
         # No broker (tests, the demo): Celery would raise Retry here, so retry inline.
         task.apply(kwargs=task.request.kwargs, retries=task.request.retries + 1)
         return True
-    raise task.retry(exc=error, countdown=countdown) from None
+    raise task.retry(exc=error, countdown=countdown, max_retries=max_retries) from None
 
 
 @shared_task(
@@ -86,7 +86,8 @@ def post_webhook(self, *, work_order_id: int, event: str, body: str, delivery: s
     except webhooks.WebhookError as error:
         attempt = self.request.retries + 1
         logger.warning("Webhook %s %s attempt %d failed: %s", event, delivery, attempt, error)
-        if not _again(self, error, webhooks.webhook_backoff(self.request.retries)):
+        countdown = webhooks.webhook_backoff(self.request.retries)
+        if not _again(self, error, countdown=countdown, max_retries=self.max_retries):
             logger.error("Webhook %s %s not delivered (attempt %d)", event, delivery, attempt)
     except Exception:
         logger.exception("Webhook %s %s failed", event, delivery)
@@ -95,7 +96,6 @@ def post_webhook(self, *, work_order_id: int, event: str, body: str, delivery: s
 @shared_task(
     bind=True,
     acks_late=True,
-    max_retries=settings.NOTICE_DELIVERY_MAX_RETRIES,
     name=notice_queue.DELIVER_NOTICE,
 )
 def deliver_notice(self, *, delivery_id: int) -> None:
@@ -107,10 +107,11 @@ def deliver_notice(self, *, delivery_id: int) -> None:
         logger.warning(
             "Notice delivery %s attempt %d failed: %s", delivery_id, self.request.retries + 1, error
         )
-        final = not error.retry or self.request.retries >= self.max_retries
+        max_retries = settings.NOTICE_DELIVERY_MAX_RETRIES
+        final = not error.retry or self.request.retries >= max_retries
         channels.delivery_failed(delivery_id=delivery_id, error=str(error), final=final)
         backoff = settings.NOTICE_DELIVERY_BACKOFF_SECONDS * 2**self.request.retries
-        _again(self, error, max(backoff, error.retry_after or 0))
+        _again(self, error, countdown=max(backoff, error.retry_after or 0), max_retries=max_retries)
     except Exception as error:
         logger.exception("Notice delivery %s failed", delivery_id)
         channels.delivery_failed(delivery_id=delivery_id, error=repr(error), final=True)
