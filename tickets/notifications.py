@@ -1,13 +1,14 @@
-"""Notices: who hears about a ticket event, by email and through the work order's webhook.
+"""Notices: who hears about a ticket event, by email, in the chat channels
+(tickets.channels) and through the work order's webhook (tickets.webhooks).
 
 The services call the `notify_*` functions inside their transaction. Each only schedules a
 Celery task for after the commit, so a change that rolls back notifies nobody, and a broker,
-mail server or webhook that fails is logged, never raised into the change. The tasks pick the
-recipients when they run, from the committed rows, with tickets.rules deciding who may decide.
+mail server, robot or webhook that fails is logged, never raised into the change. The tasks
+pick the recipients when they run, from the committed rows, with tickets.rules deciding who may
+decide, and write each notice in its recipient's language.
 
 Approval requests carry approve/reject links signed for one approver and one node of one
-ticket; a link works once, only while the ticket still waits on that node, and only for a
-browser signed in as that approver.
+ticket (tickets.notice_links).
 """
 
 import logging
