@@ -24,6 +24,9 @@ MENTION = {
 # of their own; DingTalk and WeCom show only the text.
 BOLD = {Medium.SLACK: "*{}*"}
 LINK = {Medium.SLACK: "<{url}|{text}>"}
+# The markdown robots know no escaping that all of them honour: link and tag brackets in what
+# users typed become their full-width look-alikes.
+MARKUP_LOOKALIKES = str.maketrans("[]<>", "\uff3b\uff3d\uff1c\uff1e")
 HEADING = {Medium.DINGTALK: "#### {}", Medium.WECOM: "### {}", Medium.FEISHU: "", Medium.SLACK: ""}
 
 
@@ -75,14 +78,19 @@ def render_card(*, medium: str, notice: CardNotice) -> RobotMessage:
         return MENTION[medium].format(chat_id(user)) if chat_id(user) else user.get_username()
 
     bold, link = BOLD.get(medium, "**{}**"), LINK.get(medium, "[{text}]({url})")
+
+    def plain(text: str) -> str:
+        return _plain(medium, text)
+
     title, summary = notice.words()
-    paragraphs = [HEADING.get(medium, "{}").format(title), summary]
+    paragraphs = [HEADING.get(medium, "{}").format(plain(title)), plain(summary)]
     if notice.ticket.reason:
-        paragraphs.append(f"{bold.format(_('Reason'))}: {' '.join(notice.ticket.reason.split())}")
+        paragraphs.append(f"{bold.format(_('Reason'))}: {plain(notice.ticket.reason)}")
     _headers, rows = entries_table(ticket=notice.ticket)
-    paragraphs.append(bold.format(_("Applications")) + "\n" + _bullets(rows))
+    paragraphs.append(bold.format(_("Applications")) + "\n" + _bullets(rows, plain))
     if notice.records:
-        paragraphs.append(bold.format(notice.records[0]) + "\n" + _bullets(notice.records[1]))
+        title_of_records, record_rows = notice.records
+        paragraphs.append(bold.format(title_of_records) + "\n" + _bullets(record_rows, plain))
     for decision in notice.decisions:
         approve = link.format(text=_("Approve"), url=decision.approve_url)
         reject = link.format(text=_("Reject"), url=decision.reject_url)
@@ -106,11 +114,20 @@ def render_card(*, medium: str, notice: CardNotice) -> RobotMessage:
     )
 
 
-def _bullets(rows: list) -> str:
+def _plain(medium: str, text: str) -> str:
+    """`text` (a reason, a comment, a name) on one line, shown as typed: never a link, a
+    mention or a tag that the card did not put there itself."""
+    text = " ".join(str(text).split())
+    if medium == Medium.SLACK:  # Slack's own escaping
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.translate(MARKUP_LOOKALIKES)
+
+
+def _bullets(rows: list, plain: Callable[[str], str]) -> str:
     """A table's rows as a list: the first cell, the others in brackets."""
     lines = []
     for row in rows:
-        first, *rest = [" ".join(str(cell).split()) for cell in row]
+        first, *rest = [plain(cell) for cell in row]
         details = ", ".join(cell for cell in rest if cell)
         lines.append(f"- {first} ({details})" if details else f"- {first}")
     return "\n".join(lines)

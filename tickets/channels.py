@@ -99,6 +99,12 @@ def deliver(*, delivery_id: int) -> None:
         return
     delivery = NoticeDelivery.objects.select_related("channel").get(pk=delivery_id)
     channel = delivery.channel
+    if not channel.enabled:
+        # Switched off after the card was written: whoever did so wants silence.
+        NoticeDelivery.objects.filter(pk=delivery_id).update(
+            state=State.FAILED, last_error="The channel was disabled before delivery."
+        )
+        return
     channel_robots.send(
         medium=channel.medium,
         url=channel.webhook_url,

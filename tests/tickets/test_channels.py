@@ -8,6 +8,7 @@ Celery runs inline (no broker in tests): a retry runs at once instead of after i
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import Retry
 from django.core import mail
 from django.db import connection
 from django.urls import reverse
@@ -15,9 +16,10 @@ from django.urls import reverse
 from cratos.audit.models import AuditEvent
 from redeploy.operations import notify_finished
 from tests.factories import NoticeChannelFactory, NoticeProfileFactory, TicketFactory, UserFactory
+from tests.redeploy.conftest import broker, use_broker  # noqa: F401  (a fixture)
 from tests.robot_receivers import Answer, DingTalkRobot, FeishuRobot, SlackRobot, WeComRobot
 from tests.tickets.test_notifications import approved, finished_operation, submitted
-from tickets import notification_tasks
+from tickets import notification_tasks, notifications, services
 from tickets.models import NoticeChannel, NoticeDelivery, TicketEntry
 from tickets.notice_expiry import warn_expiring_authorizations
 
@@ -289,6 +291,26 @@ def test_the_admin_shows_a_failing_channels_last_error(admin_client, dingtalk):
     assert "dtalktoken" not in change and SECRET not in change  # write-only
 
 
+def test_a_robot_is_set_up_in_the_admin_and_needs_its_secret(admin_client):
+    add = reverse("admin:tickets_noticechannel_add")
+    form = {
+        "name": "ops",
+        "medium": Medium.DINGTALK,
+        "enabled": "on",
+        "webhook_url": "https://oapi.dingtalk.com/robot/send?access_token=abc123",
+        "secret": "",
+        "language": "zh-hans",
+        "work_order": "",
+    }
+
+    refused = admin_client.post(add, form)
+
+    assert "This robot signs with a secret." in refused.content.decode()
+    assert admin_client.post(add, {**form, "secret": SECRET}).status_code == 302
+    channel = NoticeChannel.objects.get()
+    assert (channel.secret, channel.work_order, channel.language) == (SECRET, None, "zh-hans")
+
+
 # -- authorization expiring soon ------------------------------------------------------------------
 
 
@@ -341,3 +363,66 @@ def test_the_expiry_warning_is_mailed_without_channels(
     (message,) = mail.outbox
     assert message.to == ["alice@example.com"]
     assert message.subject == "你对 web 的授权即将过期"
+
+
+# -- what users typed stays text ---------------------------------------------------------------
+
+
+def test_a_reason_cannot_smuggle_links_or_mentions_into_a_card(
+    alice, bob, web, robot_server, django_capture_on_commit_callbacks
+):
+    ding = robot_server.add(DingTalkRobot(token="dtalktoken", secret=SECRET))
+    NoticeChannelFactory(medium=Medium.DINGTALK, robot=ding)
+    slack = robot_server.add(SlackRobot(token="Xslack"))
+    NoticeChannelFactory(medium=Medium.SLACK, robot=slack)
+    reason = "urgent [Approve](https://evil.example) <at id=all></at> <!channel>"
+    ticket = TicketFactory(applicant=alice, applications=[web], reason=reason)
+
+    submitted(ticket, django_capture_on_commit_callbacks)
+
+    (ding_text,) = ding.accepted_texts()
+    assert "](https://evil.example)" not in ding_text and "<at id=all>" not in ding_text
+    assert "urgent \uff3bApprove\uff3d(https://evil.example)" in ding_text
+    (slack_text,) = slack.accepted_texts()
+    assert "&lt;!channel&gt;" in slack_text and "<!channel>" not in slack_text
+
+
+# -- delivery when the channel or a broker changes things --------------------------------------
+
+
+def test_a_channel_disabled_before_delivery_gets_nothing(alice, bob, ticket, dingtalk):
+    use_broker("redis://127.0.0.1:1/0")  # nothing is delivered meanwhile
+    try:
+        ticket = services.submit_ticket(ticket=ticket, actor=alice)
+        notifications.send_ticket_submitted(ticket_id=ticket.pk, node_id=ticket.current_node_id)
+    finally:
+        use_broker(None)
+    NoticeChannel.objects.update(enabled=False)
+
+    notification_tasks.deliver_notice(delivery_id=delivery().pk)
+
+    assert dingtalk.requests == 0
+    assert delivery().state == NoticeDelivery.State.FAILED
+
+
+@pytest.mark.usefixtures("broker")
+def test_with_a_broker_a_rate_limited_card_comes_back_after_retry_after(
+    alice, bob, ticket, robot_server
+):
+    robot = robot_server.add(SlackRobot(token="Xslack"))
+    NoticeChannelFactory(medium=Medium.SLACK, robot=robot)
+    robot.script.append(Answer(429, "rate_limited", {"Retry-After": "40"}))
+    ticket = services.submit_ticket(ticket=ticket, actor=alice)
+    notifications.send_ticket_submitted(ticket_id=ticket.pk, node_id=ticket.current_node_id)
+    task, kwargs = notification_tasks.deliver_notice, {"delivery_id": delivery().pk}
+
+    task.push_request(retries=0, is_eager=False, called_directly=False, kwargs=kwargs)
+    try:
+        with pytest.raises(Retry) as retry:
+            task.run(**kwargs)
+    finally:
+        task.pop_request()
+
+    assert retry.value.when == 40  # Slack's Retry-After, longer than the first backoff (15 s)
+    assert delivery().state == NoticeDelivery.State.PENDING
+    assert "429: rate_limited" in delivery().last_error
