@@ -39,6 +39,11 @@ class AuditEvent(models.Model):
         CLUSTER_IMPORTED = "cluster.imported", _("Cluster Imported")
         APPLICATIONS_SYNCED = "applications.synced", _("Applications Synced")
         IDENTITY_ACCESS_CHANGED = "identity.access_changed", _("Identity Access Changed")
+        NOTICE_CHANNEL_FAILED = "notice.channel_failed", _("Notice Channel Failed")
+        AUTHORIZATION_EXPIRY_WARNED = (
+            "authorization.expiry_warned",
+            _("Authorization Expiry Warned"),
+        )
 
     class Outcome(models.TextChoices):
         SUCCESS = "SUCCESS", _("Success")
