@@ -205,6 +205,51 @@ def run_pod_deletion(*, operation_id, task_id: str) -> PodDeletion:
     return PodDeletion.objects.get(pk=operation_id)
 
 
+def settle_claimed_deletion(target: PodDeletionTarget, *, task_id: str) -> bool:
+    """The reconciler, long after a run claimed this pod's DELETE and stopped before it knew
+    how it went: the pod gone, replaced (another uid) or terminating means it was applied, and
+    it is followed from now on (True); the same pod still running means it never was (failed,
+    the grant given back). The API away is left to the next run, until the grant's lifetime
+    is over; any other refusal fails the target as perhaps applied."""
+    cluster = KubernetesCluster.objects.filter(name=target.cluster_name).first()
+    if cluster is None:
+        fail_target(
+            target.pk, message=binding_missing_message(target.deployment_name), task_id=task_id
+        )
+        return False
+    where = {"cluster": cluster, "namespace": target.namespace}
+    try:
+        deployment = kube.get_deployment(**where, name=target.deployment_name)
+        pods = kube.deployment_pods(**where, deployment_name=target.deployment_name)
+    except KubeError as error:
+        expires = target.operation.authorization_expires_at
+        if isinstance(error, KubeTransientError) and not (expires and expires <= timezone.now()):
+            logger.warning("Pod deletion %s: %s; looking again later", target.pk, error.message)
+            return False
+        fail_target(target.pk, message=failure_message(error), task_id=task_id)
+        return False
+    if any(
+        pod.name == target.pod_name and pod.uid == target.pod_uid and not pod.deleting
+        for pod in pods
+    ):
+        fail_target(
+            target.pk,
+            message=kube_failed(
+                f"the deletion of pod {target.pod_name} never reached it; nothing was applied"
+            ),
+            task_id=task_id,
+            keep_change=False,
+        )
+        return False
+    _deleting(
+        target.pk,
+        deadline=rollout_deadline(kube.progress_deadline_seconds(deployment)),
+        message=f"Pod {target.pod_name} was deleted (found by the reconciler)",
+        task_id=task_id,
+    )
+    return True
+
+
 def _look(target: PodDeletionTarget, cluster: KubernetesCluster) -> str | None:
     """The verdict on a deleted pod now: "" succeeded, a message failed, None not yet. Done when
     the Deployment has its desired pods Ready again (terminating ones do not count) and the pod

@@ -1,0 +1,164 @@
+"""The reconciler (Celery beat, every minute): no operation stays QUEUED or RUNNING for good.
+
+A task can be lost (the broker down when a follow-up was published, a message dropped) or stop
+between two of its writes (the database gone after the PATCH and before the record, retries
+spent, a worker killed and its message never delivered again). Once an operation has been
+unsettled for OPERATION_STUCK_AFTER_SECONDS, which is longer than a redelivery takes, the
+cluster's truth settles it:
+
+- QUEUED: it never started, nothing was sent; it fails and its grant goes back.
+- a target whose change nobody claimed: nothing was sent; it fails (no change kept).
+- a claimed restart: the Deployment carrying the claimed restartedAt means it was applied
+  (recorded, its rollout followed); otherwise it never landed (failed, grant given back).
+- a claimed pod deletion: the pod gone, replaced (another uid) or terminating means it was
+  applied (followed); the same pod still running means it never was.
+- a rollout or a replacement still followed past its deadline: its follower was lost; one look
+  decides it.
+
+Each step is a service that locks what it changes and writes its audit events with it, so the
+reconciler overlapping a live task or another reconciler is harmless.
+
+Grants held for operations that were never committed go back too (tickets.grant_services).
+"""
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from tickets.grant_services import give_back_unclaimed_grants
+
+from . import pod_deletion_ends, pod_deletion_runs
+from .models import PodDeletion, PodDeletionTarget, RedeployOperation, RedeployTarget
+from .operations import conclude, fail_target, give_up
+from .providers import DELETE_POD_GRANTS, REDEPLOY_GRANTS
+from .restarts import resume_restart
+from .rollouts import check_rollouts
+
+logger = logging.getLogger(__name__)
+
+NEVER_STARTED = "The task never started (settled by the reconciler); nothing was applied"
+NEVER_SENT = "The run stopped before the change was sent (settled by the reconciler)"
+UNSETTLED = ("QUEUED", "RUNNING")  # the same values for both actions' operations
+
+
+@dataclass
+class Settled:
+    """What the reconciler found to follow from now on: redeploy targets now ROLLING and pod
+    deletion targets now DELETING (the task schedules their followers)."""
+
+    rollouts: list[int] = field(default_factory=list)
+    pod_deletions: list[int] = field(default_factory=list)
+
+
+def stuck_after() -> timedelta:
+    """How long an operation may stay unsettled (OPERATION_STUCK_AFTER_SECONDS)."""
+    return timedelta(seconds=settings.OPERATION_STUCK_AFTER_SECONDS)
+
+
+def unsettled_counts() -> dict[str, int]:
+    """Operations not settled yet, and those among them unsettled for too long."""
+    before = timezone.now() - stuck_after()
+    counts = {}
+    for name, model in (("redeploys", RedeployOperation), ("podDeletions", PodDeletion)):
+        unsettled = model.objects.filter(state__in=UNSETTLED)
+        counts[name] = unsettled.count()
+        counts[f"{name}Stuck"] = _stuck(unsettled, before).count()
+    return counts
+
+
+def _stuck(operations, before):
+    return operations.filter(
+        Q(state="QUEUED", created_at__lt=before) | Q(state="RUNNING", started_at__lt=before)
+    )
+
+
+def settle_stuck_operations(*, task_id: str = "") -> Settled:
+    """Settle every operation unsettled for too long, and give back grants held for
+    operations that were never committed. Safe to run at any time, twice, or beside a task."""
+    before = timezone.now() - stuck_after()
+    settled = Settled(
+        rollouts=_settle_redeploys(before=before, task_id=task_id),
+        pod_deletions=_settle_pod_deletions(before=before, task_id=task_id),
+    )
+    for kind, model in ((REDEPLOY_GRANTS, RedeployOperation), (DELETE_POD_GRANTS, PodDeletion)):
+        give_back_unclaimed_grants(
+            kind=kind,
+            unclaimed=lambda ids, model=model: _without_operation(model, ids),
+            grace_seconds=stuck_after().total_seconds(),
+        )
+    return settled
+
+
+def _without_operation(model, operation_ids: list[str]) -> list[str]:
+    valid = {}
+    for operation_id in operation_ids:
+        try:
+            valid[uuid.UUID(operation_id)] = operation_id
+        except ValueError:
+            logger.warning("A held grant names no operation id: %r", operation_id)
+    found = set(model.objects.filter(pk__in=list(valid)).values_list("pk", flat=True))
+    return [operation_id for pk, operation_id in valid.items() if pk not in found]
+
+
+def _settle_redeploys(*, before, task_id: str) -> list[int]:
+    stuck = _stuck(RedeployOperation.objects.all(), before)
+    for operation in stuck.filter(state="QUEUED").order_by("created_at"):
+        give_up(operation_id=operation.pk, message=NEVER_STARTED, task_id=task_id)
+    running = stuck.filter(state="RUNNING")
+    rolling = []
+    for target in (
+        RedeployTarget.objects.filter(operation__in=running, state=RedeployTarget.State.PENDING)
+        .select_related("operation")
+        .order_by("pk")
+    ):
+        run_id = task_id or target.operation.celery_task_id
+        if not target.restarted_at:
+            fail_target(target.pk, message=NEVER_SENT, task_id=run_id, keep_change=False)
+        elif resume_restart(target, task_id=run_id, late=True):
+            rolling.append(target.pk)
+    lost = RedeployTarget.objects.filter(
+        state=RedeployTarget.State.ROLLING, deadline_at__lt=timezone.now()
+    ).values_list("pk", flat=True)
+    if lost:
+        rolling += list(check_rollouts(target_ids=list(lost), task_id=task_id))
+    # An operation whose every target finished but that was never concluded.
+    for operation_id in running.values_list("pk", flat=True):
+        conclude(operation_id=operation_id, task_id=task_id)
+    return rolling
+
+
+def _settle_pod_deletions(*, before, task_id: str) -> list[int]:
+    stuck = _stuck(PodDeletion.objects.all(), before)
+    for operation in stuck.filter(state="QUEUED").order_by("created_at"):
+        pod_deletion_ends.give_up(operation_id=operation.pk, message=NEVER_STARTED, task_id=task_id)
+    running = stuck.filter(state="RUNNING")
+    deleting = []
+    for target in (
+        PodDeletionTarget.objects.filter(
+            operation__in=running, state=PodDeletionTarget.State.PENDING
+        )
+        .select_related("operation")
+        .order_by("pk")
+    ):
+        run_id = task_id or target.operation.celery_task_id
+        if not target.deleted:
+            pod_deletion_ends.fail_target(
+                target.pk, message=NEVER_SENT, task_id=run_id, keep_change=False
+            )
+        elif pod_deletion_runs.settle_claimed_deletion(target, task_id=run_id):
+            deleting.append(target.pk)
+    lost = PodDeletionTarget.objects.filter(
+        state=PodDeletionTarget.State.DELETING, deadline_at__lt=timezone.now()
+    ).values_list("pk", flat=True)
+    if lost:
+        deleting += list(
+            pod_deletion_runs.check_pod_deletions(target_ids=list(lost), task_id=task_id)
+        )
+    for operation_id in running.values_list("pk", flat=True):
+        pod_deletion_ends.conclude(operation_id=operation_id, task_id=task_id)
+    return deleting
