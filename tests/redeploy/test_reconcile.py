@@ -15,7 +15,7 @@ from redeploy import kube, pod_deletion_runs, pod_deletions, reconcile, redeploy
 from redeploy.models import PodDeletion, PodDeletionTarget, RedeployOperation, RedeployTarget
 from redeploy.providers import DELETE_POD_GRANTS, REDEPLOY_GRANTS
 from tests.support import assert_grant_ttl, audit_actions, check_rollout
-from tickets import grants
+from tickets import grants, sweeps
 from tickets.models import Ticket, TicketEntry
 
 pytestmark = pytest.mark.django_db
@@ -237,6 +237,25 @@ def test_a_rollout_whose_follower_was_lost_is_decided_past_its_deadline(
     operation.refresh_from_db()
     assert operation.state == "SUCCEEDED"
     assert audit_actions(operation=operation).count("rollout.complete") == 1
+
+
+def test_a_stuck_operations_ticket_reaches_a_final_state_with_the_expiry_sweep(
+    requester, approved_ticket, binding, sim, redis_client
+):
+    """The expiry sweep leaves an entry IN_USE to its operation; once the reconciler settled
+    a stuck one that applied nothing, the sweep expires the entry and the ticket completes."""
+    operation = aged(request(requester), running=True)
+    claimed_target(operation, binding)
+    long_ago = timezone.now() - timedelta(hours=3)
+    TicketEntry.objects.filter(ticket=approved_ticket).update(authorization_expires_at=long_ago)
+    assert sweeps.expire_unused_authorizations() == 0  # IN_USE: left to the operation
+
+    settle()
+
+    assert sweeps.expire_unused_authorizations() == 1
+    approved_ticket.refresh_from_db()
+    assert (approved_ticket.state, approved_ticket.success) == (Ticket.State.COMPLETED, False)
+    assert approved_ticket.entries.get().state == TicketEntry.State.EXPIRED
 
 
 # -- grants held for operations that were never committed ----------------------------------
