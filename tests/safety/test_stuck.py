@@ -17,8 +17,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from redeploy import redeploys, tasks
-from redeploy.models import RedeployOperation, RedeployTarget
+from redeploy import kube, pod_deletions, redeploys, tasks
+from redeploy.models import PodDeletion, RedeployOperation, RedeployTarget
 from redeploy.providers import REDEPLOY_GRANTS
 from tests.support import assert_grant_ttl, audit_actions
 from tickets.models import Ticket, TicketEntry
@@ -26,6 +26,7 @@ from tickets.models import Ticket, TicketEntry
 from .test_faults import kill, patches, wait_for
 
 KEY = "APPLICATION:REDEPLOY:TOKEN:USERNAME:alice:APPLICATION_NAME:web"
+POD_KEY = "APPLICATION:DELETE:POD:TOKEN:USERNAME:alice:APPLICATION_NAME:web"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 WORKER = {
     "KUBERNETES_REQUEST_TIMEOUT": "10",
@@ -56,6 +57,10 @@ def finished(operation, worker, seconds: float = 30) -> RedeployOperation:
 def reconcile_now() -> None:
     """What beat does every minute: publish the reconciler's task."""
     tasks.settle_stuck_operations.apply_async()
+
+
+def deletes(sim) -> list:
+    return [r for r in sim.requests if r.method == "DELETE"]
 
 
 def generation(sim) -> int:
@@ -235,3 +240,57 @@ def test_redis_away_for_the_worker(
     assert_succeeded_once(operation, sim, approved_ticket, redis_client)
     held = REDEPLOY_GRANTS.held_key(operation_id=operation.pk)
     assert 0 < redis_client.ttl(held) <= 7200  # left behind, but it expires
+
+
+@pytest.mark.parametrize("lands", [True, False], ids=["delete-landed", "delete-never-landed"])
+def test_a_pod_deletion_whose_worker_was_killed_and_message_lost(
+    start_worker, broker, requester, delete_pod_ticket, binding, cluster, sim, redis_client, lands
+):
+    """Killed in the DELETE, its message lost: the reconciler looks the pod up. Gone means
+    deleted (its replacement followed, the grant used); the same pod running means never."""
+    remaining = redis_client.ttl(POD_KEY)
+    victim = kube.deployment_pods(cluster=cluster, namespace="shop", deployment_name="web")[0]
+    sim.hang_next("DELETE", "/pods/", seconds=1.0 if lands else 120, times=1)
+    first = start_worker(**WORKER)
+    operation = pod_deletions.request_pod_deletion(
+        user=requester,
+        application_name="web",
+        namespace="shop",
+        deployment_name="web",
+        pod_names=[victim.name],
+        request_ip="10.0.0.7",
+    )
+    wait_for(lambda: deletes(sim), "the DELETE", log=lambda: first.log)
+    kill(first)
+    broker.flushdb()
+    if lands:
+        wait_for(lambda: sim.pod_deletions, "the hung DELETE landing")
+    reconciler = start_worker(**RECONCILER)
+    time.sleep(1.1)
+
+    reconcile_now()
+
+    wait_for(
+        lambda: PodDeletion.objects.get(pk=operation.pk).is_finished,
+        "settling the pod deletion",
+        log=lambda: reconciler.log,
+    )
+    operation = PodDeletion.objects.get(pk=operation.pk)
+    (target,) = operation.targets.all()
+    actions = audit_actions(operation=operation)
+    assert len(deletes(sim)) == 1  # never deleted again
+    assert actions.count("authorization.consumed") == 1
+    delete_pod_ticket.refresh_from_db()
+    if lands:
+        assert (operation.state, target.deleted) == (PodDeletion.State.SUCCEEDED, True)
+        assert len(sim.pod_deletions) == 1
+        assert actions.count("pod_deletion.succeeded") == 1
+        assert redis_client.exists(POD_KEY) == 0
+        assert delete_pod_ticket.entries.get().state == TicketEntry.State.USED
+        return
+    assert (operation.state, target.deleted) == (PodDeletion.State.FAILED, False)
+    assert "never reached it; nothing was applied" in target.message
+    assert sim.pod_deletions == []
+    assert actions[-2:] == ["pod_deletion.failed", "authorization.restored"]
+    assert_grant_ttl(redis_client, POD_KEY, remaining, elapsed=180)
+    assert delete_pod_ticket.entries.get().state == TicketEntry.State.AUTHORIZED
