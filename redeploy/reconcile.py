@@ -23,6 +23,7 @@ Grants held for operations that were never committed go back too (tickets.grant_
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -82,8 +83,8 @@ def settle_stuck_operations(*, task_id: str = "") -> Settled:
     operations that were never committed. Safe to run at any time, twice, or beside a task."""
     before = timezone.now() - stuck_after()
     settled = Settled(
-        rollouts=_settle_redeploys(before=before, task_id=task_id),
-        pod_deletions=_settle_pod_deletions(before=before, task_id=task_id),
+        rollouts=_settle(REDEPLOYS, before=before, task_id=task_id),
+        pod_deletions=_settle(POD_DELETIONS, before=before, task_id=task_id),
     )
     for kind, model in ((REDEPLOY_GRANTS, RedeployOperation), (DELETE_POD_GRANTS, PodDeletion)):
         give_back_unclaimed_grants(
@@ -105,60 +106,86 @@ def _without_operation(model, operation_ids: list[str]) -> list[str]:
     return [operation_id for pk, operation_id in valid.items() if pk not in found]
 
 
-def _settle_redeploys(*, before, task_id: str) -> list[int]:
-    stuck = _stuck(RedeployOperation.objects.all(), before)
-    for operation in stuck.filter(state="QUEUED").order_by("created_at"):
-        give_up(operation_id=operation.pk, message=NEVER_STARTED, task_id=task_id)
+def _safely(settle: Callable, *args, **kwargs):
+    """One operation's trouble (a bug, the database away) must not keep the others unsettled:
+    logged, and tried again on the next run."""
+    try:
+        return settle(*args, **kwargs)
+    except Exception:
+        logger.exception("The reconciler could not settle %s %s", args, kwargs)
+        return None
+
+
+@dataclass(frozen=True)
+class _Action:
+    """How the reconciler settles one granted action's operations and targets."""
+
+    operations: type
+    targets: type
+    give_up: Callable  # an operation that never started: failed, its grant back
+    fail_unsent: Callable  # (target, task_id=): a target whose change was never sent
+    claimed: Callable  # (target): its change was claimed, so perhaps sent
+    settle_claimed: Callable  # (target, task_id=): True when applied (to be followed)
+    following: str  # the state of a target whose outcome is being followed
+    look: Callable  # (target_ids=, task_id=): one look at followed targets
+    conclude: Callable
+
+
+REDEPLOYS = _Action(
+    operations=RedeployOperation,
+    targets=RedeployTarget,
+    give_up=give_up,
+    fail_unsent=lambda target, task_id: fail_target(
+        target.pk, message=NEVER_SENT, task_id=task_id, keep_change=False
+    ),
+    claimed=lambda target: bool(target.restarted_at),
+    settle_claimed=lambda target, task_id: resume_restart(target, task_id=task_id, late=True),
+    following=RedeployTarget.State.ROLLING,
+    look=check_rollouts,
+    conclude=conclude,
+)
+POD_DELETIONS = _Action(
+    operations=PodDeletion,
+    targets=PodDeletionTarget,
+    give_up=pod_deletion_ends.give_up,
+    fail_unsent=lambda target, task_id: pod_deletion_ends.fail_target(
+        target.pk, message=NEVER_SENT, task_id=task_id, keep_change=False
+    ),
+    claimed=lambda target: target.deleted,
+    settle_claimed=pod_deletion_runs.settle_claimed_deletion,
+    following=PodDeletionTarget.State.DELETING,
+    look=pod_deletion_runs.check_pod_deletions,
+    conclude=pod_deletion_ends.conclude,
+)
+
+
+def _settle(action: _Action, *, before, task_id: str) -> list[int]:
+    """Settle the action's operations unsettled since before `before`; returns the targets
+    to follow from now on."""
+    stuck = _stuck(action.operations.objects.all(), before)
+    for pk in stuck.filter(state="QUEUED").order_by("created_at").values_list("pk", flat=True):
+        _safely(action.give_up, operation_id=pk, message=NEVER_STARTED, task_id=task_id)
     running = stuck.filter(state="RUNNING")
-    rolling = []
+    followed = []
     for target in (
-        RedeployTarget.objects.filter(operation__in=running, state=RedeployTarget.State.PENDING)
+        action.targets.objects.filter(operation__in=running, state="PENDING")
         .select_related("operation")
         .order_by("pk")
     ):
         run_id = task_id or target.operation.celery_task_id
-        if not target.restarted_at:
-            fail_target(target.pk, message=NEVER_SENT, task_id=run_id, keep_change=False)
-        elif resume_restart(target, task_id=run_id, late=True):
-            rolling.append(target.pk)
-    lost = RedeployTarget.objects.filter(
-        state=RedeployTarget.State.ROLLING, deadline_at__lt=timezone.now()
-    ).values_list("pk", flat=True)
+        if not action.claimed(target):
+            _safely(action.fail_unsent, target, task_id=run_id)
+        elif _safely(action.settle_claimed, target, task_id=run_id):
+            followed.append(target.pk)
+    # Followed past its deadline: its follower was lost (a live one would have decided).
+    lost = list(
+        action.targets.objects.filter(
+            state=action.following, deadline_at__lt=timezone.now()
+        ).values_list("pk", flat=True)
+    )
     if lost:
-        rolling += list(check_rollouts(target_ids=list(lost), task_id=task_id))
+        followed += list(_safely(action.look, target_ids=lost, task_id=task_id) or ())
     # An operation whose every target finished but that was never concluded.
-    for operation_id in running.values_list("pk", flat=True):
-        conclude(operation_id=operation_id, task_id=task_id)
-    return rolling
-
-
-def _settle_pod_deletions(*, before, task_id: str) -> list[int]:
-    stuck = _stuck(PodDeletion.objects.all(), before)
-    for operation in stuck.filter(state="QUEUED").order_by("created_at"):
-        pod_deletion_ends.give_up(operation_id=operation.pk, message=NEVER_STARTED, task_id=task_id)
-    running = stuck.filter(state="RUNNING")
-    deleting = []
-    for target in (
-        PodDeletionTarget.objects.filter(
-            operation__in=running, state=PodDeletionTarget.State.PENDING
-        )
-        .select_related("operation")
-        .order_by("pk")
-    ):
-        run_id = task_id or target.operation.celery_task_id
-        if not target.deleted:
-            pod_deletion_ends.fail_target(
-                target.pk, message=NEVER_SENT, task_id=run_id, keep_change=False
-            )
-        elif pod_deletion_runs.settle_claimed_deletion(target, task_id=run_id):
-            deleting.append(target.pk)
-    lost = PodDeletionTarget.objects.filter(
-        state=PodDeletionTarget.State.DELETING, deadline_at__lt=timezone.now()
-    ).values_list("pk", flat=True)
-    if lost:
-        deleting += list(
-            pod_deletion_runs.check_pod_deletions(target_ids=list(lost), task_id=task_id)
-        )
-    for operation_id in running.values_list("pk", flat=True):
-        pod_deletion_ends.conclude(operation_id=operation_id, task_id=task_id)
-    return deleting
+    for pk in running.values_list("pk", flat=True):
+        _safely(action.conclude, operation_id=pk, task_id=task_id)
+    return followed

@@ -3,6 +3,7 @@ PostgreSQL and Redis, the simulator over HTTP. An operation is put in the state 
 it in (a claim committed, the PATCH applied or not, the record lost), then aged past
 OPERATION_STUCK_AFTER_SECONDS."""
 
+import dataclasses
 import time
 import uuid
 from datetime import timedelta
@@ -14,6 +15,7 @@ from cratos import settings as product_settings
 from redeploy import kube, pod_deletion_runs, pod_deletions, reconcile, redeploys, tasks
 from redeploy.models import PodDeletion, PodDeletionTarget, RedeployOperation, RedeployTarget
 from redeploy.providers import DELETE_POD_GRANTS, REDEPLOY_GRANTS
+from tests.factories import ApplicationFactory, TicketFactory
 from tests.support import assert_grant_ttl, audit_actions, check_rollout
 from tickets import grants, sweeps
 from tickets.models import Ticket, TicketEntry
@@ -98,6 +100,36 @@ def test_a_redeploy_queued_too_long_fails_and_gives_its_grant_back(
     assert_grant_ttl(redis_client, KEY, remaining)
     assert approved_ticket.entries.get().state == TicketEntry.State.AUTHORIZED
     assert audit_actions(operation=operation)[-2:] == ["redeploy.failed", "authorization.restored"]
+
+
+def test_one_operation_that_cannot_be_settled_never_holds_the_others_up(
+    requester, approver, approved_ticket, binding, sim, redis_client, monkeypatch
+):
+    TicketFactory(
+        applicant=requester, applications=[ApplicationFactory(name="api")], approved_by=approver
+    )
+    first = aged(request(requester), running=False)
+    second = aged(
+        redeploys.request_redeploy(
+            user=requester, application_name="api", namespace="shop", deployment_name="api"
+        ),
+        running=False,
+    )
+
+    def broken_for_the_first(*, operation_id, **kwargs):
+        if operation_id == first.pk:
+            raise RuntimeError("a bug")
+        reconcile.give_up(operation_id=operation_id, **kwargs)
+
+    broken = dataclasses.replace(reconcile.REDEPLOYS, give_up=broken_for_the_first)
+    monkeypatch.setattr(reconcile, "REDEPLOYS", broken)
+    settle()
+
+    assert RedeployOperation.objects.get(pk=first.pk).state == "QUEUED"
+    assert RedeployOperation.objects.get(pk=second.pk).state == "FAILED"
+    monkeypatch.undo()
+    settle()  # the next run
+    assert RedeployOperation.objects.get(pk=first.pk).state == "FAILED"
 
 
 def test_an_operation_not_stuck_yet_is_left_to_its_task(
