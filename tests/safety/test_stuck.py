@@ -98,6 +98,10 @@ def cut_database_connections() -> int:
         return len(cursor.fetchall())
 
 
+def gets(sim) -> list:
+    return [r for r in sim.requests if r.method == "GET"]
+
+
 def test_the_database_cut_after_the_patch_and_before_the_record(
     start_worker, requester, approved_ticket, binding, sim, redis_client
 ):
@@ -113,6 +117,49 @@ def test_the_database_cut_after_the_patch_and_before_the_record(
     operation = finished(operation, worker)
 
     assert "Retry in" in worker.log
+    assert_succeeded_once(operation, sim, approved_ticket, redis_client)
+
+
+def test_the_database_cut_before_the_claim(
+    start_worker, requester, approved_ticket, binding, sim, redis_client
+):
+    """Cut while the Deployment is read, before the restart is claimed: the claim fails, the
+    task is retried, and the retry restarts it, once."""
+    sim.hang_next("GET", "/deployments/web$", seconds=2, times=1)
+    worker = start_worker(**WORKER)
+
+    operation = request(requester)
+    wait_for(lambda: gets(sim), "the GET", log=lambda: worker.log)
+    assert cut_database_connections() >= 1
+
+    operation = finished(operation, worker)
+
+    assert "Retry in" in worker.log
+    assert_succeeded_once(operation, sim, approved_ticket, redis_client)
+
+
+def test_the_database_cut_while_the_rollout_is_followed(
+    start_worker, requester, approved_ticket, binding, sim, redis_client
+):
+    """Cut during a look at the rollout: that look is lost, the next one (a new task, a new
+    connection) decides."""
+    worker = start_worker(**WORKER)
+    operation = request(requester)
+    wait_for(
+        lambda: RedeployTarget.objects.filter(
+            operation=operation, state=RedeployTarget.State.ROLLING
+        ).exists(),
+        "the restart recorded",
+        log=lambda: worker.log,
+    )
+    looked = len(gets(sim))
+    sim.hang_next("GET", "/deployments/web$", seconds=1, times=1)
+    wait_for(lambda: len(gets(sim)) > looked, "a look at the rollout", log=lambda: worker.log)
+    cut_database_connections()
+    assert RedeployOperation.objects.get(pk=operation.pk).state == "RUNNING"  # cut mid-follow
+
+    operation = finished(operation, worker)
+
     assert_succeeded_once(operation, sim, approved_ticket, redis_client)
 
 
