@@ -18,7 +18,7 @@ from cratos.audit.recorder import Action, Outcome, record_events
 from . import kube
 from .exceptions import KubeError, KubeTransientError, binding_missing_message
 from .models import KubernetesCluster, PodDeletion, PodDeletionTarget
-from .operations import operation_event, rollout_deadline, rollout_poll_seconds
+from .operations import locked_target, operation_event, rollout_deadline, rollout_poll_seconds
 from .pod_deletion_ends import (
     conclude,
     fail_target,
@@ -203,6 +203,14 @@ def run_pod_deletion(*, operation_id, task_id: str) -> PodDeletion:
         else:
             _delete_targets(cluster=cluster, targets=pending, task_id=task_id)
     return PodDeletion.objects.get(pk=operation_id)
+
+
+def fail_unsent(target_id: int, *, message: str, task_id: str) -> None:
+    """The reconciler: a target whose DELETE no run claimed fails, nothing applied. Under the
+    target's lock, so a run that claims it meanwhile (a redelivered task) is left to do so."""
+    with transaction.atomic():
+        if not locked_target(target_id, model=PodDeletionTarget).deleted:
+            fail_target(target_id, message=message, task_id=task_id, keep_change=False)
 
 
 def settle_claimed_deletion(target: PodDeletionTarget, *, task_id: str) -> bool:

@@ -148,8 +148,8 @@ POD_DELETIONS = _Action(
     operations=PodDeletion,
     targets=PodDeletionTarget,
     give_up=pod_deletion_ends.give_up,
-    fail_unsent=lambda target, task_id: pod_deletion_ends.fail_target(
-        target.pk, message=NEVER_SENT, task_id=task_id, keep_change=False
+    fail_unsent=lambda target, task_id: pod_deletion_runs.fail_unsent(
+        target.pk, message=NEVER_SENT, task_id=task_id
     ),
     claimed=lambda target: target.deleted,
     settle_claimed=pod_deletion_runs.settle_claimed_deletion,

@@ -468,3 +468,24 @@ def test_the_reconciler_runs_every_minute_after_redelivery_had_its_chance():
     assert entry["schedule"] == 60.0
     visibility = product_settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
     assert visibility < product_settings.OPERATION_STUCK_AFTER_SECONDS
+
+
+def test_a_pod_target_never_claimed_fails_unless_a_run_claimed_it_meanwhile(
+    requester, delete_pod_ticket, binding, cluster, sim, redis_client
+):
+    operation = request_pod_deletion(requester, cluster)
+    remaining = redis_client.ttl(DELETE_POD_GRANTS.held_key(operation_id=operation.pk))
+    operation = aged(operation, running=True)
+    target = claimed_pod(operation, cluster)
+    # A redelivered task claimed it between the reconciler's read and its write:
+    pod_deletion_runs.fail_unsent(target.pk, message=reconcile.NEVER_SENT, task_id="r")
+    target.refresh_from_db()
+    assert (target.state, target.deleted) == (PodDeletionTarget.State.PENDING, True)
+
+    PodDeletionTarget.objects.filter(pk=target.pk).update(deleted=False)
+    settle()
+
+    target.refresh_from_db()
+    assert (target.state, target.message) == (PodDeletionTarget.State.FAILED, reconcile.NEVER_SENT)
+    assert sim.pod_deletions == []
+    assert_grant_ttl(redis_client, POD_KEY, remaining)
