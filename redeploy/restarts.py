@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -325,6 +326,18 @@ def _restart(pending: list[_Pending], *, task_id: str) -> None:
         _record_restarts(restarted, task_id=task_id)
 
 
+def _earlier(seen: str, *, than: str) -> bool:
+    """Whether the Deployment's restartedAt (none: "") is older than ours. Anything that does
+    not read as a time (kubectl writes RFC 3339 with its own offset) counts as not older: ours
+    may have been applied before it."""
+    if not seen:
+        return True
+    try:
+        return datetime.fromisoformat(seen) < datetime.fromisoformat(than)
+    except ValueError:
+        return False
+
+
 def resume_restart(target: RedeployTarget, *, task_id: str, late: bool = False) -> bool:
     """A target whose restart was claimed, perhaps sent, by a run that stopped before it
     recorded the outcome: look at the Deployment, never PATCH again. True when the restart is
@@ -369,7 +382,7 @@ def resume_restart(target: RedeployTarget, *, task_id: str, late: bool = False) 
         return False
     seen = kube.restarted_at_of(deployment) or ""
     if seen != target.restarted_at:
-        lost = late and seen < target.restarted_at
+        lost = late and _earlier(seen, than=target.restarted_at)
         message = (
             f"the restart (restartedAt {target.restarted_at}) never reached the Deployment; "
             "nothing was applied"

@@ -218,6 +218,27 @@ def test_a_later_restart_by_someone_else_keeps_ours_as_perhaps_applied(
     assert approved_ticket.entries.get().state == TicketEntry.State.USED
 
 
+def test_an_earlier_restart_written_with_another_offset_means_ours_never_landed(
+    requester, approved_ticket, binding, sim, redis_client
+):
+    # kubectl writes restartedAt in its own time zone: 08:00+01:00 is 07:00Z, before ours.
+    kube.restart_deployment(
+        cluster=binding.cluster,
+        namespace="shop",
+        name="web",
+        restarted_at="2026-01-05T08:00:00+01:00",
+    )
+    operation = aged(request(requester), running=True)
+    target = claimed_target(operation, binding, restarted_at="2026-01-05T07:30:00Z")
+
+    settle()
+
+    target.refresh_from_db()
+    assert (target.state, target.restarted_at) == (RedeployTarget.State.FAILED, "")
+    assert redis_client.exists(KEY) == 1  # given back
+    assert approved_ticket.entries.get().state == TicketEntry.State.AUTHORIZED
+
+
 def test_a_target_never_claimed_fails_without_a_request(
     requester, approved_ticket, binding, sim, redis_client
 ):
