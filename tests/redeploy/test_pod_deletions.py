@@ -254,6 +254,30 @@ def test_a_deletion_that_never_started_fails_and_gives_the_grant_back(
     ]
 
 
+@pytest.mark.parametrize("status", [502, 503, 504, None], ids=["502", "503", "504", "dropped"])
+def test_a_gateway_answer_to_every_delete_is_in_doubt_never_given_back(
+    sim, cluster, binding, requester, delete_pod_ticket, redis_client, status
+):
+    victim = pods_of(cluster)[0]
+    if status is None:
+        sim.drop_next("DELETE", "/pods/", times=10)
+    else:
+        sim.fail_next("DELETE", "/pods/", status=status, times=10)
+
+    operation = run(request(requester, [victim.name]))
+
+    target = operation.targets.get()
+    assert (target.state, target.deleted) == (PodDeletionTarget.State.DELETING, True)
+    assert sim.pod_deletions == []
+    # Not applied after all: the pod is still there at the deadline; the grant stays used.
+    operation.targets.update(deadline_at=operation.created_at)
+    assert follow(operation).state == PodDeletion.State.FAILED
+    assert live_grant() is None
+    assert redis_client.exists(DELETE_POD_GRANTS.held_key(operation_id=operation.pk)) == 0
+    assert "authorization.restored" not in audit_actions(operation=operation)
+    assert delete_pod_ticket.entries.get().state == TicketEntry.State.USED
+
+
 def test_a_delete_in_doubt_is_followed_not_given_back(
     sim, cluster, binding, requester, delete_pod_ticket
 ):
