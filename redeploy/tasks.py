@@ -14,7 +14,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 
 from cratos.exceptions import ServiceUnavailable
 
-from . import pod_deletion_ends, pod_deletion_runs, reconcile
+from . import pod_deletion_ends, pod_deletion_runs, pod_listings, reconcile
 from .models import PodDeletionTarget, RedeployTarget
 from .operations import give_up, rollout_poll_seconds
 from .pod_deletions import RUN_POD_DELETION
@@ -144,3 +144,10 @@ def settle_stuck_operations(self) -> dict[str, int]:
             kwargs={"target_ids": settled.pod_deletions}, countdown=rollout_poll_seconds()
         )
     return {"rollouts": len(settled.rollouts), "podDeletions": len(settled.pod_deletions)}
+
+
+@shared_task(name=pod_listings.LIST_PODS)
+def list_pods(listing_id: str, binding_id: int) -> None:
+    """The pods the pod-delete page offers, listed here where the credentials are. Not
+    acks_late nor retried: it changes nothing, and the page waits only a few seconds."""
+    pod_listings.answer_listing(listing_id=listing_id, binding_id=binding_id)
