@@ -272,7 +272,16 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("AUTHORIZATION_EXPIRY_WARNING_SWEEP_SECONDS", default=60.0),
         "options": {"expires": 55},
     },
+    "settle-stuck-operations": {
+        "task": "redeploy.settle_stuck_operations",
+        "schedule": env.float("OPERATION_RECONCILE_SECONDS", default=60.0),
+        "options": {"expires": 55},
+    },
 }
+# An operation still QUEUED or RUNNING this long is settled by the reconciler from the
+# cluster's truth. Longer than a killed worker's task takes to come back (the visibility
+# timeout), so redelivery gets its chance first.
+OPERATION_STUCK_AFTER_SECONDS = env.int("OPERATION_STUCK_AFTER_SECONDS", default=900)
 
 # Kubernetes API calls: seconds to connect/read before a call counts as failed.
 KUBERNETES_REQUEST_TIMEOUT = env.float("KUBERNETES_REQUEST_TIMEOUT", default=10.0)
