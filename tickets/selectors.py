@@ -14,6 +14,7 @@ from .providers import markdown_table, provider_for
 from .rules import (
     candidate_of,
     decidable_by,
+    decision_refusal,
     revoke_refusal,
     revoker_refusal,
     view_refusal,
@@ -96,8 +97,16 @@ def entries_markdown(*, ticket: Ticket) -> str:
 
 def tickets_awaiting_decision(*, user) -> QuerySet[Ticket]:
     """Tickets whose current node `user` may decide now: never their own, never ones they
-    already decided on, oldest submission first."""
-    return ticket_queryset().filter(decidable_by(user)).order_by("submitted_at", "id")
+    already decided on, at an APPLICATION_OWNER node only those awaiting a team of theirs;
+    oldest submission first."""
+    tickets = ticket_queryset().filter(decidable_by(user))
+    at_owner_nodes = tickets.filter(
+        current_node__node_type=ApprovalNode.Type.APPLICATION_OWNER
+    ).prefetch_related("entries")
+    not_theirs = [
+        ticket.pk for ticket in at_owner_nodes if decision_refusal(ticket=ticket, user=user)
+    ]
+    return tickets.exclude(pk__in=not_theirs).order_by("submitted_at", "id")
 
 
 class LiveAuthorization(NamedTuple):
