@@ -196,7 +196,8 @@ class TicketAdmin(admin.ModelAdmin):
     decision_template = "admin/tickets/ticket/decision_confirmation.html"
 
     def get_queryset(self, request):
-        queryset = selectors.ticket_queryset().prefetch_related("entries")
+        # Each approver sees the tickets they can decide (and decided); reviewers see all.
+        queryset = selectors.tickets_in_admin(user=request.user).prefetch_related("entries")
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
 

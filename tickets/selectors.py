@@ -4,8 +4,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
+from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
 
 from . import grants
@@ -107,6 +108,17 @@ def tickets_awaiting_decision(*, user) -> QuerySet[Ticket]:
         ticket.pk for ticket in at_owner_nodes if decision_refusal(ticket=ticket, user=user)
     ]
     return tickets.exclude(pk__in=not_theirs).order_by("submitted_at", "id")
+
+
+def tickets_in_admin(*, user) -> QuerySet[Ticket]:
+    """The admin's tickets: every one for superusers and reviewers; for an approver, those
+    awaiting their decision now and those they decided."""
+    tickets = ticket_queryset()
+    if user.is_superuser or may_review_audit(user=user):
+        return tickets
+    awaiting = tickets_awaiting_decision(user=user).order_by().values("pk")
+    decided = Approval.objects.filter(ticket_id=OuterRef("pk"), approver_id=user.pk)
+    return tickets.filter(Q(pk__in=awaiting) | Exists(decided))
 
 
 class LiveAuthorization(NamedTuple):
