@@ -185,6 +185,18 @@ def send_ticket_decided(*, ticket_id: int, approval_id: int) -> None:
             **names,
             "reason": approval.comment,
         }
+    elif ticket.state == Ticket.State.IN_APPROVAL and ticket.current_node_id == approval.node_id:
+        # An owner team's approval at an APPLICATION_OWNER node that other teams still await:
+        # their requests went out on submission.
+        event = Event.NODE_APPROVED
+        subject = _("Step %(node)s of ticket %(no)s was approved by %(approver)s") % names
+        summary = (
+            _(
+                "%(approver)s approved step %(node)s of ticket %(no)s for their team; it still "
+                "waits for the other owner teams."
+            )
+            % names
+        )
     else:
         next_node = (
             ticket.work_order.nodes.select_related("group")

@@ -4,6 +4,7 @@ point (services, pages, API, admin, signed links)."""
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Group, Permission
+from django.core import mail
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -373,7 +374,7 @@ def test_a_picked_approver_removed_from_the_role_is_refused_in_the_admin(client,
 
     # The admin no longer even lists the ticket for bob.
     [message] = [str(m) for m in response.context["messages"]]
-    assert message == f"ticket with ID “{picked.pk}” doesn’t exist. Perhaps it was deleted?"
+    assert message.startswith(f"ticket with ID \u201c{picked.pk}\u201d doesn")
     assert_still_waiting(picked)
 
 
@@ -404,3 +405,77 @@ def test_a_deactivated_approver_cannot_decide_nor_use_an_api_token(alice, bob, w
     api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     assert api.post(f"{TICKETS}{ticket.ticket_no}/approve/", {}, format="json").status_code == 401
     assert_still_waiting(ticket)
+
+
+# -- notices -------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("notices")
+def test_each_owner_team_is_asked_and_a_partial_approval_says_what_still_waits(
+    owners_chain, alice, bob, dave, web, checkout, django_capture_on_commit_callbacks
+):
+    UserFactory(username="carol", groups=["Approvers"])  # an approver of no owner team
+    with django_capture_on_commit_callbacks(execute=True):
+        ticket = TicketFactory(applicant=alice, applications=[web, checkout], submitted=True)
+    assert sorted(m.to[0] for m in mail.outbox) == ["bob@example.com", "dave@example.com"]
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.approve_ticket(ticket=ticket, approver=bob)
+
+    [notice] = mail.outbox
+    assert notice.to == ["alice@example.com"]
+    assert "bob approved step Owners of ticket" in notice.body
+    assert "it still waits for the other owner teams." in notice.body
+
+
+def test_the_queue_agrees_with_the_rule_at_owner_and_picked_nodes(
+    work_order, alice, bob, dave, erin, web, checkout
+):
+    approval_chain(
+        work_order,
+        (Type.APPLICATION_OWNER, "Owners", "Approvers"),
+        (Type.USER_SPECIFIED, "Lead", "Approvers"),
+    )
+    carol = UserFactory(username="carol", groups=["Approvers"])
+    unowned = ApplicationFactory(name="unowned")
+
+    def ticket(applications, *approvers):
+        t = TicketFactory(
+            applicant=alice, applications=applications, approvers={"Lead": "carol"}, submitted=True
+        )
+        for approver in approvers:
+            services.approve_ticket(ticket=t, approver=approver)
+        return t
+
+    tickets = [
+        ticket([web]),
+        ticket([checkout]),
+        ticket([web, checkout]),
+        ticket([web, checkout], bob),
+        ticket([unowned]),
+        ticket([web, unowned], bob),  # at Lead: carol was picked
+    ]
+    carol_quits = ticket([checkout], dave)  # at Lead; carol then leaves the role
+    tickets.append(carol_quits)
+    users = [alice, bob, dave, erin, carol]
+    expected = {
+        user.username: {
+            t.pk
+            for t in Ticket.objects.filter(pk__in=[t.pk for t in tickets])
+            if decision_refusal(ticket=t, user=user) is None
+        }
+        for user in users
+    }
+    listed = {
+        user.username: {t.pk for t in selectors.tickets_awaiting_decision(user=user)}
+        for user in users
+    }
+    assert listed == expected
+    # bob: web, both, unowned; dave: checkout, both twice, unowned; carol (picked for Lead, so
+    # never at Owners): the two at Lead.
+    assert sum(len(pks) for pks in expected.values()) == 9
+
+    carol.groups.clear()
+    assert carol_quits not in selectors.tickets_awaiting_decision(user=carol)
+    assert decision_refusal(ticket=carol_quits, user=carol) is not None
