@@ -28,7 +28,7 @@ def ticket_queryset() -> QuerySet[Ticket]:
         "work_order", "applicant", "current_node__group"
     ).prefetch_related(
         "chosen_approvers",
-        Prefetch("approvals", queryset=Approval.objects.select_related("node", "approver")),
+        Prefetch("approvals", queryset=Approval.objects.select_related("node", "approver", "team")),
     )
 
 

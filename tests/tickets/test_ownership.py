@@ -479,3 +479,17 @@ def test_the_queue_agrees_with_the_rule_at_owner_and_picked_nodes(
     carol.groups.clear()
     assert carol_quits not in selectors.tickets_awaiting_decision(user=carol)
     assert decision_refusal(ticket=carol_quits, user=carol) is not None
+
+
+def test_the_ticket_page_and_the_api_name_the_team_each_approval_was_for(
+    client, owners_chain, alice, bob, web, checkout
+):
+    ticket = TicketFactory(applicant=alice, applications=[web, checkout], submitted=True)
+    services.approve_ticket(ticket=ticket, approver=bob)
+    client.force_login(alice)
+
+    page = client.get(reverse("tickets:detail", args=[ticket.ticket_no])).content.decode()
+    body = client_for(alice).get(f"{TICKETS}{ticket.ticket_no}/").json()
+
+    assert "<small data-owner-team>(shop)</small>" in page
+    assert [(a["approver"], a["team"]) for a in body["approvals"]] == [("bob", "shop")]
