@@ -16,6 +16,7 @@ from redeploy.models import Application
 from redeploy.providers import DELETE_POD_GRANTS, REDEPLOY_GRANTS
 from tests.factories import ApplicationFactory, UserFactory
 from tests.kubesim import seed_demo
+from tests.redeploy.conftest import SIM_TOKEN
 from tickets import grants
 
 pytestmark = pytest.mark.django_db
@@ -145,3 +146,17 @@ def test_owners_picked_in_the_admin_win_over_the_label(client, application):
     assert list(application.owner_teams.all()) == [team]
     listing = client.get(reverse("admin:redeploy_application_changelist")).content.decode()
     assert "platform" in listing
+
+
+def test_the_demo_seeds_two_teams_that_own_and_approve_their_applications(sim, work_order):
+    seed_demo(sim)
+    out = StringIO()
+    call_command("seed_demo", "--cluster-url", sim.url, "--cluster-token", SIM_TOKEN, stdout=out)
+
+    members = {
+        team.name: sorted(user.username for user in team.members.all())
+        for team in Team.objects.prefetch_related("members")
+    }
+    assert members == {"payments": ["dave", "erin"], "shop": ["alice", "bob"]}
+    assert owners()["web"] == ["shop"] and owners()["checkout"] == ["payments"]
+    assert set(work_order.nodes.values_list("node_type", flat=True)) == {"APPLICATION_OWNER"}
