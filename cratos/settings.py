@@ -202,6 +202,8 @@ KUBERNETES_PARALLEL_REQUESTS = env.int("KUBERNETES_PARALLEL_REQUESTS", default=8
 KUBERNETES_LIST_FROM = env.int("KUBERNETES_LIST_FROM", default=10)
 # Seconds between two looks at a running rollout.
 REDEPLOY_ROLLOUT_POLL_SECONDS = env.float("REDEPLOY_ROLLOUT_POLL_SECONDS", default=2.0)
+# Seconds the pod-delete page waits for the worker to list the pods it offers.
+POD_LISTING_WAIT_SECONDS = env.float("POD_LISTING_WAIT_SECONDS", default=5.0)
 # Redeploys one request (and one task) may carry.
 REDEPLOY_MAX_BATCH = env.int("REDEPLOY_MAX_BATCH", default=500)
 # Every requester may request every application, not only the members of its owner teams (an
