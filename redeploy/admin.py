@@ -52,6 +52,14 @@ class ApplicationForm(forms.ModelForm):
             "open_to_requesters",
         ]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left out of a post, the owners' source stays as it was (save_model may set ADMIN).
+        self.fields["owners_source"].required = False
+
+    def clean_owners_source(self):
+        return self.cleaned_data["owners_source"] or self.instance.owners_source
+
     def clean_tags(self):
         tags = self.cleaned_data["tags"]
         if tags is None:
