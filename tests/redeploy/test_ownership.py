@@ -7,6 +7,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from cratos.audit.models import AuditEvent
 from cratos.exceptions import PermissionRefused
@@ -40,6 +42,23 @@ def test_a_requester_who_left_the_team_can_no_longer_redeploy(approved_ticket, b
     event = AuditEvent.objects.get(action="redeploy.refused")
     assert event.message.startswith(LEFT.format(verb="redeploy"))
     assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
+
+
+def test_an_api_token_of_a_requester_who_left_the_team_no_longer_redeploys(
+    approved_ticket, binding, shop
+):
+    token = Token.objects.create(user=approved_ticket.applicant)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    response = api.post(
+        "/api/v1/redeploys/",
+        {"applicationName": "web", "namespace": "shop", "deploymentName": "web"},
+        format="json",
+    )
+
+    assert response.status_code == 403
+    assert response.json()["message"].startswith(LEFT.format(verb="redeploy"))
 
 
 def test_a_member_of_the_owner_team_redeploys(approved_ticket, binding, shop):
