@@ -303,6 +303,9 @@ REDEPLOY_ROLLOUT_POLL_SECONDS = env.float("REDEPLOY_ROLLOUT_POLL_SECONDS", defau
 POD_LISTING_WAIT_SECONDS = env.float("POD_LISTING_WAIT_SECONDS", default=5.0)
 # Redeploys one request (and one task) may carry.
 REDEPLOY_MAX_BATCH = env.int("REDEPLOY_MAX_BATCH", default=500)
+# Every requester may request every application, not only the members of its owner teams (an
+# application's own "open to every requester" opens just that one).
+APPLICATIONS_OPEN_TO_ALL_REQUESTERS = env.bool("APPLICATIONS_OPEN_TO_ALL_REQUESTERS", default=False)
 
 # Notices: deep links are built on SITE_URL; mail goes through Django's email backend.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")

@@ -43,7 +43,22 @@ class ApplicationForm(forms.ModelForm):
 
     class Meta:
         model = Application
-        fields = ["name", "description", "tags"]
+        fields = [
+            "name",
+            "description",
+            "tags",
+            "owner_teams",
+            "owners_source",
+            "open_to_requesters",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left out of a post, the owners' source stays as it was (save_model may set ADMIN).
+        self.fields["owners_source"].required = False
+
+    def clean_owners_source(self):
+        return self.cleaned_data["owners_source"] or self.instance.owners_source
 
     def clean_tags(self):
         tags = self.cleaned_data["tags"]
@@ -63,9 +78,24 @@ class DeploymentBindingInline(admin.TabularInline):
 @admin.register(Application)
 class ApplicationAdmin(admin.ModelAdmin):
     form = ApplicationForm
-    list_display = ("name", "tags_display", "description", "updated_at")
-    search_fields = ("name", "description")
+    list_display = ("name", "owners", "tags_display", "description", "updated_at")
+    list_filter = ("owner_teams", "owners_source", "open_to_requesters")
+    search_fields = ("name", "description", "owner_teams__name")
+    filter_horizontal = ("owner_teams",)
     inlines = [DeploymentBindingInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("owner_teams")
+
+    def save_model(self, request, obj, form, change):
+        # Owners picked here win over the Deployment label at the next sync.
+        if "owner_teams" in form.changed_data and "owners_source" not in form.changed_data:
+            obj.owners_source = Application.OwnersSource.ADMIN
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description=_("Owners"))
+    def owners(self, application: Application) -> str:
+        return ", ".join(str(team) for team in application.owner_teams.all()) or "-"
 
     @admin.display(description=_("Tags"))
     def tags_display(self, application: Application) -> str:

@@ -30,10 +30,34 @@ def render_tags(tags: list[dict]) -> str:
 
 
 class Application(models.Model):
+    class OwnersSource(models.TextChoices):
+        # Where owner_teams came from: a sync sets LABEL ones; ADMIN ones are never overwritten.
+        LABEL = "LABEL", _("Deployment label")
+        ADMIN = "ADMIN", _("Set in the admin")
+
     name = models.CharField(max_length=128, unique=True)
     description = models.TextField(blank=True)
     # Ordered key/value pairs, e.g. [{"key": "team", "value": "shop"}]; order is kept for display.
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    owner_teams = models.ManyToManyField(
+        "teams.Team",
+        blank=True,
+        related_name="applications",
+        verbose_name=_("owner teams"),
+        help_text=_("Their members may request this application and decide its owners' step."),
+    )
+    owners_source = models.CharField(
+        _("owners set by"),
+        max_length=8,
+        choices=OwnersSource.choices,
+        default=OwnersSource.LABEL,
+        help_text=_("Set in the admin: a sync from Deployment labels leaves the owners alone."),
+    )
+    open_to_requesters = models.BooleanField(
+        _("open to every requester"),
+        default=False,
+        help_text=_("Anyone may request it, not only members of its owner teams."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -156,7 +156,11 @@ def redeploy_choices(*, user, kind: GrantKind = REDEPLOY_GRANTS) -> list[Redeplo
 def applications_listed(*, search: str = "") -> QuerySet[Application]:
     """Applications with their number of bindings (`binding_count`), by name; `search` keeps
     those whose name contains it, in any case."""
-    applications = Application.objects.annotate(binding_count=Count("bindings")).order_by("name")
+    applications = (
+        Application.objects.annotate(binding_count=Count("bindings"))
+        .prefetch_related("owner_teams")
+        .order_by("name")
+    )
     if search:
         applications = applications.filter(name__icontains=search)
     return applications
@@ -171,7 +175,8 @@ def application_by_name(*, name: str) -> Application:
                 queryset=DeploymentBinding.objects.select_related("cluster").order_by(
                     "cluster__name", "namespace", "deployment_name"
                 ),
-            )
+            ),
+            "owner_teams",
         )
         .filter(name=name)
         .first()

@@ -200,7 +200,13 @@ class TicketAdmin(admin.ModelAdmin):
     decision_template = "admin/tickets/ticket/decision_confirmation.html"
 
     def get_queryset(self, request):
-        queryset = selectors.ticket_queryset().prefetch_related("entries")
+        # The list shows each approver the tickets they can decide (and decided); reviewers see
+        # all. A ticket's page or an action posted for it answers with the rule's own words.
+        queryset = selectors.ticket_queryset()
+        match = getattr(request, "resolver_match", None)
+        if request.method == "GET" and match and match.url_name == "tickets_ticket_changelist":
+            queryset = selectors.tickets_in_admin(user=request.user)
+        queryset = queryset.prefetch_related("entries")
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
 

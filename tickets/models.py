@@ -54,11 +54,13 @@ class ApprovalNode(models.Model):
         OR_BATCH = "OR_BATCH", _("Any candidate approves")
         USER_SPECIFIED = "USER_SPECIFIED", _("Applicant picks the approver")
         CC_TO = "CC_TO", _("Informed only")
+        # Each entry needs a decision by a member of a team that owns its target.
+        APPLICATION_OWNER = "APPLICATION_OWNER", _("A member of each owner team approves")
 
     work_order = models.ForeignKey(WorkOrder, on_delete=models.CASCADE, related_name="nodes")
     position = models.PositiveSmallIntegerField()
     name = models.CharField(max_length=64)
-    node_type = models.CharField(max_length=16, choices=Type.choices, default=Type.OR_BATCH)
+    node_type = models.CharField(max_length=20, choices=Type.choices, default=Type.OR_BATCH)
     group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="approval_nodes")
 
     class Meta:
@@ -182,7 +184,8 @@ class TicketEntry(models.Model):
 
 
 class Approval(models.Model):
-    """The one decision taken on one node of one ticket."""
+    """The one decision taken on one node of one ticket; on an APPLICATION_OWNER node, one per
+    owner team (`team`), each taken by a member of that team."""
 
     class Decision(models.TextChoices):
         APPROVE = "APPROVE", _("Approve")
@@ -193,15 +196,28 @@ class Approval(models.Model):
     approver = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals"
     )
+    team = models.ForeignKey(
+        "teams.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     decision = models.CharField(max_length=8, choices=Decision.choices)
     comment = models.TextField(blank=True)
     decided_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["ticket", "decided_at"]
+        ordering = ["ticket", "decided_at", "id"]
         constraints = [
-            # Two approvers racing on one node: the database keeps exactly one decision.
-            models.UniqueConstraint(fields=["ticket", "node"], name="one_decision_per_node")
+            # Two approvers racing on one node (or for one owner team): the database keeps
+            # exactly one decision.
+            models.UniqueConstraint(
+                fields=["ticket", "node"],
+                condition=models.Q(team__isnull=True),
+                name="one_decision_per_node",
+            ),
+            models.UniqueConstraint(
+                fields=["ticket", "node", "team"],
+                condition=models.Q(team__isnull=False),
+                name="one_decision_per_owner_team",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -202,6 +202,10 @@ def send_ticket_decided(*, ticket_id: int, approval_id: int) -> None:
     next_node = None
     if approval.decision == Decision.REJECT:
         event = Event.TICKET_REJECTED
+    elif ticket.state == Ticket.State.IN_APPROVAL and ticket.current_node_id == approval.node_id:
+        # An owner team's approval at an APPLICATION_OWNER node that other teams still await:
+        # their requests went out on submission.
+        event = Event.NODE_APPROVED
     else:
         next_node = (
             ticket.work_order.nodes.select_related("group")
@@ -222,7 +226,13 @@ def send_ticket_decided(*, ticket_id: int, approval_id: int) -> None:
                 "%(approver)s approved ticket %(no)s (step %(node)s). You may redeploy each "
                 "application on it once before its authorization expires."
             ) % names
-        return _("Step %(node)s of ticket %(no)s was approved by %(approver)s") % names, _(
+        subject = _("Step %(node)s of ticket %(no)s was approved by %(approver)s") % names
+        if next_node is None:
+            return subject, _(
+                "%(approver)s approved step %(node)s of ticket %(no)s for their team; it still "
+                "waits for the other owner teams."
+            ) % names
+        return subject, _(
             "%(approver)s approved step %(node)s of ticket %(no)s; it now waits for a "
             "decision on step %(next)s."
         ) % {**names, "next": next_node.name}

@@ -11,6 +11,7 @@ class AuditEvent(models.Model):
     class Action(models.TextChoices):
         # Labels as Django derives them from the names (so no migration), made translatable.
         TICKET_CREATED = "ticket.created", _("Ticket Created")
+        TICKET_REFUSED = "ticket.refused", _("Ticket Refused")
         TICKET_ENTRY_ADDED = "ticket.entry_added", _("Ticket Entry Added")
         TICKET_ENTRY_REMOVED = "ticket.entry_removed", _("Ticket Entry Removed")
         TICKET_SUBMITTED = "ticket.submitted", _("Ticket Submitted")
