@@ -45,6 +45,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "cratos.middleware.EdgeInputMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "cratos.middleware.DomainErrorMiddleware",
 ]
@@ -129,6 +130,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "cratos.api.exception_handler",
+    # Refuses JSON nested too deeply and NUL characters with 400 (cratos.validation).
+    "DEFAULT_PARSER_CLASSES": [
+        "cratos.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": None,
     # \u-escape non-ASCII: a lone surrogate echoed from a request (an unknown field's name)
     # cannot be encoded as UTF-8 and would turn a 400 into a 500.

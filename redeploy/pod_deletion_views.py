@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from cratos.exceptions import ServiceUnavailable, ValidationFailed
 from cratos.security import client_ip
+from cratos.validation import parse_id
 from tickets.grants import UnauthorizedAccess
 from tickets.views import format_time_left
 
@@ -77,9 +78,10 @@ def pod_deletion_new(request):
         )
     application = request.POST.get("application", "").strip()
     binding_id = request.POST.get("binding", "")
+    binding_pk = parse_id(binding_id)
     binding = (
-        selectors.bindings_for(application_name=application).filter(pk=binding_id).first()
-        if binding_id.isdigit()
+        selectors.bindings_for(application_name=application).filter(pk=binding_pk).first()
+        if binding_pk is not None
         else None
     )
     try:
