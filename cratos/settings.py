@@ -267,9 +267,13 @@ CONTENT_SECURITY_POLICY = (
     if DJANGO_SECURE
     else ""
 )
-# Login rate limiting (cratos.security): LOGIN_FAILURE_LIMIT failed sign-ins per user name and
-# client address within LOGIN_FAILURE_WINDOW seconds lock that pair out for the window.
+# Login rate limiting (cratos.security): sign-in attempts within LOGIN_FAILURE_WINDOW seconds,
+# counted before the password is checked, per user name and client address (LOGIN_FAILURE_LIMIT),
+# per user name from anywhere (LOGIN_ACCOUNT_LIMIT) and per address for any user name
+# (LOGIN_ADDRESS_LIMIT). Reaching one locks that scope out for a window.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_ACCOUNT_LIMIT = env.int("LOGIN_ACCOUNT_LIMIT", default=20)
+LOGIN_ADDRESS_LIMIT = env.int("LOGIN_ADDRESS_LIMIT", default=50)
 LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
 # Proxies in front of the app that append to X-Forwarded-For (0: trust only the peer address).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
