@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -11,11 +12,16 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env("SECRET_KEY", default="insecure-demo-key-change-me-in-production")
+# With DEBUG off the product refuses to start on this key (see "Web hardening" below).
+DEMO_SECRET_KEY = "insecure-demo-key-change-me-in-production"
+SECRET_KEY = env("SECRET_KEY", default=DEMO_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Key for cluster credentials at rest; separate from SECRET_KEY so sessions can be rotated alone.
-FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default=SECRET_KEY)
+# It encrypts; the FIELD_ENCRYPTION_OLD_KEYS (comma-separated) only decrypt, until
+# `manage.py reencrypt_credentials` has moved every stored credential to the new key.
+FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+FIELD_ENCRYPTION_OLD_KEYS = env.list("FIELD_ENCRYPTION_OLD_KEYS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -232,6 +238,17 @@ LOGGING = {
 }
 
 # -- Web hardening (docs/operations.md, "Web hardening") ------------------------------------
+# Outside DEBUG, no process starts on the demo's signing key or without a credential key of
+# its own: a forged session or a readable credential must not follow from a forgotten variable.
+if not DEBUG:
+    if SECRET_KEY == DEMO_SECRET_KEY:
+        raise ImproperlyConfigured("Set SECRET_KEY: the demo's key is public (or set DEBUG=true).")
+    if not FIELD_ENCRYPTION_KEY or FIELD_ENCRYPTION_KEY == SECRET_KEY:
+        raise ImproperlyConfigured(
+            "Set FIELD_ENCRYPTION_KEY to a key of its own, not SECRET_KEY (or set DEBUG=true)."
+        )
+# In DEBUG, credentials are encrypted with SECRET_KEY unless a key of their own is set.
+FIELD_ENCRYPTION_KEY = FIELD_ENCRYPTION_KEY or SECRET_KEY
 # DJANGO_SECURE=true once the site is served over HTTPS only: secure cookies, HSTS, redirect to
 # HTTPS and a Content-Security-Policy. The rest holds in every mode; most are Django's defaults,
 # spelled out so that nothing weakens them unnoticed.
