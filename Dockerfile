@@ -17,11 +17,8 @@ COPY tickets tickets
 COPY redeploy redeploy
 COPY templates templates
 COPY static static
-# Build-time keys for collectstatic only (the settings refuse to load without keys of their
-# own); the pods get theirs from the cratos-secrets Secret.
 RUN pip install . \
-    && SECRET_KEY=collectstatic-only FIELD_ENCRYPTION_KEY=collectstatic-only-too \
-       python manage.py collectstatic --noinput
+    && python manage.py collectstatic --noinput
 
 # A fixed numeric UID, so the pod's runAsNonRoot can verify it.
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin cratos

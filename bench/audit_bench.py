@@ -111,9 +111,6 @@ def setup_django(url: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cratos.settings")
     os.environ["DEBUG"] = "false"
     os.environ["ALLOWED_HOSTS"] = "testserver"
-    # With DEBUG off the product refuses the demo's keys.
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
-    os.environ.setdefault("FIELD_ENCRYPTION_KEY", "bench-only-field-encryption-key")
     sys.path.insert(0, str(REPO))
     import django
 

@@ -28,6 +28,8 @@ def _keyring(keys: tuple[str, ...]) -> MultiFernet:
 
 def keyring() -> MultiFernet:
     """The first key encrypts, every one decrypts."""
+    if not settings.FIELD_ENCRYPTION_KEY:
+        raise ImproperlyConfigured("Set FIELD_ENCRYPTION_KEY to read or store credentials.")
     return _keyring((settings.FIELD_ENCRYPTION_KEY, *settings.FIELD_ENCRYPTION_OLD_KEYS))
 
 

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -12,7 +11,7 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-# With DEBUG off the product refuses to start on this key (see "Web hardening" below).
+# With DEBUG off the product refuses to start on this key (cratos.startup).
 DEMO_SECRET_KEY = "insecure-demo-key-change-me-in-production"
 SECRET_KEY = env("SECRET_KEY", default=DEMO_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
@@ -238,17 +237,11 @@ LOGGING = {
 }
 
 # -- Web hardening (docs/operations.md, "Web hardening") ------------------------------------
-# Outside DEBUG, no process starts on the demo's signing key or without a credential key of
-# its own: a forged session or a readable credential must not follow from a forgotten variable.
-if not DEBUG:
-    if SECRET_KEY == DEMO_SECRET_KEY:
-        raise ImproperlyConfigured("Set SECRET_KEY: the demo's key is public (or set DEBUG=true).")
-    if not FIELD_ENCRYPTION_KEY or FIELD_ENCRYPTION_KEY == SECRET_KEY:
-        raise ImproperlyConfigured(
-            "Set FIELD_ENCRYPTION_KEY to a key of its own, not SECRET_KEY (or set DEBUG=true)."
-        )
-# In DEBUG, credentials are encrypted with SECRET_KEY unless a key of their own is set.
-FIELD_ENCRYPTION_KEY = FIELD_ENCRYPTION_KEY or SECRET_KEY
+# Outside DEBUG the web, worker and beat refuse to start on the demo's SECRET_KEY or without a
+# FIELD_ENCRYPTION_KEY of its own (cratos.startup). In DEBUG, credentials are encrypted with
+# SECRET_KEY unless a key of their own is set.
+if DEBUG:
+    FIELD_ENCRYPTION_KEY = FIELD_ENCRYPTION_KEY or SECRET_KEY
 # DJANGO_SECURE=true once the site is served over HTTPS only: secure cookies, HSTS, redirect to
 # HTTPS and a Content-Security-Policy. The rest holds in every mode; most are Django's defaults,
 # spelled out so that nothing weakens them unnoticed.

@@ -1,65 +1,95 @@
-"""Keys: outside DEBUG no process starts on the demo's SECRET_KEY or without a
+"""Keys: outside DEBUG no serving process starts on the demo's SECRET_KEY or without a
 FIELD_ENCRYPTION_KEY of its own; stored credentials survive a rotation of that key."""
 
 import io
+import os
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from celery.signals import beat_init, worker_init
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db import connection
+from django.test import override_settings
 
+from cratos.celery import _refuse_unsafe_keys
 from cratos.fields import keyring
+from cratos.startup import refuse_unsafe_keys
 from redeploy.models import KubernetesCluster
 
-SETTINGS_FILE = Path(settings.BASE_DIR) / "cratos" / "settings.py"
 DEMO_KEY = "insecure-demo-key-change-me-in-production"
 OWN_KEY = "k3y-" + "x9Qz!" * 12
-
-
-def load_settings(monkeypatch, **environ) -> dict:
-    for name in ("DEBUG", "SECRET_KEY", "FIELD_ENCRYPTION_KEY", "FIELD_ENCRYPTION_OLD_KEYS"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    return runpy.run_path(str(SETTINGS_FILE))
+REPO = Path(settings.BASE_DIR)
 
 
 @pytest.mark.parametrize(
-    ("environ", "refusal"),
+    ("keys", "refusal"),
     [
-        ({}, "Set SECRET_KEY"),
         ({"SECRET_KEY": DEMO_KEY, "FIELD_ENCRYPTION_KEY": "fek"}, "Set SECRET_KEY"),
-        ({"SECRET_KEY": OWN_KEY}, "Set FIELD_ENCRYPTION_KEY"),
+        ({"SECRET_KEY": OWN_KEY, "FIELD_ENCRYPTION_KEY": ""}, "Set FIELD_ENCRYPTION_KEY"),
         ({"SECRET_KEY": OWN_KEY, "FIELD_ENCRYPTION_KEY": OWN_KEY}, "not SECRET_KEY"),
     ],
 )
-def test_outside_debug_the_product_refuses_to_start_without_keys_of_its_own(
-    monkeypatch, environ, refusal
-):
-    with pytest.raises(ImproperlyConfigured, match=refusal):
-        load_settings(monkeypatch, DEBUG="false", **environ)
+def test_outside_debug_the_product_refuses_to_start_without_keys_of_its_own(keys, refusal):
+    with override_settings(DEBUG=False, **keys), pytest.raises(ImproperlyConfigured, match=refusal):
+        refuse_unsafe_keys()
 
 
-def test_with_keys_of_its_own_it_starts(monkeypatch):
-    loaded = load_settings(
-        monkeypatch,
-        SECRET_KEY=OWN_KEY,
-        FIELD_ENCRYPTION_KEY="fek-new",
-        FIELD_ENCRYPTION_OLD_KEYS="fek-old,fek-older",
+def test_with_keys_of_its_own_or_in_debug_it_starts():
+    with override_settings(DEBUG=False, SECRET_KEY=OWN_KEY, FIELD_ENCRYPTION_KEY="fek"):
+        refuse_unsafe_keys()
+    with override_settings(DEBUG=True, SECRET_KEY=DEMO_KEY, FIELD_ENCRYPTION_KEY=DEMO_KEY):
+        refuse_unsafe_keys()
+
+
+def test_the_worker_and_beat_check_before_they_start():
+    assert any(receiver() is _refuse_unsafe_keys for _, receiver in worker_init.receivers)
+    assert any(receiver() is _refuse_unsafe_keys for _, receiver in beat_init.receivers)
+
+
+def _start_web(**environ) -> subprocess.CompletedProcess:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {"SECRET_KEY", "FIELD_ENCRYPTION_KEY", "DJANGO_SETTINGS_MODULE"}
+    }
+    return subprocess.run(
+        [sys.executable, "-c", "import cratos.wsgi"],
+        cwd=REPO,
+        env={**env, "DEBUG": "false", **environ},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
 
-    assert loaded["FIELD_ENCRYPTION_KEY"] == "fek-new"
-    assert loaded["FIELD_ENCRYPTION_OLD_KEYS"] == ["fek-old", "fek-older"]
+
+def test_the_web_process_refuses_the_demo_keys_and_starts_on_its_own():
+    refused = _start_web()
+    assert refused.returncode != 0
+    assert "Set SECRET_KEY" in refused.stderr
+
+    started = _start_web(SECRET_KEY=OWN_KEY, FIELD_ENCRYPTION_KEY="fek")
+    assert started.returncode == 0, started.stderr
 
 
-def test_in_debug_the_demo_keys_still_do(monkeypatch):
-    loaded = load_settings(monkeypatch, DEBUG="true")
+def test_in_debug_credentials_are_encrypted_with_secret_key_unless_told_otherwise(monkeypatch):
+    for name in ("SECRET_KEY", "FIELD_ENCRYPTION_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DEBUG", "true")
 
-    assert loaded["SECRET_KEY"] == DEMO_KEY
-    assert loaded["FIELD_ENCRYPTION_KEY"] == DEMO_KEY
+    loaded = runpy.run_path(str(REPO / "cratos" / "settings.py"))
+
+    assert loaded["FIELD_ENCRYPTION_KEY"] == loaded["SECRET_KEY"] == DEMO_KEY
+
+
+def test_without_a_key_no_credential_is_read_or_stored():
+    with override_settings(FIELD_ENCRYPTION_KEY=""), pytest.raises(ImproperlyConfigured):
+        keyring()
 
 
 # -- rotation -----------------------------------------------------------------------------------
