@@ -242,15 +242,19 @@ LOGGING = {
 # SECRET_KEY unless a key of their own is set.
 if DEBUG:
     FIELD_ENCRYPTION_KEY = FIELD_ENCRYPTION_KEY or SECRET_KEY
-# DJANGO_SECURE=true once the site is served over HTTPS only: secure cookies, HSTS, redirect to
-# HTTPS and a Content-Security-Policy. The rest holds in every mode; most are Django's defaults,
-# spelled out so that nothing weakens them unnoticed.
+
+# DJANGO_SECURE=true once the site is served over HTTPS only: secure cookies, HSTS and redirect
+# to HTTPS. The rest (the Content-Security-Policy too) holds in every mode; most are Django's
+# defaults, spelled out so that nothing weakens them unnoticed.
 DJANGO_SECURE = env.bool("DJANGO_SECURE", default=False)
 SECURE_SSL_REDIRECT = DJANGO_SECURE and env.bool("SECURE_SSL_REDIRECT", default=True)
 # The kubelet probes over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SESSION_COOKIE_SECURE = DJANGO_SECURE
 CSRF_COOKIE_SECURE = DJANGO_SECURE
+LANGUAGE_COOKIE_SECURE = DJANGO_SECURE
+# A sign-in lasts this long (seconds; default a working day), however active the session.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000) if DJANGO_SECURE else 0
 # Both bind every subdomain / the browsers' preload list for a long time: opt in knowingly.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
@@ -265,17 +269,14 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 # No script reads the CSRF cookie: forms carry the token, DRF's browsable API reads the page.
 CSRF_COOKIE_HTTPONLY = True
-# Sent by cratos.security.ContentSecurityPolicyMiddleware. Pages load scripts and styles from
-# static/ only: no inline script or style, so no 'unsafe-inline'. data: images are Pico's icons.
-CONTENT_SECURITY_POLICY = (
-    env(
-        "CONTENT_SECURITY_POLICY",
-        default="default-src 'self'; script-src 'self'; style-src 'self'; "
-        "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
-        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    )
-    if DJANGO_SECURE
-    else ""
+# Sent by cratos.security.ContentSecurityPolicyMiddleware in every mode (it needs no HTTPS; an
+# empty value turns it off). Pages load scripts and styles from static/ only: no inline script
+# or style, so no 'unsafe-inline'. data: images are Pico's icons.
+CONTENT_SECURITY_POLICY = env(
+    "CONTENT_SECURITY_POLICY",
+    default="default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
 )
 # Login rate limiting (cratos.security): sign-in attempts within LOGIN_FAILURE_WINDOW seconds,
 # counted before the password is checked, per user name and client address (LOGIN_FAILURE_LIMIT),
