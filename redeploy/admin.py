@@ -1,4 +1,4 @@
-"""Admin for applications, clusters and bindings; redeploy records read-only.
+"""Admin for applications, clusters and bindings; redeploy and pod-deletion records read-only.
 
 Cluster credentials are write-only here: no page renders a stored token, certificate, key or
 kubeconfig, and a credential field left blank keeps what is stored.
@@ -17,6 +17,8 @@ from .models import (
     Application,
     DeploymentBinding,
     KubernetesCluster,
+    PodDeletion,
+    PodDeletionTarget,
     RedeployOperation,
     RedeployTarget,
     validate_tags,
@@ -185,29 +187,33 @@ class DeploymentBindingAdmin(admin.ModelAdmin):
     autocomplete_fields = ("application", "cluster")
 
 
-class RedeployTargetInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = RedeployTarget
-    fields = readonly_fields = (
-        "cluster_name",
-        "namespace",
-        "deployment_name",
-        "state",
-        "success",
-        "message",
-        "operated_at",
-        "generation",
-        "resource_version",
-        "updated_replicas",
-        "available_replicas",
-        "replicas",
-        "finished_at",
-    )
+# The two granted actions' records read alike: an operation (one request, one approval) with
+# the targets it wrote, each also listed on its own. Nothing here changes them.
+TARGET_FIELDS = ("cluster_name", "namespace", "deployment_name")
+OPERATION_FIELDS = (
+    "id",
+    "requested_by",
+    "application_name",
+    "namespace",
+    "deployment_name",
+    "cluster_name",
+    "ticket",
+    "state",
+    "message",
+    "request_ip",
+    "celery_task_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+
+
+class TargetInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     can_delete = False
 
 
-@admin.register(RedeployOperation)
-class RedeployOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class GrantedOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "requested_by",
@@ -228,47 +234,45 @@ class RedeployOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "ticket__ticket_no",
     )
     date_hierarchy = "created_at"
+    fields = readonly_fields = OPERATION_FIELDS
+
+
+class OperationTargetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_filter = ("state", "success")
+    list_select_related = ("ticket",)
+    search_fields = (*TARGET_FIELDS, "ticket__ticket_no")
+
+
+class RedeployTargetInline(TargetInline):
+    model = RedeployTarget
     fields = readonly_fields = (
-        "id",
-        "requested_by",
-        "application_name",
-        "namespace",
-        "deployment_name",
-        "cluster_name",
-        "ticket",
+        *TARGET_FIELDS,
         "state",
+        "success",
         "message",
-        "request_ip",
-        "celery_task_id",
-        "created_at",
-        "started_at",
+        "operated_at",
+        "generation",
+        "resource_version",
+        "updated_replicas",
+        "available_replicas",
+        "replicas",
         "finished_at",
     )
+
+
+@admin.register(RedeployOperation)
+class RedeployOperationAdmin(GrantedOperationAdmin):
     inlines = [RedeployTargetInline]
 
 
 @admin.register(RedeployTarget)
-class RedeployTargetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "operated_at",
-        "cluster_name",
-        "namespace",
-        "deployment_name",
-        "state",
-        "success",
-        "ticket",
-        "message",
-    )
-    list_filter = ("state", "success")
-    list_select_related = ("ticket",)
-    search_fields = ("cluster_name", "namespace", "deployment_name", "ticket__ticket_no")
+class RedeployTargetAdmin(OperationTargetAdmin):
+    list_display = ("operated_at", *TARGET_FIELDS, "state", "success", "ticket", "message")
     fields = readonly_fields = (
         "operation",
         "ticket",
         "binding",
-        "cluster_name",
-        "namespace",
-        "deployment_name",
+        *TARGET_FIELDS,
         "state",
         "success",
         "message",
@@ -279,6 +283,55 @@ class RedeployTargetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "replicas",
         "updated_replicas",
         "available_replicas",
+        "deadline_at",
+        "finished_at",
+    )
+
+
+class PodDeletionTargetInline(TargetInline):
+    model = PodDeletionTarget
+    fields = readonly_fields = (
+        *TARGET_FIELDS,
+        "pod_name",
+        "pod_uid",
+        "state",
+        "success",
+        "message",
+        "operated_at",
+        "deadline_at",
+        "finished_at",
+    )
+
+
+@admin.register(PodDeletion)
+class PodDeletionAdmin(GrantedOperationAdmin):
+    fields = readonly_fields = (*OPERATION_FIELDS[:6], "pod_names", *OPERATION_FIELDS[6:])
+    inlines = [PodDeletionTargetInline]
+
+
+@admin.register(PodDeletionTarget)
+class PodDeletionTargetAdmin(OperationTargetAdmin):
+    list_display = (
+        "operated_at",
+        *TARGET_FIELDS,
+        "pod_name",
+        "state",
+        "success",
+        "ticket",
+        "message",
+    )
+    search_fields = (*OperationTargetAdmin.search_fields, "pod_name")
+    fields = readonly_fields = (
+        "operation",
+        "ticket",
+        *TARGET_FIELDS,
+        "pod_name",
+        "pod_uid",
+        "state",
+        "success",
+        "message",
+        "deleted",
+        "operated_at",
         "deadline_at",
         "finished_at",
     )

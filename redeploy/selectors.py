@@ -7,6 +7,7 @@ from django.db.models import Count, Prefetch, QuerySet
 
 from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
+from cratos.validation import parse_id
 from tickets.grants import GrantKind
 from tickets.selectors import LiveAuthorization, live_authorizations
 
@@ -44,6 +45,22 @@ def operations_of(*, user) -> QuerySet[RedeployOperation]:
 def redeploy_targets_of(*, ticket) -> QuerySet[RedeployTarget]:
     """Every redeploy attempt recorded on a ticket (the ticket page's second table)."""
     return RedeployTarget.objects.filter(ticket=ticket).order_by("operated_at", "pk")
+
+
+# A cluster's credentials are the worker's: pages load bindings without them, so the web never
+# decrypts one.
+_CLUSTER_CREDENTIALS = [
+    f"cluster__{name}" for name in ("token", "client_cert_data", "client_key_data", "kubeconfig")
+]
+
+
+def binding_shown(*, application_name: str, binding_id: str) -> DeploymentBinding | None:
+    """The application's binding of that id, its cluster without credentials (None if none)."""
+    binding_pk = parse_id(binding_id)
+    if binding_pk is None:
+        return None
+    bindings = bindings_for(application_name=application_name).defer(*_CLUSTER_CREDENTIALS)
+    return bindings.filter(pk=binding_pk).first()
 
 
 def bindings_for(*, application_name: str) -> QuerySet[DeploymentBinding]:
@@ -119,6 +136,7 @@ def redeploy_choices(*, user, kind: GrantKind = REDEPLOY_GRANTS) -> list[Redeplo
     bindings = (
         DeploymentBinding.objects.filter(application__name__in=names)
         .select_related("application", "cluster")
+        .defer(*_CLUSTER_CREDENTIALS)
         .order_by("cluster__name", "namespace", "deployment_name")
     )
     for binding in bindings:

@@ -10,7 +10,7 @@ from celery import shared_task
 
 from cratos.exceptions import ServiceUnavailable
 
-from . import pod_deletion_ends, pod_deletion_runs
+from . import pod_deletion_ends, pod_deletion_runs, pod_listings
 from .models import PodDeletionTarget, RedeployTarget
 from .operations import give_up, rollout_poll_seconds
 from .pod_deletions import RUN_POD_DELETION
@@ -97,3 +97,10 @@ def follow_pod_deletions(self, target_ids: list[int]) -> None:
             follow_pod_deletions.apply_async(kwargs={"target_ids": target_ids}, countdown=delay)
             return
         time.sleep(delay)
+
+
+@shared_task(name=pod_listings.LIST_PODS)
+def list_pods(listing_id: str, binding_id: int) -> None:
+    """The pods the pod-delete page offers, listed here where the credentials are. Not
+    acks_late nor retried: it changes nothing, and the page waits only a few seconds."""
+    pod_listings.answer_listing(listing_id=listing_id, binding_id=binding_id)

@@ -40,6 +40,7 @@ class AuditEvent(models.Model):
         CLUSTER_IMPORTED = "cluster.imported", _("Cluster Imported")
         APPLICATIONS_SYNCED = "applications.synced", _("Applications Synced")
         LOGIN_LOCKED = "login.locked", _("Login Locked")
+        IDENTITY_ACCESS_CHANGED = "identity.access_changed", _("Identity Access Changed")
 
     class Outcome(models.TextChoices):
         SUCCESS = "SUCCESS", _("Success")
