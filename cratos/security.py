@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
@@ -238,15 +239,31 @@ def admin_login(request, extra_context=None):
 # -- Content-Security-Policy ----------------------------------------------------------------
 
 
+def _policy() -> str:
+    """settings.CONTENT_SECURITY_POLICY; with company sign-in, its logout (a form posted here,
+    answered with a redirect to the provider) is a form target too: browsers hold redirects
+    after a form post to form-action."""
+    policy = _setting("CONTENT_SECURITY_POLICY", "")
+    parts = urlsplit(_setting("OIDC_OP_LOGOUT_ENDPOINT", ""))
+    if not (policy and parts.scheme and parts.netloc):
+        return policy
+    provider = f"{parts.scheme}://{parts.netloc}"
+    return "; ".join(
+        f"{directive} {provider}" if directive.split()[0] == "form-action" else directive
+        for directive in (part.strip() for part in policy.split(";"))
+        if directive
+    )
+
+
 class ContentSecurityPolicyMiddleware:
-    """Sends settings.CONTENT_SECURITY_POLICY (when set) on every response that has none."""
+    """Sends the policy (when set) on every response that has none."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         response = self.get_response(request)
-        policy = _setting("CONTENT_SECURITY_POLICY", "")
+        policy = _policy()
         if policy:
             response.headers.setdefault("Content-Security-Policy", policy)
         return response

@@ -38,19 +38,22 @@ def has_nul(query) -> bool:
 
 
 def json_refusal(data) -> str | None:
-    """Why parsed JSON is refused (too deep, a NUL), or None. Iterative: it must not recurse."""
-    pending = [(data, 1)]
+    """Why parsed JSON is refused (too deep, a NUL: where, as "approvers.x[2]"), or None.
+    Iterative: it must not recurse."""
+    pending = [(data, 1, "")]
     while pending:
-        value, depth = pending.pop()
+        value, depth, path = pending.pop()
         if isinstance(value, str):
             if NUL in value:
-                return NUL_REFUSED
+                return f"{path}: {NUL_REFUSED}" if path else str(NUL_REFUSED)
         elif isinstance(value, dict | list):
             if depth > MAX_JSON_DEPTH:
-                return TOO_DEEP
-            items = value.items() if isinstance(value, dict) else enumerate(value)
-            for key, item in items:
-                if isinstance(key, str) and NUL in key:
-                    return NUL_REFUSED
-                pending.append((item, depth + 1))
+                return str(TOO_DEEP)
+            if isinstance(value, list):
+                items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+            elif any(NUL in key for key in value):
+                return f"{path}: {NUL_REFUSED}" if path else str(NUL_REFUSED)
+            else:
+                items = ((f"{path}.{key}" if path else key, item) for key, item in value.items())
+            pending.extend((item, depth + 1, where) for where, item in items)
     return None

@@ -214,6 +214,15 @@ def test_the_proxy_header_marks_a_request_as_https(secure, client):
 
 
 @pytest.mark.django_db
+@override_settings(OIDC_OP_LOGOUT_ENDPOINT="https://idp.example.com:8443/logout?x=1")
+def test_with_company_sign_in_its_logout_is_a_form_target_too(client):
+    policy = client.get(reverse("login"))["Content-Security-Policy"]
+
+    assert "form-action 'self' https://idp.example.com:8443;" in policy
+    assert policy.count("idp.example.com") == 1
+
+
+@pytest.mark.django_db
 def test_without_django_secure_the_csp_but_no_redirect(client):
     response = client.get(reverse("login"))
 

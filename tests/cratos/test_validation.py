@@ -165,17 +165,20 @@ def test_a_nul_in_a_multipart_field_is_refused(signed_in):
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "where"),
     [
-        {"workOrderKey": "APPLICATION_REDEPLOY", "applications": ["web"], "reason": "a\x00b"},
-        {"workOrderKey": "APPLICATION_REDEPLOY", "applications": ["web"], "r\x00": "x"},
-        {"workOrderKey": "APPLICATION_REDEPLOY", "applications": [["\x00"]], "reason": "x"},
+        ({"reason": "a\x00b"}, "reason: "),
+        ({"r\x00": "x"}, ""),
+        ({"applications": [["\x00"]]}, "applications[0][0]: "),
+        ({"approvers": {"first": "bob", "n\x00de": "bob"}}, "approvers: "),
     ],
 )
-def test_a_nul_in_json_is_refused(signed_in, body):
+def test_a_nul_in_json_is_refused_saying_where(signed_in, body, where):
+    body = {"workOrderKey": "APPLICATION_REDEPLOY", "applications": ["web"], **body}
+
     response = signed_in.post("/api/v1/tickets/", json.dumps(body), content_type="application/json")
 
-    assert_api_refusal(response, 400, NUL_REFUSED)
+    assert_api_refusal(response, 400, where + NUL_REFUSED)
 
 
 # -- JSON nesting -----------------------------------------------------------------------------
