@@ -260,10 +260,11 @@ CELERY_IMPORTS = ["tickets.notification_tasks"]
 # default one taking turns: a batch of 200 redeploys sends 200 notices, and the next redeploy
 # must not wait behind them. A worker started without -Q consumes both.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = [Queue("celery"), Queue("notices")]
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("notices"), Queue("notice_channels")]
 CELERY_TASK_ROUTES = {
     "tickets.send_*": {"queue": "notices"},
     "tickets.post_webhook": {"queue": "notices"},
+    "tickets.deliver_notice": {"queue": "notice_channels"},
 }
 # Tickets still waiting for approval after this many days close as expired.
 TICKET_APPROVAL_MAX_AGE_DAYS = env.int("TICKET_APPROVAL_MAX_AGE_DAYS", default=7)
@@ -278,7 +279,21 @@ CELERY_BEAT_SCHEDULE = {
         # A sweep that waited past the next one is pointless; the next one does the work.
         "options": {"expires": 55},
     },
+    "warn-expiring-authorizations": {
+        "task": "tickets.warn_expiring_authorizations",
+        "schedule": env.float("AUTHORIZATION_EXPIRY_WARNING_SWEEP_SECONDS", default=60.0),
+        "options": {"expires": 55},
+    },
+    "settle-stuck-operations": {
+        "task": "redeploy.settle_stuck_operations",
+        "schedule": env.float("OPERATION_RECONCILE_SECONDS", default=60.0),
+        "options": {"expires": 55},
+    },
 }
+# An operation still QUEUED or RUNNING this long is settled by the reconciler from the
+# cluster's truth. Longer than a killed worker's task takes to come back (the visibility
+# timeout), so redelivery gets its chance first.
+OPERATION_STUCK_AFTER_SECONDS = env.int("OPERATION_STUCK_AFTER_SECONDS", default=900)
 
 # Kubernetes API calls: seconds to connect/read before a call counts as failed.
 KUBERNETES_REQUEST_TIMEOUT = env.float("KUBERNETES_REQUEST_TIMEOUT", default=10.0)
@@ -312,6 +327,15 @@ EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 NOTICE_WEBHOOK_TIMEOUT = env.float("NOTICE_WEBHOOK_TIMEOUT", default=5.0)
+
+# -- Notices in chat robots (docs/operations.md, "Notice channels") --------------------------
+# A card a robot did not take (no answer, 5xx, 429, the platform's rate-limit answer) is tried
+# again this many times, after NOTICE_DELIVERY_BACKOFF_SECONDS, doubling (a Retry-After wins
+# when longer); then the delivery fails, on the channel's record and in the audit log.
+NOTICE_DELIVERY_MAX_RETRIES = env.int("NOTICE_DELIVERY_MAX_RETRIES", default=4)
+NOTICE_DELIVERY_BACKOFF_SECONDS = env.float("NOTICE_DELIVERY_BACKOFF_SECONDS", default=15.0)
+# The requester hears this many minutes before an unused authorization runs out.
+NOTICE_EXPIRY_WARNING_MINUTES = env.int("NOTICE_EXPIRY_WARNING_MINUTES", default=15)
 
 LOGGING = {
     "version": 1,

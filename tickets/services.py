@@ -24,8 +24,8 @@ from .models import (
     TicketNodeApprover,
     WorkOrder,
 )
+from .notice_links import DecisionLink
 from .notifications import (
-    DecisionLink,
     notify_authorization_revoked,
     notify_ticket_decided,
     notify_ticket_submitted,

@@ -41,6 +41,11 @@ class AuditEvent(models.Model):
         APPLICATIONS_SYNCED = "applications.synced", _("Applications Synced")
         LOGIN_LOCKED = "login.locked", _("Login Locked")
         IDENTITY_ACCESS_CHANGED = "identity.access_changed", _("Identity Access Changed")
+        NOTICE_CHANNEL_FAILED = "notice.channel_failed", _("Notice Channel Failed")
+        AUTHORIZATION_EXPIRY_WARNED = (
+            "authorization.expiry_warned",
+            _("Authorization Expiry Warned"),
+        )
 
     class Outcome(models.TextChoices):
         SUCCESS = "SUCCESS", _("Success")

@@ -33,7 +33,7 @@ def _on_postgresql(sql: str):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("audit", "0003_identity_access_changed_action"),
+        ("audit", "0004_notice_actions"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
