@@ -129,16 +129,18 @@ def count_attempt(*, username: str, ip: str) -> Attempt:
     if locked_for:
         return Attempt(retry_after=locked_for)
     window = _window()
-    over, locked = False, []
+    locked = []
     for scope in SCOPES:
         attempts = _count(scope.key("attempts", username=username, ip=ip), window)
-        over = over or attempts > scope.limit
+        if attempts > scope.limit:
+            # Refused here: the wider scopes do not count an attempt that was never checked.
+            return Attempt(retry_after=window, locked=tuple(locked))
         if attempts == scope.limit:
             # Locked for a whole window from now on; this attempt itself is still checked.
             until = time.time() + window
             cache.set(scope.key("locked", username=username, ip=ip), until, timeout=window)
             locked.append(scope)
-    return Attempt(retry_after=window if over else 0, locked=tuple(locked))
+    return Attempt(retry_after=0, locked=tuple(locked))
 
 
 def signed_in(*, username: str, ip: str) -> None:
