@@ -43,7 +43,22 @@ class ApplicationForm(forms.ModelForm):
 
     class Meta:
         model = Application
-        fields = ["name", "description", "tags"]
+        fields = [
+            "name",
+            "description",
+            "tags",
+            "owner_teams",
+            "owners_source",
+            "open_to_requesters",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left out of a post, the owners' source stays as it was (save_model may set ADMIN).
+        self.fields["owners_source"].required = False
+
+    def clean_owners_source(self):
+        return self.cleaned_data["owners_source"] or self.instance.owners_source
 
     def clean_tags(self):
         tags = self.cleaned_data["tags"]
@@ -63,9 +78,24 @@ class DeploymentBindingInline(admin.TabularInline):
 @admin.register(Application)
 class ApplicationAdmin(admin.ModelAdmin):
     form = ApplicationForm
-    list_display = ("name", "tags_display", "description", "updated_at")
-    search_fields = ("name", "description")
+    list_display = ("name", "owners", "tags_display", "description", "updated_at")
+    list_filter = ("owner_teams", "owners_source", "open_to_requesters")
+    search_fields = ("name", "description", "owner_teams__name")
+    filter_horizontal = ("owner_teams",)
     inlines = [DeploymentBindingInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("owner_teams")
+
+    def save_model(self, request, obj, form, change):
+        # Owners picked here win over the Deployment label at the next sync.
+        if "owner_teams" in form.changed_data and "owners_source" not in form.changed_data:
+            obj.owners_source = Application.OwnersSource.ADMIN
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description=_("Owners"))
+    def owners(self, application: Application) -> str:
+        return ", ".join(str(team) for team in application.owner_teams.all()) or "-"
 
     @admin.display(description=_("Tags"))
     def tags_display(self, application: Application) -> str:
@@ -89,6 +119,7 @@ class KubernetesClusterForm(WriteOnlyCredentialsForm):
             "server",
             "ca_data",
             "insecure_skip_tls_verify",
+            "allow_plain_http",
             "in_cluster",
             "token",
             "client_cert_data",
@@ -103,6 +134,21 @@ class KubernetesClusterForm(WriteOnlyCredentialsForm):
             "kubeconfig": WriteOnlyTextarea(attrs={"rows": 8}),
         }
 
+    def clean(self):
+        typed = [name for name in self.credential_fields if name in self.changed_data]
+        cleaned = super().clean()
+        # Stored credentials never follow a cluster to a new server (one that could be the
+        # attacker's): a new URL needs its credentials typed again, and drops the others.
+        if self.instance.pk and "server" in self.changed_data:
+            if not typed and not cleaned.get("in_cluster"):
+                self.add_error(
+                    "server",
+                    _("A new server URL needs its credentials again: enter them below."),
+                )
+            for name in set(self.credential_fields) - set(typed):
+                cleaned[name] = ""
+        return cleaned
+
 
 @admin.register(KubernetesCluster)
 class KubernetesClusterAdmin(admin.ModelAdmin):
@@ -110,7 +156,18 @@ class KubernetesClusterAdmin(admin.ModelAdmin):
     list_display = ("name", "server", "credential_kind", "updated_at")
     search_fields = ("name", "server")
     fieldsets = [
-        (None, {"fields": ("name", "server", "ca_data", "insecure_skip_tls_verify")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "server",
+                    "ca_data",
+                    "insecure_skip_tls_verify",
+                    "allow_plain_http",
+                )
+            },
+        ),
         (
             _("Credentials"),
             {

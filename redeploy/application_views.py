@@ -24,12 +24,13 @@ class ApplicationTable(tables.Table):
         verbose_name=_("Application"), linkify=("redeploy:application", {"name": tables.A("name")})
     )
     description = tables.Column(verbose_name=_("Description"))
+    owner_teams = tables.ManyToManyColumn(verbose_name=_("Owners"), default="—")
     tags = tables.Column(verbose_name=_("Tags"), orderable=False)
     binding_count = tables.Column(verbose_name=_("Bindings"))
 
     class Meta:
         model = Application
-        fields = ("name", "description", "tags", "binding_count")
+        fields = ("name", "description", "owner_teams", "tags", "binding_count")
         order_by = ("name",)
         attrs = {"class": "striped applications-table"}
         template_name = "django_tables2/table.html"

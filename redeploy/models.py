@@ -30,10 +30,34 @@ def render_tags(tags: list[dict]) -> str:
 
 
 class Application(models.Model):
+    class OwnersSource(models.TextChoices):
+        # Where owner_teams came from: a sync sets LABEL ones; ADMIN ones are never overwritten.
+        LABEL = "LABEL", _("Deployment label")
+        ADMIN = "ADMIN", _("Set in the admin")
+
     name = models.CharField(max_length=128, unique=True)
     description = models.TextField(blank=True)
     # Ordered key/value pairs, e.g. [{"key": "team", "value": "shop"}]; order is kept for display.
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    owner_teams = models.ManyToManyField(
+        "teams.Team",
+        blank=True,
+        related_name="applications",
+        verbose_name=_("owner teams"),
+        help_text=_("Their members may request this application and decide its owners' step."),
+    )
+    owners_source = models.CharField(
+        _("owners set by"),
+        max_length=8,
+        choices=OwnersSource.choices,
+        default=OwnersSource.LABEL,
+        help_text=_("Set in the admin: a sync from Deployment labels leaves the owners alone."),
+    )
+    open_to_requesters = models.BooleanField(
+        _("open to every requester"),
+        default=False,
+        help_text=_("Anyone may request it, not only members of its owner teams."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -58,6 +82,12 @@ class KubernetesCluster(models.Model):
     server = models.URLField(_("API server URL"), max_length=512, blank=True)
     ca_data = models.TextField(_("CA certificate (PEM)"), blank=True)
     insecure_skip_tls_verify = models.BooleanField(default=False)
+    # Plain http:// sends the credentials in clear text: allowed only when asked for.
+    allow_plain_http = models.BooleanField(
+        _("allow plain HTTP"),
+        default=False,
+        help_text=_("Talk to an http:// API server: credentials travel unencrypted."),
+    )
     # Credentials, encrypted at rest and never rendered back. A kubeconfig, when given, wins.
     token = EncryptedTextField(blank=True)
     client_cert_data = EncryptedTextField(_("client certificate (PEM)"), blank=True)
@@ -82,6 +112,14 @@ class KubernetesCluster(models.Model):
         if not (self.in_cluster or self.kubeconfig or self.server):
             raise ValidationError(
                 gettext("Give an API server URL, a kubeconfig, or choose in-cluster.")
+            )
+        if self.server.lower().startswith("http://") and not self.allow_plain_http:
+            raise ValidationError(
+                {
+                    "server": gettext(
+                        "This server speaks plain HTTP: use https://, or allow plain HTTP."
+                    )
+                }
             )
 
 

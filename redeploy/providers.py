@@ -10,11 +10,12 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
-from cratos.exceptions import ValidationFailed
+from cratos.exceptions import DomainError, ValidationFailed
 from tickets.grants import GrantKind
 from tickets.providers import EntrySnapshot, TicketEntryProvider, register, render_tags
 
 from .models import Application, DeploymentBinding, PodDeletionTarget, RedeployTarget
+from .rules import ownership_refusal, requestable_applications
 
 REDEPLOY_GRANTS = GrantKind(
     work_order_key="APPLICATION_REDEPLOY",
@@ -74,8 +75,19 @@ class ApplicationEntryProvider(TicketEntryProvider):
     business_type = "APPLICATION"
     table_headers = ["Application Name", "Tags"]
 
-    def choices(self) -> QuerySet[Application]:
-        return Application.objects.order_by("name")
+    def choices(self, *, user) -> QuerySet[Application]:
+        return requestable_applications(user=user).order_by("name")
+
+    def request_refusal(self, *, user, names: list[str]) -> DomainError | None:
+        return ownership_refusal(user=user, application_names=names)
+
+    def owner_team_ids(self, *, names: list[str]) -> dict[str, set[int]]:
+        owners = {}
+        for name, team_id in Application.owner_teams.through.objects.filter(
+            application__name__in=names
+        ).values_list("application__name", "team_id"):
+            owners.setdefault(name, set()).add(team_id)
+        return owners
 
     def snapshots(self, *, names: list[str]) -> list[EntrySnapshot]:
         found = {app.name: app for app in Application.objects.filter(name__in=names)}

@@ -7,6 +7,7 @@ from django.db.models import Count, Prefetch, QuerySet
 
 from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
+from cratos.validation import parse_id
 from tickets.grants import GrantKind
 from tickets.selectors import LiveAuthorization, live_authorizations
 
@@ -55,10 +56,11 @@ _CLUSTER_CREDENTIALS = [
 
 def binding_shown(*, application_name: str, binding_id: str) -> DeploymentBinding | None:
     """The application's binding of that id, its cluster without credentials (None if none)."""
-    if not binding_id.isdigit():
+    binding_pk = parse_id(binding_id)
+    if binding_pk is None:
         return None
     bindings = bindings_for(application_name=application_name).defer(*_CLUSTER_CREDENTIALS)
-    return bindings.filter(pk=binding_id).first()
+    return bindings.filter(pk=binding_pk).first()
 
 
 def bindings_for(*, application_name: str) -> QuerySet[DeploymentBinding]:
@@ -156,7 +158,11 @@ def redeploy_choices(*, user, kind: GrantKind = REDEPLOY_GRANTS) -> list[Redeplo
 def applications_listed(*, search: str = "") -> QuerySet[Application]:
     """Applications with their number of bindings (`binding_count`), by name; `search` keeps
     those whose name contains it, in any case."""
-    applications = Application.objects.annotate(binding_count=Count("bindings")).order_by("name")
+    applications = (
+        Application.objects.annotate(binding_count=Count("bindings"))
+        .prefetch_related("owner_teams")
+        .order_by("name")
+    )
     if search:
         applications = applications.filter(name__icontains=search)
     return applications
@@ -171,7 +177,8 @@ def application_by_name(*, name: str) -> Application:
                 queryset=DeploymentBinding.objects.select_related("cluster").order_by(
                     "cluster__name", "namespace", "deployment_name"
                 ),
-            )
+            ),
+            "owner_teams",
         )
         .filter(name=name)
         .first()

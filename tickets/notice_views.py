@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy
 
 from cratos.exceptions import DomainError
 
-from . import notifications, selectors, services
+from . import link_decisions, notice_links, selectors
 from .rules import decision_refusal
 
 
@@ -34,13 +34,15 @@ class DecisionForm(forms.Form):
 
 @login_required
 def decide(request, token: str):
-    link = notifications.read_decision_link(token=token, user=request.user)
+    link = notice_links.read_decision_link(token=token, user=request.user)
     ticket = link.ticket
     form = DecisionForm(request.POST if request.method == "POST" else None, rejects=link.rejects)
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
-            services.decide_by_link(link=link, user=request.user, text=form.cleaned_data["text"])
+            link_decisions.decide_by_link(
+                link=link, user=request.user, text=form.cleaned_data["text"]
+            )
         except DomainError as exc:
             form.add_error(None, exc.message)
             status = exc.status_code

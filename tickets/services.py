@@ -9,23 +9,20 @@ from collections.abc import Mapping
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from cratos.audit.recorder import Action, Outcome, record_event
-from cratos.exceptions import DomainError, InvalidTransition, PermissionRefused, ValidationFailed
+from cratos.exceptions import DomainError, InvalidTransition, ValidationFailed
 
 from . import grants
 from .models import (
     Approval,
     ApprovalNode,
-    DecisionLinkUse,
     Ticket,
     TicketEntry,
     TicketNodeApprover,
     WorkOrder,
 )
 from .notifications import (
-    DecisionLink,
     notify_authorization_revoked,
     notify_ticket_decided,
     notify_ticket_submitted,
@@ -34,7 +31,9 @@ from .providers import provider_for
 from .rules import (
     applicant_refusal,
     decision_refusal,
+    entries_awaiting_owners,
     entries_refusal,
+    owner_teams_decided_by,
     revoke_refusal,
     transition_refusal,
 )
@@ -101,11 +100,47 @@ def _add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list
     return entries
 
 
-@transaction.atomic
+def refuse_unrequestable(
+    *, actor, work_order: WorkOrder, application_names: list[str], ticket: Ticket | None = None
+) -> None:
+    """Raise the work order's refusal of `actor` asking for these entries (say, applications
+    owned by a team `actor` is not in), audited in a transaction of its own: call it outside
+    any transaction, or the audit event is rolled back with the caller's."""
+    refusal = provider_for(work_order).request_refusal(user=actor, names=application_names)
+    if refusal is None:
+        return
+    with transaction.atomic():
+        record_event(
+            action=Action.TICKET_REFUSED,
+            actor=actor,
+            outcome=Outcome.FAILURE,
+            ticket=ticket,
+            application_name=", ".join(application_names)[:128],
+            message=refusal.message,
+        )
+    raise refusal
+
+
 def create_ticket(
     *, applicant, work_order: WorkOrder, application_names: list[str], reason: str = ""
 ) -> Ticket:
-    """A NEW ticket (a draft) with its entries; the reason may wait until it is submitted."""
+    """A NEW ticket (a draft) with its entries; the reason may wait until it is submitted.
+    Applications `applicant` may not request are refused (refuse_unrequestable)."""
+    refuse_unrequestable(
+        actor=applicant, work_order=work_order, application_names=application_names
+    )
+    return _create_ticket(
+        applicant=applicant,
+        work_order=work_order,
+        application_names=application_names,
+        reason=reason,
+    )
+
+
+@transaction.atomic
+def _create_ticket(
+    *, applicant, work_order: WorkOrder, application_names: list[str], reason: str
+) -> Ticket:
     if not work_order.enabled:
         raise ValidationFailed(f"Work order {work_order.key} is disabled.")
     # Serialise one applicant's creations so the draft limit holds under concurrent requests.
@@ -130,11 +165,17 @@ def create_ticket(
     return ticket
 
 
-@transaction.atomic
 def add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list[TicketEntry]:
-    ticket = _locked(ticket)
-    _refuse(entries_refusal(ticket=ticket, user=actor))
-    return _add_entries(ticket=ticket, actor=actor, application_names=application_names)
+    refuse_unrequestable(
+        actor=actor,
+        work_order=ticket.work_order,
+        application_names=application_names,
+        ticket=ticket,
+    )
+    with transaction.atomic():
+        ticket = _locked(ticket)
+        _refuse(entries_refusal(ticket=ticket, user=actor))
+        return _add_entries(ticket=ticket, actor=actor, application_names=application_names)
 
 
 @transaction.atomic
@@ -179,7 +220,6 @@ def _chosen_approvers(
     return chosen
 
 
-@transaction.atomic
 def submit_ticket(
     *,
     ticket: Ticket,
@@ -188,7 +228,22 @@ def submit_ticket(
     approvers: Mapping[str, object] | None = None,
 ) -> Ticket:
     """NEW → IN_APPROVAL: needs a reason, an entry, a gating node and a pick per USER_SPECIFIED
-    node (`approvers`: node name → user or username). Entries are frozen from here on."""
+    node (`approvers`: node name → user or username). Entries are frozen from here on.
+    The applicant must still be allowed to request each entry (refuse_unrequestable)."""
+    if actor.pk == ticket.applicant_id:
+        refuse_unrequestable(
+            actor=actor,
+            work_order=ticket.work_order,
+            application_names=list(ticket.entries.values_list("name", flat=True)),
+            ticket=ticket,
+        )
+    return _submit_ticket(ticket=ticket, actor=actor, reason=reason, approvers=approvers)
+
+
+@transaction.atomic
+def _submit_ticket(
+    *, ticket: Ticket, actor, reason: str | None, approvers: Mapping[str, object] | None
+) -> Ticket:
     ticket = _locked(ticket)
     _refuse(applicant_refusal(ticket=ticket, user=actor, action="submit"))
     _refuse(transition_refusal(ticket=ticket, to_state=State.IN_APPROVAL))
@@ -234,10 +289,23 @@ def _decide(
         )
     _refuse(decision_refusal(ticket=ticket, user=approver, reject=reject))
     current = ticket.current_node
+    # At an APPLICATION_OWNER node the approver decides for each owner team of theirs still
+    # awaited: one decision per team, so a two-team ticket waits for both.
+    teams = [None]
+    if current.node_type == ApprovalNode.Type.APPLICATION_OWNER:
+        teams = owner_teams_decided_by(ticket=ticket, node=current, user=approver) or [None]
     try:
         with transaction.atomic():
-            approval = Approval.objects.create(
-                ticket=ticket, node=current, approver=approver, decision=decision, comment=comment
+            approvals = Approval.objects.bulk_create(
+                Approval(
+                    ticket=ticket,
+                    node=current,
+                    team_id=team_id,
+                    approver=approver,
+                    decision=decision,
+                    comment=comment,
+                )
+                for team_id in teams
             )
     except IntegrityError:
         # Unreachable while the row lock holds; the constraint is the last line of defence.
@@ -249,12 +317,25 @@ def _decide(
         actor=approver,
         outcome=Outcome.FAILURE if reject else Outcome.SUCCESS,
         ticket=ticket,
-        message=f"{current.name}: {'rejected' if reject else 'approved'}"
+        message=f"{current.name}{_for_teams(approvals)}: {'rejected' if reject else 'approved'}"
         + (f" — {comment}" if comment else ""),
     )
     # Sent after commit; a mint that fails rolls the decision back and nothing is sent.
-    notify_ticket_decided(ticket=ticket, approval=approval)
+    notify_ticket_decided(ticket=ticket, approval=approvals[0])
     return ticket, current
+
+
+def _for_teams(approvals: list[Approval]) -> str:
+    names = [approval.team.name for approval in approvals if approval.team_id]
+    return f" (for {', '.join(names)})" if names else ""
+
+
+def _node_done(*, ticket: Ticket, node: ApprovalNode) -> bool:
+    """Whether an approved node lets the ticket move on: an APPLICATION_OWNER node only once
+    every entry has its owners' approval."""
+    if node.node_type != ApprovalNode.Type.APPLICATION_OWNER:
+        return True
+    return not entries_awaiting_owners(ticket=ticket, node=node)
 
 
 @transaction.atomic
@@ -272,6 +353,9 @@ def approve_ticket(
         comment=(comment or "").strip(),
         node=node,
     )
+    if not _node_done(ticket=ticket, node=decided):
+        ticket.save()
+        return ticket
     later = [n for n in _gating_nodes(ticket.work_order) if n.position > decided.position]
     if later:
         ticket.current_node = later[0]
@@ -397,32 +481,3 @@ def revoke_authorization(*, entry: TicketEntry, actor, reason: str) -> TicketEnt
     if grant is not None and grant.ticket_id == ticket.pk:
         grants.revoke(kind=kind, username=username, application_name=entry.name)
     return entry
-
-
-def decide_by_link(*, link: DecisionLink, user, text: str = "") -> Ticket:
-    """Approve (`text`: optional comment) or reject (`text`: the reason) as the link says,
-    through the services, on the link's node only.
-
-    The use is recorded in the decision's transaction: a refused decision leaves the link
-    usable, and of two requests racing with one link the second waits on the nonce and is
-    refused. Nothing follows the decision in that transaction, so its Redis writes stay last.
-    """
-    if user.pk != link.user_id:
-        raise PermissionRefused(
-            _("This decision link was sent to another approver; sign in as that approver.")
-        )
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                DecisionLinkUse.objects.create(
-                    nonce=link.nonce,
-                    ticket=link.ticket,
-                    node=link.node,
-                    user=user,
-                    decision=link.decision,
-                )
-        except IntegrityError:
-            raise InvalidTransition(_("This decision link was already used.")) from None
-        if link.rejects:
-            return reject_ticket(ticket=link.ticket, approver=user, reason=text, node=link.node)
-        return approve_ticket(ticket=link.ticket, approver=user, comment=text, node=link.node)

@@ -128,7 +128,7 @@ def ticket_detail(request, ticket_no: str):
         else None,
         "cancel_form": CancelForm() if can_cancel else None,
         "add_form": AddEntriesForm(
-            work_order=ticket.work_order, exclude_names=[entry.name for entry in entries]
+            ticket=ticket, applicant=user, exclude_names=[entry.name for entry in entries]
         )
         if can_edit_entries
         else None,
@@ -181,7 +181,8 @@ def ticket_cancel(request, ticket: Ticket) -> str:
 
 @_ticket_action
 def entries_add(request, ticket: Ticket) -> str:
-    names = _valid(AddEntriesForm(request.POST, work_order=ticket.work_order)).application_names()
+    form = AddEntriesForm(request.POST, ticket=ticket, applicant=request.user)
+    names = _valid(form).application_names()
     services.add_entries(ticket=ticket, actor=request.user, application_names=names)
     return _("Added to the ticket: %(names)s.") % {"names": ", ".join(names)}
 
