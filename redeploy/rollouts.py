@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from cratos.audit.recorder import Action, Outcome, record_events
@@ -117,8 +117,12 @@ def _judge(namespace: _Namespace, looks: dict[str, _Look], *, task_id: str) -> b
         target = namespace.targets[name]
         try:
             delay = _judge_rollout(target.pk, look, task_id=task_id)
+        except DatabaseError:
+            # The connection is lost for this task: it is retried (a new task, a new
+            # connection), resuming the watches from the start.
+            raise
         except Exception:
-            # One target's trouble (the database away) must not end the others' following.
+            # One target's unforeseen trouble must not end the others' following.
             logger.exception("Judging the rollout of target %s failed; looking again", target.pk)
             delay, look = rollout_poll_seconds(), _Look(trouble="judging failed")
         if delay is None:
