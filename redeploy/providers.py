@@ -8,11 +8,12 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
-from cratos.exceptions import ValidationFailed
+from cratos.exceptions import DomainError, ValidationFailed
 from tickets.grants import GrantKind
 from tickets.providers import EntrySnapshot, TicketEntryProvider, register, render_tags
 
 from .models import Application, DeploymentBinding, PodDeletionTarget, RedeployTarget
+from .rules import pod_delete_refusal, redeploy_refusal
 
 REDEPLOY_GRANTS = GrantKind(
     work_order_key="APPLICATION_REDEPLOY",
@@ -84,6 +85,9 @@ class ApplicationRedeployTicketEntryProvider(ApplicationEntryProvider):
         query = urlencode({"application": application_name})
         return _("Redeploy"), f"{reverse('redeploy:request')}?{query}"
 
+    def action_refusal(self, *, user) -> DomainError | None:
+        return redeploy_refusal(user=user)
+
     def targets_caption(self) -> str:
         return _("Where an approval allows a redeploy")
 
@@ -99,6 +103,9 @@ class ApplicationDeletePodTicketEntryProvider(ApplicationEntryProvider):
     def action(self, *, application_name: str) -> tuple[str, str]:
         query = urlencode({"application": application_name})
         return _("Delete pods"), f"{reverse('redeploy:pod-deletion-new')}?{query}"
+
+    def action_refusal(self, *, user) -> DomainError | None:
+        return pod_delete_refusal(user=user)
 
     def targets_caption(self) -> str:
         return _("Where an approval allows deleting pods")

@@ -11,7 +11,7 @@ from typing import ClassVar, NamedTuple
 from django.db.models import QuerySet
 
 from cratos.audit.recorder import Action, record_event
-from cratos.exceptions import ValidationFailed
+from cratos.exceptions import DomainError, ValidationFailed
 
 from . import grants
 from .grants import GrantKind
@@ -45,6 +45,11 @@ class TicketEntryProvider:
     def action(self, *, application_name: str) -> tuple[str, str]:
         """(label, URL) of the page where the applicant uses a grant for that application."""
         raise NotImplementedError
+
+    def action_refusal(self, *, user) -> DomainError | None:
+        """Why `user` may not use a grant of this kind at all (the role its action needs), so
+        pages hide an action the service would refuse. By default the grant alone suffices."""
+        return None
 
     def targets_html(self, *, entries_of: dict[int, list]) -> dict[int, str]:
         """{ticket id: where approving those entries would let the applicant act}, for the

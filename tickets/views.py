@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_tables2 import RequestConfig
 
-from cratos.audit.selectors import audit_events_for_ticket
+from cratos.audit.selectors import audit_events_for_ticket, may_review_audit
 from cratos.audit.tables import AuditTrailTable
 from cratos.exceptions import DomainError, ValidationFailed
 
@@ -18,7 +18,7 @@ from .forms import AddEntriesForm, CancelForm, SubmitForm, TicketCreateForm
 from .models import Ticket, WorkOrder
 from .notifications import eligible_approvers
 from .providers import provider_for
-from .rules import applicant_refusal, entries_refusal, transition_refusal
+from .rules import applicant_refusal, entries_refusal, is_approver, transition_refusal
 from .tables import TicketTable
 
 DEFAULT_WORK_ORDER_KEY = "APPLICATION_REDEPLOY"
@@ -38,6 +38,22 @@ def format_time_left(seconds: int) -> str:
 
 def _visible_ticket(request, ticket_no: str) -> Ticket:
     return selectors.visible_ticket(ticket_no=ticket_no, user=request.user)
+
+
+@login_required
+def home(request):
+    """Where each role starts: approvers at their queue while a ticket waits for them; those
+    who file no tickets of their own at their role's page (reviewers the audit log, approvers
+    the queue); everyone else at their tickets."""
+    user = request.user
+    if selectors.tickets_awaiting_decision(user=user).exists():
+        return redirect("tickets:approvals")
+    if not selectors.tickets_of(applicant=user).exists():
+        if may_review_audit(user=user):
+            return redirect("audit:events")
+        if is_approver(user=user):
+            return redirect("tickets:approvals")
+    return ticket_list(request)
 
 
 @login_required
@@ -111,7 +127,18 @@ def ticket_detail(request, ticket_no: str):
         is_applicant and transition_refusal(ticket=ticket, to_state=Ticket.State.CLOSED) is None
     )
     can_edit_entries = entries_refusal(ticket=ticket, user=user) is None
+    live = [
+        item
+        for item in (selectors.live_authorizations(user=user) if is_applicant else [])
+        if item.entry.ticket_id == ticket.pk
+    ]
     context = {
+        "authorizations": _authorization_rows(request, live),
+        # Approved, yet nothing left to use and nothing running: the next step is a new ticket.
+        "approvals_spent": is_applicant
+        and ticket.state == Ticket.State.APPROVED
+        and not live
+        and all(entry.state != entry.State.IN_USE for entry in entries),
         "ticket": ticket,
         "entry_headers": headers,
         "entry_rows": list(zip(entries, rows, strict=True)),
@@ -193,20 +220,30 @@ def entry_remove(request, ticket: Ticket) -> str:
     return _("Removed from the ticket: %(name)s.") % {"name": name}
 
 
-@login_required
-def authorizations(request):
+def _authorization_rows(request, live) -> list[dict]:
+    """Live authorizations as the pages offer them: each with its time left and its action,
+    or, for a user whose role may not use it, the refusal instead of a button that can only
+    fail."""
     rows = []
-    for entry, grant in selectors.live_authorizations(user=request.user):
+    for entry, grant in live:
+        provider = provider_for(entry.ticket.work_order)
+        label, url = provider.action(application_name=entry.name)
         seconds_left = grant.seconds_left()
-        label, url = provider_for(entry.ticket.work_order).action(application_name=entry.name)
         rows.append(
             {
                 "entry": entry,
                 "grant": grant,
                 "action_label": label,
                 "action_url": url,
+                "action_refusal": provider.action_refusal(user=request.user),
                 "seconds_left": seconds_left,
                 "time_left": format_time_left(seconds_left),
             }
         )
+    return rows
+
+
+@login_required
+def authorizations(request):
+    rows = _authorization_rows(request, selectors.live_authorizations(user=request.user))
     return render(request, "tickets/authorizations.html", {"authorizations": rows})

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -20,6 +21,13 @@ from tickets.models import Ticket, TicketNodeApprover
 from tickets.views import format_time_left
 
 pytestmark = pytest.mark.django_db
+
+
+def redeploy_permission():
+    return Permission.objects.get(
+        content_type__app_label="redeploy", codename="redeploy_application"
+    )
+
 
 REDEPLOY = "APPLICATION_REDEPLOY"
 
@@ -558,6 +566,7 @@ def test_authorizations_empty_state(as_alice):
 
 
 def test_authorizations_list_mine_with_time_left(as_alice, alice, bob, web, api_app):
+    alice.user_permissions.add(redeploy_permission())
     ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
     TicketFactory(applicant=UserFactory(username="carol"), applications=[api_app], approved_by=bob)
     response = as_alice.get(reverse("tickets:authorizations"))
@@ -576,6 +585,14 @@ def test_authorizations_list_mine_with_time_left(as_alice, alice, bob, web, api_
         assert "?application=" not in html  # no redeploy page yet: no dead button
     else:
         assert f'href="{redeploy_url}?application=web"' in html
+
+
+def test_no_redeploy_button_for_who_may_not_redeploy(as_alice, alice, bob, web):
+    TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    html = page(as_alice.get(reverse("tickets:authorizations")))
+    assert "<strong>web</strong>" in html
+    assert "?application=web" not in html
+    assert "You may not redeploy applications." in html
 
 
 def test_used_authorization_disappears(as_alice, alice, bob, web, redis_client):
@@ -628,3 +645,81 @@ def test_new_ticket_form_preselects_the_application_from_the_link(client, alice,
 
     assert response.status_code == 200
     assert response.context["form"]["applications"].value() == ["web"]
+
+
+# --- next steps: the approved ticket, landing pages, error pages --------------------------------
+
+
+def test_approved_ticket_offers_redeploy_with_the_time_left(as_alice, alice, bob, web):
+    alice.user_permissions.add(redeploy_permission())
+    ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    response = as_alice.get(detail_url(ticket))
+    html = page(response)
+    [item] = response.context["authorizations"]
+    assert 7190 < item["seconds_left"] <= 7200
+    assert "Next step: use your approval" in html
+    assert f'href="{reverse("redeploy:request")}?application=web" role="button"' in html
+    assert f">{format_time_left(item['seconds_left'])}</span>" in html
+
+
+def test_approved_ticket_names_the_refusal_instead_of_a_button(as_alice, alice, bob, web):
+    ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    html = page(as_alice.get(detail_url(ticket)))
+    assert '?application=web" role="button"' not in html
+    assert "You may not redeploy applications." in html
+
+
+def test_spent_approval_offers_a_new_ticket_for_the_same_applications(
+    as_alice, alice, bob, web, redis_client
+):
+    ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    redis_client.delete("APPLICATION:REDEPLOY:TOKEN:USERNAME:alice:APPLICATION_NAME:web")
+    response = as_alice.get(detail_url(ticket))
+    assert response.context["authorizations"] == []
+    assert shows(response, "File a new ticket for these applications")
+    assert (
+        f'href="{reverse("tickets:create")}?work_order=APPLICATION_REDEPLOY&amp;application=web"'
+        in page(response)
+    )
+
+
+def test_others_see_no_next_step_on_an_approved_ticket(client, alice, bob, web):
+    ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    response = client.get(detail_url(ticket))
+    assert response.context["authorizations"] == []
+    assert not response.context["approvals_spent"]
+
+
+def test_approvers_land_on_their_queue(client, alice, bob, web):
+    TicketFactory(applicant=alice, applications=[web], submitted=True)
+    client.force_login(bob)
+    assert client.get("/").url == reverse("tickets:approvals")
+    # My tickets stays theirs to open.
+    assert client.get(reverse("tickets:list")).status_code == 200
+
+
+def test_reviewers_land_on_the_audit_log(client, reviewer):
+    assert client.get("/").url == reverse("audit:events")
+
+
+def test_requesters_land_on_their_tickets(as_alice):
+    response = as_alice.get("/")
+    assert response.status_code == 200
+    assert shows(response, "No tickets yet")
+
+
+def test_unknown_page_is_a_404_inside_the_frame(as_alice):
+    response = as_alice.get("/no/such/page/")
+    assert response.status_code == 404
+    html = page(response)
+    assert "<title>Page not found · Cratos Redeploy</title>" in html
+    assert 'class="site-header"' in html
+    assert f'href="{reverse("tickets:home")}"' in html
+
+
+def test_refusal_pages_have_their_own_titles(as_alice):
+    html = page(as_alice.get(reverse("tickets:detail", kwargs={"ticket_no": "nope"})))
+    assert "<title>Not found · Cratos Redeploy</title>" in html
+    html = page(as_alice.get(reverse("redeploy:request")))
+    assert "<title>Not allowed · Cratos Redeploy</title>" in html
