@@ -158,7 +158,10 @@
       ticket.appendChild(link);
     }
     updateTargets(page, operation.targets || [], badges);
+    var wasFinished = FINISHED.indexOf(page.dataset.state) !== -1;
     page.dataset.state = operation.state;
+    // A failure ended while watching: the server knows what comes next (given back, retry).
+    if (!wasFinished && operation.state === "FAILED") window.location.reload();
     if (FINISHED.indexOf(operation.state) !== -1) {
       var following = page.querySelector('[data-op-field="following"]');
       if (following) following.hidden = true;
