@@ -118,7 +118,8 @@ STORAGES = {
 }
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "tickets:list"
+# The start page of each role (tickets.views.home): approvers their queue, reviewers the audit log.
+LOGIN_REDIRECT_URL = "tickets:home"
 LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {

@@ -16,6 +16,7 @@ from django.conf import settings
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cratos.roles import ensure_roles
+from tests.browser.checks import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -25,17 +26,6 @@ from tests.factories import (
 )
 from tests.kubesim import KubeSimulator
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # the suite runs as root, where chromium's sandbox refuses to start
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # Without these, chromium keeps calling home, which is slow on a closed network.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "browser"
 PASSWORD = "browser-pw-123"
 SIM_TOKEN = "sim-token-for-browser-tests"

@@ -88,7 +88,9 @@ def test_login_page_signs_in_and_lands_on_my_tickets(client, alice):
     response = client.post(
         reverse("login"), {"username": "alice", "password": "pw-for-tests-123"}, follow=True
     )
-    assert response.redirect_chain[-1][0] == reverse("tickets:list")
+    # The start page: a requester's is their tickets.
+    assert response.redirect_chain[-1][0] == reverse("tickets:home")
+    assert response.templates[0].name == "tickets/ticket_list.html"
     assert response.context["user"] == alice
 
 
