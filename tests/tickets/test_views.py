@@ -373,8 +373,8 @@ def test_ticket_page_shows_the_redeploy_records(as_alice, alice, bob, web):
         message="Deployment does not exist",
     )
     html = page(as_alice.get(detail_url(ticket)))
+    assert 'the Deployment runs in">Instance Name</span></th>' in html  # "Instance": the cluster
     for header in (
-        "Instance Name",
         "Namespace",
         "Deployment Name",
         "Redeploy Operation Time",
@@ -633,6 +633,16 @@ def test_pages_follow_the_chosen_language(as_alice):
     html = page(as_alice.get(reverse("tickets:list")))
     assert '<html lang="zh-hans"' in html
     assert '<option value="zh-hans" selected' in html
+
+
+def test_seed_table_headers_stay_english_and_are_translated_in_chinese(as_alice, alice, web):
+    ticket = TicketFactory(applicant=alice, applications=[web])
+    html = page(as_alice.get(detail_url(ticket)))
+    assert '<th scope="col">Application Name</th>' in html
+    as_alice.post(reverse("set_language"), {"language": "zh-hans", "next": "/"})
+    html = page(as_alice.get(detail_url(ticket)))
+    assert '<th scope="col">应用名称</th>' in html
+    assert '<th scope="col">标签</th>' in html
 
 
 def test_add_form_says_when_every_application_is_on_the_ticket(as_alice, alice, web):
