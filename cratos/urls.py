@@ -1,11 +1,16 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
 from cratos import health, security
 
 # The admin's own login form, throttled like the site's (cratos.security).
 admin.site.login_form = security.ThrottledAdminAuthenticationForm
+# The admin under the product's name, not Django's.
+admin.site.site_header = _("Cratos Redeploy administration")
+admin.site.site_title = _("Cratos Redeploy admin")
+admin.site.index_title = _("Tickets, approvals and clusters")
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
