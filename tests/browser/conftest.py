@@ -16,7 +16,7 @@ from django.conf import settings
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cratos.roles import ensure_roles
-from tests.browser.checks import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.checks import CHROMIUM, CHROMIUM_ARGS, check_page
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -76,9 +76,12 @@ class Screenshots:
             old.unlink()
 
     def __call__(self, page: Page, name: str) -> Path:
+        """Takes the picture, then checks the page: no sideways scroll, no serious or critical
+        axe-core violation (tests/browser/checks.py)."""
         path = self.directory / f"{len(self.taken) + 1:02d}-{name}.png"
         page.screenshot(path=path, full_page=True)
         self.taken.append(path)
+        check_page(page)
         return path
 
 
@@ -99,10 +102,10 @@ def pytest_runtest_makereport(item, call):
 
 
 def log_in(page: Page, user) -> None:
-    """Signs in through the login page, as a person would."""
-    page.get_by_label("User name").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    """Signs in through the login page, as a person would (in any language)."""
+    page.locator("input[name=username]").fill(user.username)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("main form button[type=submit]").click()
     expect(page.locator(".site-username")).to_have_text(user.username)
 
 
@@ -112,10 +115,10 @@ def browse(chromium, live_server, screenshots, request) -> Iterator[Callable[...
     login page (`browse(None)`: not signed in, on the login page)."""
     pages: dict[str, Page] = {}
 
-    def open_page(user, *, screenshot_login: bool = False) -> Page:
+    def open_page(user, *, screenshot_login: bool = False, locale: str = "en-US") -> Page:
         context = chromium.new_context(
             base_url=live_server.url,
-            locale="en-US",
+            locale=locale,
             timezone_id="UTC",
             viewport={"width": 1280, "height": 800},
             accept_downloads=True,
@@ -128,7 +131,7 @@ def browse(chromium, live_server, screenshots, request) -> Iterator[Callable[...
             screenshots(page, "login")
         if user is not None:
             log_in(page, user)
-        pages[user.username if user else "anonymous"] = page
+        pages[f"{user.username if user else 'anonymous'}-{locale}"] = page
         return page
 
     yield open_page
