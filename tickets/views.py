@@ -1,12 +1,16 @@
 """The requester's pages. Thin: they read through selectors and write through services."""
 
+from http import HTTPStatus
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRefresh
 from django_tables2 import RequestConfig
 
 from cratos.audit.selectors import audit_events_for_ticket, may_review_audit
@@ -23,6 +27,8 @@ from .tables import TicketTable
 
 DEFAULT_WORK_ORDER_KEY = "APPLICATION_REDEPLOY"
 TICKETS_PER_PAGE = 20
+# How often a ticket page waiting for approval asks whether it was decided.
+LIVE_SECONDS = 5
 
 
 def format_time_left(seconds: int) -> str:
@@ -112,9 +118,20 @@ def ticket_create(request):
     return render(request, "tickets/ticket_form.html", context)
 
 
+def _live_signature(ticket: Ticket) -> str:
+    """What changes while a ticket waits for approval: its state, its step, its decisions."""
+    return f"{ticket.state}:{ticket.current_node_id}:{len(ticket.approvals.all())}"
+
+
 @login_required
+@vary_on_headers("HX-Request")
 def ticket_detail(request, ticket_no: str):
     ticket = _visible_ticket(request, ticket_no)
+    if request.htmx:
+        # The page's poll while the ticket waits: nothing new, or reload to show what is.
+        if request.GET.get("seen") == _live_signature(ticket):
+            return HttpResponse(status=HTTPStatus.NO_CONTENT)
+        return HttpResponseClientRefresh()
     headers, rows = selectors.entries_table(ticket=ticket)
     entries = list(ticket.entries.all())
     user = request.user
@@ -134,6 +151,10 @@ def ticket_detail(request, ticket_no: str):
     ]
     context = {
         "authorizations": _authorization_rows(request, live),
+        "live_signature": _live_signature(ticket)
+        if ticket.state == Ticket.State.IN_APPROVAL
+        else "",
+        "live_seconds": LIVE_SECONDS,
         # Approved, yet nothing left to use and nothing running: the next step is a new ticket.
         "approvals_spent": is_applicant
         and ticket.state == Ticket.State.APPROVED

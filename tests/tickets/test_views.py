@@ -1,6 +1,7 @@
 """The requester's pages: list, new ticket, ticket page and its actions, authorizations."""
 
 import re
+from urllib.parse import quote
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -17,6 +18,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.support import flash, page, shows
+from tickets import services
 from tickets.models import Ticket, TicketNodeApprover
 from tickets.views import format_time_left
 
@@ -735,3 +737,27 @@ def test_refusal_pages_have_their_own_titles(as_alice):
     assert "<title>Not found · Cratos Redeploy</title>" in html
     html = page(as_alice.get(reverse("redeploy:request")))
     assert "<title>Not allowed · Cratos Redeploy</title>" in html
+
+
+# --- a ticket waiting for approval updates itself ------------------------------------------------
+
+
+def test_a_waiting_ticket_asks_whether_it_changed_and_reloads_when_it_did(
+    as_alice, alice, bob, web
+):
+    ticket = TicketFactory(applicant=alice, applications=[web], submitted=True)
+    response = as_alice.get(detail_url(ticket))
+    html = page(response)
+    seen = response.context["live_signature"]
+    assert f'hx-get="{detail_url(ticket)}?seen={quote(seen)}"' in html
+    assert 'hx-trigger="every 5s"' in html and "django_htmx/htmx" in html
+
+    poll = as_alice.get(detail_url(ticket), {"seen": seen}, HTTP_HX_REQUEST="true")
+    assert poll.status_code == 204  # nothing new: htmx leaves the page alone
+    assert "HX-Request" in poll.headers["Vary"]
+
+    services.approve_ticket(ticket=ticket, approver=bob, comment="")
+    poll = as_alice.get(detail_url(ticket), {"seen": seen}, HTTP_HX_REQUEST="true")
+    assert poll.headers["HX-Refresh"] == "true"
+    html = page(as_alice.get(detail_url(ticket)))
+    assert "hx-get" not in html and "django_htmx/htmx" not in html  # decided: no more asking
