@@ -104,6 +104,26 @@ def tickets_awaiting_decision(*, user) -> QuerySet[Ticket]:
     return ticket_queryset().filter(decidable_by(user)).order_by("submitted_at", "id")
 
 
+def identical_open_tickets(*, ticket: Ticket) -> list[str]:
+    """The numbers of the applicant's other unfinished tickets (draft or in approval) of the same
+    work order for exactly the same applications: a likely duplicate, worth a warning."""
+    names = sorted(entry.name for entry in ticket.entries.all())
+    others = (
+        tickets_of(applicant=ticket.applicant)
+        .filter(
+            work_order_id=ticket.work_order_id,
+            state__in=(Ticket.State.NEW, Ticket.State.IN_APPROVAL),
+        )
+        .exclude(pk=ticket.pk)
+        .prefetch_related("entries")
+    )
+    return [
+        other.ticket_no
+        for other in others
+        if sorted(entry.name for entry in other.entries.all()) == names
+    ]
+
+
 class LiveAuthorization(NamedTuple):
     entry: TicketEntry
     grant: grants.Grant

@@ -108,6 +108,13 @@ def ticket_create(request):
             else:
                 text = _("Ticket %(no)s was saved as a draft.")
             messages.success(request, text % {"no": ticket.ticket_no})
+            twins = selectors.identical_open_tickets(ticket=ticket)
+            if twins:
+                warning = _(
+                    "Ticket %(others)s, still open, names the same applications; cancel the "
+                    "one you do not need."
+                )
+                messages.warning(request, warning % {"others": ", ".join(twins)})
             return redirect("tickets:detail", ticket_no=ticket.ticket_no)
     context = {
         "form": form,

@@ -761,3 +761,19 @@ def test_a_waiting_ticket_asks_whether_it_changed_and_reloads_when_it_did(
     assert poll.headers["HX-Refresh"] == "true"
     html = page(as_alice.get(detail_url(ticket)))
     assert "hx-get" not in html and "django_htmx/htmx" not in html  # decided: no more asking
+
+
+def test_an_identical_open_ticket_is_named_when_filing_another(as_alice, alice, web, api_app):
+    first = TicketFactory(applicant=alice, applications=[web], submitted=True)
+    TicketFactory(applicant=alice, applications=[web, api_app])  # not the same applications
+    response = as_alice.post(
+        reverse("tickets:create"),
+        {"applications": ["web"], "reason": "Again", "action": "submit"},
+        follow=True,
+    )
+    [success, warning] = flash(response)
+    assert success.endswith("was submitted for approval.")
+    assert warning == (
+        f"Ticket {first.ticket_no}, still open, names the same applications; "
+        "cancel the one you do not need."
+    )
