@@ -1,7 +1,7 @@
-"""The three roles in Chinese at 1280 px: each lands on its own start page, the approved ticket
-offers Redeploy with the time left (the waiting ticket's page updates itself), a refusal names its reason and the next step, and unknown
-pages stay in the app's frame. Every page pictured is checked for sideways scroll and axe-core
-violations (tests/browser/conftest.py)."""
+"""The three roles in Chinese at 1280 px: each lands on its own start page, the waiting ticket's
+page updates itself, the approved ticket offers Redeploy with the time left, a refusal names its
+reason and the next step, and unknown pages stay in the app's frame. Every page pictured is
+checked for sideways scroll and axe-core violations (tests/browser/conftest.py)."""
 
 import re
 
