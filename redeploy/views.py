@@ -153,6 +153,9 @@ def _confirm_page(request, form, choice):
         "fields": fields,
         "choice": choice,
         "clusters": [binding.cluster.name for binding in bindings],
+        # As the last sync saw them: who else deploys it, and where it is paused.
+        "managed_bindings": [binding for binding in bindings if binding.managed_by],
+        "paused_bindings": [binding.cluster.name for binding in bindings if binding.paused],
         "missing_binding": binding_missing_message(fields["deployment"]),
         "change_query": urlencode(fields),
     }

@@ -139,6 +139,25 @@ def test_post_asks_to_confirm_what_will_be_restarted(as_alice, approved_ticket, 
     assert sim.requests == []
 
 
+def test_confirmation_says_who_else_manages_the_deployment_and_where_it_is_paused(
+    as_alice, approved_ticket, binding, sim
+):
+    binding.managed_by = "Argo CD"
+    binding.save()
+    BindingFactory(
+        application=binding.application,
+        cluster=ClusterFactory(name="sim-b", server=sim.url),
+        namespace="shop",
+        deployment_name="web",
+        paused=True,
+    )
+
+    html = page(as_alice.post(request_url(), FORM))
+
+    assert "In cluster sim this Deployment is managed by Argo CD: a restart changes only" in html
+    assert "Paused in sim-b: kubectl refuses to restart a paused Deployment" in html
+
+
 def test_confirmation_warns_when_no_binding_matches(as_alice, approved_ticket, binding):
     response = as_alice.post(request_url(), FORM | {"deployment": "nope"})
     assert response.status_code == 200

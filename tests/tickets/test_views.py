@@ -182,7 +182,8 @@ def test_new_ticket_form_lists_applications_with_tags(as_alice, web, api_app):
     assert response.status_code == 200
     html = page(response)
     assert 'value="web"' in html and 'value="api"' in html
-    assert "team:shop,env:prod" in html
+    # Tags as chips.
+    assert '<span class="chip">team:shop</span><span class="chip">env:prod</span>' in html
     assert 'name="action" value="draft"' in html and 'name="action" value="submit"' in html
 
 
