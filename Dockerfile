@@ -10,6 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# python-ldap (the LDAP login) compiles against OpenLDAP's and SASL's headers.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libldap2-dev libsasl2-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 # Named one by one so a developer's .venv, .env or db.sqlite3 never lands in the image.
 COPY pyproject.toml README.md manage.py gunicorn.conf.py ./
 COPY cratos cratos

@@ -1,9 +1,33 @@
-"""Liveness and readiness probes for the web process."""
+"""Liveness and readiness probes for the web process, and the counts apps report on them."""
+
+import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
+
+logger = logging.getLogger(__name__)
+
+# Counts an app above cratos reports on /readyz (redeploy: its unsettled operations), by name.
+_counts: dict[str, Callable[[], dict[str, int]]] = {}
+
+
+def register_counts(name: str, count: Callable[[], dict[str, int]]) -> None:
+    _counts[name] = count
+
+
+def _reported_counts() -> dict:
+    reported = {}
+    for name, count in _counts.items():
+        try:
+            reported[name] = count()
+        # A count that fails (the database away) is told, and readiness says why anyway.
+        except Exception as exc:
+            logger.warning("Counting %s for /readyz failed: %s", name, exc)
+            reported[name] = f"error: {type(exc).__name__}"
+    return reported
 
 
 @never_cache
@@ -43,4 +67,6 @@ def readyz(request):
         except Exception as exc:
             results[name] = f"error: {type(exc).__name__}"
     ready = all(value == "ok" for value in results.values())
-    return JsonResponse({"ready": ready, "checks": results}, status=200 if ready else 503)
+    # The counts inform (a dashboard, an alert on stuck operations); they do not gate readiness.
+    body = {"ready": ready, "checks": results, "counts": _reported_counts()}
+    return JsonResponse(body, status=200 if ready else 503)

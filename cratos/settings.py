@@ -3,7 +3,11 @@
 from pathlib import Path
 
 import environ
+import ldap
+from django_auth_ldap.config import LDAPSearch
 from kombu import Queue
+
+from cratos.identity.ldap_config import ldap_connection_options, ldap_group_type
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -32,6 +36,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "cratos.audit",
     "cratos.teams",
+    "cratos.identity",
     "tickets",
     "redeploy",
 ]
@@ -121,10 +126,86 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# -- Authentication (docs/operations.md, "Company login") --------------------------------------
 LOGIN_URL = "login"
-# The start page of each role (tickets.views.home): approvers their queue, reviewers the audit log.
-LOGIN_REDIRECT_URL = "tickets:home"
+# Each role's own page (cratos.identity.views.landing), unless the sign-in was for another page.
+LOGIN_REDIRECT_URL = "landing"
 LOGOUT_REDIRECT_URL = "login"
+# Roles and teams from the directory are renewed at sign-in, so a session's length bounds how
+# long a removed group still counts (Django's default: two weeks).
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=14 * 24 * 3600)
+
+# Local passwords: "all" (the demo), "superusers" (a break-glass admin) or "none"; the user
+# names in LOCAL_PASSWORD_USERS may use theirs whatever the policy.
+LOCAL_PASSWORDS = env("LOCAL_PASSWORDS", default="all")
+LOCAL_PASSWORD_USERS = env.list("LOCAL_PASSWORD_USERS", default=[])
+
+# The directory's groups (LDAP group names, the OIDC groups claim) that give each role and team;
+# each is renewed at every sign-in. A role or team mapped to no group is left to the admin.
+DIRECTORY_ROLE_GROUPS = {
+    "Requesters": env.list("DIRECTORY_REQUESTERS_GROUPS", default=[]),
+    "Approvers": env.list("DIRECTORY_APPROVERS_GROUPS", default=[]),
+    "Reviewers": env.list("DIRECTORY_REVIEWERS_GROUPS", default=[]),
+}
+# team=group;group,team=group
+DIRECTORY_TEAM_GROUPS = {
+    team: [group for group in groups.split(";") if group]
+    for team, groups in env.dict("DIRECTORY_TEAM_GROUPS", default={}).items()
+}
+# Roles that need the admin (staff status) when the directory manages roles.
+DIRECTORY_STAFF_ROLES = env.list("DIRECTORY_STAFF_ROLES", default=["Approvers"])
+
+# LDAP (django-auth-ldap), when LDAP_SERVER_URI is set: ldap://host (with LDAP_START_TLS=true)
+# or ldaps://host. A service account searches for the user, whose password is then checked by
+# binding as them; their groups come from a group search.
+LDAP_SERVER_URI = env("LDAP_SERVER_URI", default="")
+AUTH_LDAP_SERVER_URI = LDAP_SERVER_URI
+AUTH_LDAP_BIND_DN = env("LDAP_BIND_DN", default="")
+AUTH_LDAP_BIND_PASSWORD = env("LDAP_BIND_PASSWORD", default="")
+AUTH_LDAP_START_TLS = env.bool("LDAP_START_TLS", default=False)
+AUTH_LDAP_USER_SEARCH = LDAPSearch(
+    env("LDAP_USER_SEARCH_BASE", default=""),
+    ldap.SCOPE_SUBTREE,
+    env("LDAP_USER_FILTER", default="(uid=%(user)s)"),
+)
+AUTH_LDAP_GROUP_SEARCH = LDAPSearch(
+    env("LDAP_GROUP_SEARCH_BASE", default=""),
+    ldap.SCOPE_SUBTREE,
+    env("LDAP_GROUP_FILTER", default="(objectClass=groupOfNames)"),
+)
+AUTH_LDAP_GROUP_TYPE = ldap_group_type(env("LDAP_GROUP_TYPE", default="groupOfNames"))
+AUTH_LDAP_USER_ATTR_MAP = {"first_name": "givenName", "last_name": "sn", "email": "mail"}
+AUTH_LDAP_ALWAYS_UPDATE_USER = True
+AUTH_LDAP_CONNECTION_OPTIONS = ldap_connection_options(
+    ca_file=env("LDAP_CA_FILE", default=""), timeout=env.float("LDAP_TIMEOUT", default=5.0)
+)
+
+# OpenID Connect (mozilla-django-oidc), when OIDC_RP_CLIENT_ID is set: authorization code flow
+# with PKCE; the provider's endpoints as its discovery document lists them.
+OIDC_PROVIDER_NAME = env("OIDC_PROVIDER_NAME", default="single sign-on")
+OIDC_RP_CLIENT_ID = env("OIDC_RP_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env("OIDC_RP_CLIENT_SECRET", default="")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env("OIDC_OP_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env("OIDC_OP_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env("OIDC_OP_USER_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env("OIDC_OP_JWKS_ENDPOINT", default="")
+OIDC_OP_LOGOUT_ENDPOINT = env("OIDC_OP_LOGOUT_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env("OIDC_RP_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env("OIDC_RP_SCOPES", default="openid email profile")
+OIDC_USERNAME_CLAIM = env("OIDC_USERNAME_CLAIM", default="preferred_username")
+OIDC_GROUPS_CLAIM = env("OIDC_GROUPS_CLAIM", default="groups")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = env.float("OIDC_TIMEOUT", default=10.0)
+# Kept for the provider's sign-out (id_token_hint).
+OIDC_STORE_ID_TOKEN = True
+OIDC_OP_LOGOUT_URL_METHOD = "cratos.identity.oidc.provider_logout_url"
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+
+AUTHENTICATION_BACKENDS = [
+    *(["cratos.identity.backends.CompanyLDAPBackend"] if LDAP_SERVER_URI else []),
+    *(["cratos.identity.backends.CompanyOIDCBackend"] if OIDC_RP_CLIENT_ID else []),
+    "cratos.identity.backends.LocalPasswordBackend",
+]
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -171,10 +252,11 @@ CELERY_IMPORTS = ["tickets.notification_tasks"]
 # default one taking turns: a batch of 200 redeploys sends 200 notices, and the next redeploy
 # must not wait behind them. A worker started without -Q consumes both.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = [Queue("celery"), Queue("notices")]
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("notices"), Queue("notice_channels")]
 CELERY_TASK_ROUTES = {
     "tickets.send_*": {"queue": "notices"},
     "tickets.post_webhook": {"queue": "notices"},
+    "tickets.deliver_notice": {"queue": "notice_channels"},
 }
 # Tickets still waiting for approval after this many days close as expired.
 TICKET_APPROVAL_MAX_AGE_DAYS = env.int("TICKET_APPROVAL_MAX_AGE_DAYS", default=7)
@@ -189,7 +271,21 @@ CELERY_BEAT_SCHEDULE = {
         # A sweep that waited past the next one is pointless; the next one does the work.
         "options": {"expires": 55},
     },
+    "warn-expiring-authorizations": {
+        "task": "tickets.warn_expiring_authorizations",
+        "schedule": env.float("AUTHORIZATION_EXPIRY_WARNING_SWEEP_SECONDS", default=60.0),
+        "options": {"expires": 55},
+    },
+    "settle-stuck-operations": {
+        "task": "redeploy.settle_stuck_operations",
+        "schedule": env.float("OPERATION_RECONCILE_SECONDS", default=60.0),
+        "options": {"expires": 55},
+    },
 }
+# An operation still QUEUED or RUNNING this long is settled by the reconciler from the
+# cluster's truth. Longer than a killed worker's task takes to come back (the visibility
+# timeout), so redelivery gets its chance first.
+OPERATION_STUCK_AFTER_SECONDS = env.int("OPERATION_STUCK_AFTER_SECONDS", default=900)
 
 # Kubernetes API calls: seconds to connect/read before a call counts as failed.
 KUBERNETES_REQUEST_TIMEOUT = env.float("KUBERNETES_REQUEST_TIMEOUT", default=10.0)
@@ -207,8 +303,13 @@ KUBERNETES_PARALLEL_REQUESTS = env.int("KUBERNETES_PARALLEL_REQUESTS", default=8
 KUBERNETES_LIST_FROM = env.int("KUBERNETES_LIST_FROM", default=10)
 # Seconds between two looks at a running rollout.
 REDEPLOY_ROLLOUT_POLL_SECONDS = env.float("REDEPLOY_ROLLOUT_POLL_SECONDS", default=2.0)
+# Seconds the pod-delete page waits for the worker to list the pods it offers.
+POD_LISTING_WAIT_SECONDS = env.float("POD_LISTING_WAIT_SECONDS", default=5.0)
 # Redeploys one request (and one task) may carry.
 REDEPLOY_MAX_BATCH = env.int("REDEPLOY_MAX_BATCH", default=500)
+# Every requester may request every application, not only the members of its owner teams (an
+# application's own "open to every requester" opens just that one).
+APPLICATIONS_OPEN_TO_ALL_REQUESTERS = env.bool("APPLICATIONS_OPEN_TO_ALL_REQUESTERS", default=False)
 
 # Notices: deep links are built on SITE_URL; mail goes through Django's email backend.
 SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
@@ -221,6 +322,15 @@ EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 NOTICE_WEBHOOK_TIMEOUT = env.float("NOTICE_WEBHOOK_TIMEOUT", default=5.0)
+
+# -- Notices in chat robots (docs/operations.md, "Notice channels") --------------------------
+# A card a robot did not take (no answer, 5xx, 429, the platform's rate-limit answer) is tried
+# again this many times, after NOTICE_DELIVERY_BACKOFF_SECONDS, doubling (a Retry-After wins
+# when longer); then the delivery fails, on the channel's record and in the audit log.
+NOTICE_DELIVERY_MAX_RETRIES = env.int("NOTICE_DELIVERY_MAX_RETRIES", default=4)
+NOTICE_DELIVERY_BACKOFF_SECONDS = env.float("NOTICE_DELIVERY_BACKOFF_SECONDS", default=15.0)
+# The requester hears this many minutes before an unused authorization runs out.
+NOTICE_EXPIRY_WARNING_MINUTES = env.int("NOTICE_EXPIRY_WARNING_MINUTES", default=15)
 
 LOGGING = {
     "version": 1,

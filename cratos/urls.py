@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
@@ -19,7 +18,8 @@ urlpatterns = [
     path("admin/login/", security.admin_login),
     path("admin/", admin.site.urls),
     path("accounts/login/", security.LoginView.as_view(), name="login"),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # OIDC sign-in and its callback, sign-out (at the provider too), each role's landing page.
+    path("", include("cratos.identity.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include("cratos.api_urls")),
     path("", include("tickets.urls")),

@@ -1,4 +1,4 @@
-"""Admin for applications, clusters and bindings; redeploy records read-only.
+"""Admin for applications, clusters and bindings; redeploy and pod-deletion records read-only.
 
 Cluster credentials are write-only here: no page renders a stored token, certificate, key or
 kubeconfig, and a credential field left blank keeps what is stored.
@@ -17,6 +17,8 @@ from .models import (
     Application,
     DeploymentBinding,
     KubernetesCluster,
+    PodDeletion,
+    PodDeletionTarget,
     RedeployOperation,
     RedeployTarget,
     validate_tags,
@@ -41,7 +43,22 @@ class ApplicationForm(forms.ModelForm):
 
     class Meta:
         model = Application
-        fields = ["name", "description", "tags"]
+        fields = [
+            "name",
+            "description",
+            "tags",
+            "owner_teams",
+            "owners_source",
+            "open_to_requesters",
+        ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left out of a post, the owners' source stays as it was (save_model may set ADMIN).
+        self.fields["owners_source"].required = False
+
+    def clean_owners_source(self):
+        return self.cleaned_data["owners_source"] or self.instance.owners_source
 
     def clean_tags(self):
         tags = self.cleaned_data["tags"]
@@ -61,9 +78,24 @@ class DeploymentBindingInline(admin.TabularInline):
 @admin.register(Application)
 class ApplicationAdmin(admin.ModelAdmin):
     form = ApplicationForm
-    list_display = ("name", "tags_display", "description", "updated_at")
-    search_fields = ("name", "description")
+    list_display = ("name", "owners", "tags_display", "description", "updated_at")
+    list_filter = ("owner_teams", "owners_source", "open_to_requesters")
+    search_fields = ("name", "description", "owner_teams__name")
+    filter_horizontal = ("owner_teams",)
     inlines = [DeploymentBindingInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("owner_teams")
+
+    def save_model(self, request, obj, form, change):
+        # Owners picked here win over the Deployment label at the next sync.
+        if "owner_teams" in form.changed_data and "owners_source" not in form.changed_data:
+            obj.owners_source = Application.OwnersSource.ADMIN
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description=_("Owners"))
+    def owners(self, application: Application) -> str:
+        return ", ".join(str(team) for team in application.owner_teams.all()) or "-"
 
     @admin.display(description=_("Tags"))
     def tags_display(self, application: Application) -> str:
@@ -158,29 +190,33 @@ class DeploymentBindingAdmin(admin.ModelAdmin):
     autocomplete_fields = ("application", "cluster")
 
 
-class RedeployTargetInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = RedeployTarget
-    fields = readonly_fields = (
-        "cluster_name",
-        "namespace",
-        "deployment_name",
-        "state",
-        "success",
-        "message",
-        "operated_at",
-        "generation",
-        "resource_version",
-        "updated_replicas",
-        "available_replicas",
-        "replicas",
-        "finished_at",
-    )
+# The two granted actions' records read alike: an operation (one request, one approval) with
+# the targets it wrote, each also listed on its own. Nothing here changes them.
+TARGET_FIELDS = ("cluster_name", "namespace", "deployment_name")
+OPERATION_FIELDS = (
+    "id",
+    "requested_by",
+    "application_name",
+    "namespace",
+    "deployment_name",
+    "cluster_name",
+    "ticket",
+    "state",
+    "message",
+    "request_ip",
+    "celery_task_id",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+
+
+class TargetInline(ReadOnlyAdminMixin, admin.TabularInline):
     extra = 0
     can_delete = False
 
 
-@admin.register(RedeployOperation)
-class RedeployOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class GrantedOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "requested_by",
@@ -201,47 +237,45 @@ class RedeployOperationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "ticket__ticket_no",
     )
     date_hierarchy = "created_at"
+    fields = readonly_fields = OPERATION_FIELDS
+
+
+class OperationTargetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_filter = ("state", "success")
+    list_select_related = ("ticket",)
+    search_fields = (*TARGET_FIELDS, "ticket__ticket_no")
+
+
+class RedeployTargetInline(TargetInline):
+    model = RedeployTarget
     fields = readonly_fields = (
-        "id",
-        "requested_by",
-        "application_name",
-        "namespace",
-        "deployment_name",
-        "cluster_name",
-        "ticket",
+        *TARGET_FIELDS,
         "state",
+        "success",
         "message",
-        "request_ip",
-        "celery_task_id",
-        "created_at",
-        "started_at",
+        "operated_at",
+        "generation",
+        "resource_version",
+        "updated_replicas",
+        "available_replicas",
+        "replicas",
         "finished_at",
     )
+
+
+@admin.register(RedeployOperation)
+class RedeployOperationAdmin(GrantedOperationAdmin):
     inlines = [RedeployTargetInline]
 
 
 @admin.register(RedeployTarget)
-class RedeployTargetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "operated_at",
-        "cluster_name",
-        "namespace",
-        "deployment_name",
-        "state",
-        "success",
-        "ticket",
-        "message",
-    )
-    list_filter = ("state", "success")
-    list_select_related = ("ticket",)
-    search_fields = ("cluster_name", "namespace", "deployment_name", "ticket__ticket_no")
+class RedeployTargetAdmin(OperationTargetAdmin):
+    list_display = ("operated_at", *TARGET_FIELDS, "state", "success", "ticket", "message")
     fields = readonly_fields = (
         "operation",
         "ticket",
         "binding",
-        "cluster_name",
-        "namespace",
-        "deployment_name",
+        *TARGET_FIELDS,
         "state",
         "success",
         "message",
@@ -252,6 +286,55 @@ class RedeployTargetAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "replicas",
         "updated_replicas",
         "available_replicas",
+        "deadline_at",
+        "finished_at",
+    )
+
+
+class PodDeletionTargetInline(TargetInline):
+    model = PodDeletionTarget
+    fields = readonly_fields = (
+        *TARGET_FIELDS,
+        "pod_name",
+        "pod_uid",
+        "state",
+        "success",
+        "message",
+        "operated_at",
+        "deadline_at",
+        "finished_at",
+    )
+
+
+@admin.register(PodDeletion)
+class PodDeletionAdmin(GrantedOperationAdmin):
+    fields = readonly_fields = (*OPERATION_FIELDS[:6], "pod_names", *OPERATION_FIELDS[6:])
+    inlines = [PodDeletionTargetInline]
+
+
+@admin.register(PodDeletionTarget)
+class PodDeletionTargetAdmin(OperationTargetAdmin):
+    list_display = (
+        "operated_at",
+        *TARGET_FIELDS,
+        "pod_name",
+        "state",
+        "success",
+        "ticket",
+        "message",
+    )
+    search_fields = (*OperationTargetAdmin.search_fields, "pod_name")
+    fields = readonly_fields = (
+        "operation",
+        "ticket",
+        *TARGET_FIELDS,
+        "pod_name",
+        "pod_uid",
+        "state",
+        "success",
+        "message",
+        "deleted",
+        "operated_at",
         "deadline_at",
         "finished_at",
     )

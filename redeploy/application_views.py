@@ -24,6 +24,7 @@ class ApplicationTable(tables.Table):
         verbose_name=_("Application"), linkify=("redeploy:application", {"name": tables.A("name")})
     )
     description = tables.Column(verbose_name=_("Description"))
+    owner_teams = tables.ManyToManyColumn(verbose_name=_("Owners"), default="—")
     tags = tables.TemplateColumn(
         template_code='{% include "_tag_chips.html" with tags=value %}',
         verbose_name=_("Tags"),
@@ -45,7 +46,15 @@ class ApplicationTable(tables.Table):
 
     class Meta:
         model = Application
-        fields = ("name", "description", "tags", "binding_count", "state", "last_redeploy_at")
+        fields = (
+            "name",
+            "description",
+            "owner_teams",
+            "tags",
+            "binding_count",
+            "state",
+            "last_redeploy_at",
+        )
         order_by = ("name",)
         attrs = {"class": "striped applications-table"}
         template_name = "django_tables2/table.html"

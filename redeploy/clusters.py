@@ -12,12 +12,15 @@ from django.utils import timezone
 
 from cratos.audit.recorder import Action, record_event
 from cratos.exceptions import NotFound, ValidationFailed
+from cratos.teams.models import Team
 
 from . import kube
 from .models import Application, DeploymentBinding, KubernetesCluster
 from .validators import validate_dns1123_label
 
 DEFAULT_APPLICATION_LABEL = "app.kubernetes.io/name"
+# The recommended label for "the higher-level application this one is part of": here, its team.
+DEFAULT_OWNER_LABEL = "app.kubernetes.io/part-of"
 
 
 def _cluster_name(name: str) -> str:
@@ -97,6 +100,8 @@ class SyncSummary:
     applications_unchanged: int = 0
     bindings_created: int = 0
     bindings_present: int = 0
+    owners_set: int = 0
+    teams_created: int = 0
 
     def __str__(self) -> str:
         where = f" (namespaces {', '.join(self.namespaces)})" if self.namespaces else ""
@@ -104,7 +109,8 @@ class SyncSummary:
             f"Cluster {self.cluster_name}{where}: {self.deployments} Deployment(s); applications "
             f"{self.applications_created} created, {self.applications_updated} updated, "
             f"{self.applications_unchanged} unchanged; bindings {self.bindings_created} "
-            f"created, {self.bindings_present} already present."
+            f"created, {self.bindings_present} already present; owners set on "
+            f"{self.owners_set}, teams {self.teams_created} created."
         )
 
 
@@ -163,15 +169,35 @@ def _seen_state(deployment) -> dict:
     }
 
 
+def _sync_owners(
+    *, application: Application, deployments: list, owner_label: str, summary: SyncSummary
+) -> None:
+    """The application's owner teams from its Deployments' `owner_label` values (teams created
+    when missing), unless the admin set them. None of them labelled: the owners stay."""
+    names = sorted({(d.metadata.labels or {}).get(owner_label, "") for d in deployments} - {""})
+    if not names or application.owners_source == Application.OwnersSource.ADMIN:
+        return
+    teams = []
+    for name in names:
+        team, created = Team.objects.get_or_create(name=name)
+        summary.teams_created += created
+        teams.append(team)
+    if {team.pk for team in teams} != set(application.owner_teams.values_list("pk", flat=True)):
+        application.owner_teams.set(teams)
+        summary.owners_set += 1
+
+
 def sync_applications(
     *,
     cluster_name: str,
     label: str = DEFAULT_APPLICATION_LABEL,
+    owner_label: str = DEFAULT_OWNER_LABEL,
     namespaces: Sequence[str] = (),
     actor=None,
 ) -> SyncSummary:
     """One application per distinct value of `label` among the cluster's Deployments, tagged
-    with their labels, and a binding per (namespace, Deployment). Idempotent; never deletes.
+    with their labels, owned by the teams their `owner_label` names, and a binding per
+    (namespace, Deployment). Idempotent; never deletes.
 
     With `namespaces`, only those are listed, one namespaced LIST each: what a ServiceAccount
     with namespaced Roles (deploy/) may do. Without, every namespace in one LIST.
@@ -216,6 +242,9 @@ def sync_applications(
                     application.tags = tags
                     application.save(update_fields=["tags", "updated_at"])
                     summary.applications_updated += 1
+            _sync_owners(
+                application=application, deployments=items, owner_label=owner_label, summary=summary
+            )
             for deployment in items:
                 _, created = DeploymentBinding.objects.update_or_create(
                     application=application,
@@ -232,6 +261,6 @@ def sync_applications(
             action=Action.APPLICATIONS_SYNCED,
             actor=actor,
             cluster_name=cluster.name,
-            message=f"{summary} (label {label})",
+            message=f"{summary} (label {label}, owner label {owner_label})",
         )
     return summary

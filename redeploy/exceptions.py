@@ -25,7 +25,8 @@ class KubeError(DomainError):
 class KubeTransientError(KubeError):
     """The API could not be reached or asked to come back later (network, timeout, 5xx, 429).
 
-    `in_doubt`: the request may have reached the API and been applied (no answer came back).
+    `in_doubt`: the request may have reached the API and been applied (no answer came back,
+    or a gateway's 502/503/504 came instead).
     `retry_after`: seconds the API asked the client to wait (429 Retry-After).
     """
 

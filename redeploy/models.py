@@ -1,5 +1,3 @@
-import uuid
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -8,6 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from cratos.fields import EncryptedTextField
 
+from .operation_models import GrantedOperation, OperationTarget
 from .validators import validate_dns1123_label, validate_dns1123_subdomain
 
 
@@ -31,10 +30,34 @@ def render_tags(tags: list[dict]) -> str:
 
 
 class Application(models.Model):
+    class OwnersSource(models.TextChoices):
+        # Where owner_teams came from: a sync sets LABEL ones; ADMIN ones are never overwritten.
+        LABEL = "LABEL", _("Deployment label")
+        ADMIN = "ADMIN", _("Set in the admin")
+
     name = models.CharField(max_length=128, unique=True)
     description = models.TextField(blank=True)
     # Ordered key/value pairs, e.g. [{"key": "team", "value": "shop"}]; order is kept for display.
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    owner_teams = models.ManyToManyField(
+        "teams.Team",
+        blank=True,
+        related_name="applications",
+        verbose_name=_("owner teams"),
+        help_text=_("Their members may request this application and decide its owners' step."),
+    )
+    owners_source = models.CharField(
+        _("owners set by"),
+        max_length=8,
+        choices=OwnersSource.choices,
+        default=OwnersSource.LABEL,
+        help_text=_("Set in the admin: a sync from Deployment labels leaves the owners alone."),
+    )
+    open_to_requesters = models.BooleanField(
+        _("open to every requester"),
+        default=False,
+        help_text=_("Anyone may request it, not only members of its owner teams."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -114,23 +137,12 @@ class DeploymentBinding(models.Model):
         return f"{self.application}: {self.cluster}/{self.namespace}/{self.deployment_name}"
 
 
-class RedeployOperation(models.Model):
+class RedeployOperation(GrantedOperation):
     """One redeploy request; it restarts one Deployment in one or several clusters (targets)."""
 
-    class State(models.TextChoices):
-        # Labels as Django derives them from the names (so no migration), made translatable.
-        QUEUED = "QUEUED", _("Queued")
-        RUNNING = "RUNNING", _("Running")
-        SUCCEEDED = "SUCCEEDED", _("Succeeded")
-        FAILED = "FAILED", _("Failed")
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="redeploy_operations"
     )
-    application_name = models.CharField(max_length=128)
-    namespace = models.CharField(max_length=63)
-    deployment_name = models.CharField(max_length=253)
     cluster_name = models.CharField(max_length=64, blank=True, help_text=_("Empty: every cluster."))
     # The ticket whose authorization this operation consumed (set once consumed).
     ticket = models.ForeignKey(
@@ -140,29 +152,12 @@ class RedeployOperation(models.Model):
         on_delete=models.PROTECT,
         related_name="redeploy_operations",
     )
-    # When the consumed authorization would have expired: what a restore puts back.
-    authorization_expires_at = models.DateTimeField(null=True, blank=True)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
-    message = models.TextField(blank=True)
-    request_ip = models.GenericIPAddressField(null=True, blank=True)
-    celery_task_id = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["requested_by", "-created_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.application_name} {self.namespace}/{self.deployment_name} ({self.state})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
+    class Meta(GrantedOperation.Meta):
+        pass
 
 
-class RedeployTarget(models.Model):
+class RedeployTarget(OperationTarget):
     """The redeploy record of one Deployment in one cluster: what was done and how it ended."""
 
     class State(models.TextChoices):
@@ -184,13 +179,7 @@ class RedeployTarget(models.Model):
     binding = models.ForeignKey(
         DeploymentBinding, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    cluster_name = models.CharField(max_length=64)
-    namespace = models.CharField(max_length=63)
-    deployment_name = models.CharField(max_length=253)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
-    success = models.BooleanField(null=True)
-    message = models.TextField(blank=True)
-    operated_at = models.DateTimeField(null=True, blank=True)
     # The restartedAt value chosen before the PATCH; kept once the restart was (or may have
     # been) applied, so a redelivered task never restarts again.
     restarted_at = models.CharField(max_length=40, blank=True)
@@ -200,9 +189,6 @@ class RedeployTarget(models.Model):
     updated_replicas = models.IntegerField(null=True, blank=True)
     available_replicas = models.IntegerField(null=True, blank=True)
     progress_deadline_seconds = models.PositiveIntegerField(null=True, blank=True)
-    # Following the rollout stops here; moved forward whenever the rollout makes progress.
-    deadline_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["operation", "cluster_name"]
@@ -211,10 +197,6 @@ class RedeployTarget(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cluster_name}/{self.namespace}/{self.deployment_name} ({self.state})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.state in (self.State.SUCCEEDED, self.State.FAILED)
 
 
 # The pod-delete action's models live in their own module; imported here for Django to find.

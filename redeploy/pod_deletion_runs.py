@@ -18,7 +18,7 @@ from cratos.audit.recorder import Action, Outcome, record_events
 from . import kube
 from .exceptions import KubeError, KubeTransientError, binding_missing_message
 from .models import KubernetesCluster, PodDeletion, PodDeletionTarget
-from .operations import operation_event, rollout_deadline, rollout_poll_seconds
+from .operations import locked_target, operation_event, rollout_deadline, rollout_poll_seconds
 from .pod_deletion_ends import (
     conclude,
     fail_target,
@@ -203,6 +203,59 @@ def run_pod_deletion(*, operation_id, task_id: str) -> PodDeletion:
         else:
             _delete_targets(cluster=cluster, targets=pending, task_id=task_id)
     return PodDeletion.objects.get(pk=operation_id)
+
+
+def fail_unsent(target_id: int, *, message: str, task_id: str) -> None:
+    """The reconciler: a target whose DELETE no run claimed fails, nothing applied. Under the
+    target's lock, so a run that claims it meanwhile (a redelivered task) is left to do so."""
+    with transaction.atomic():
+        if not locked_target(target_id, model=PodDeletionTarget).deleted:
+            fail_target(target_id, message=message, task_id=task_id, keep_change=False)
+
+
+def settle_claimed_deletion(target: PodDeletionTarget, *, task_id: str) -> bool:
+    """The reconciler, long after a run claimed this pod's DELETE and stopped before it knew
+    how it went: the pod gone, replaced (another uid) or terminating means it was applied, and
+    it is followed from now on (True); the same pod still running means it never was (failed,
+    the grant given back). The API away is left to the next run, until the grant's lifetime
+    is over; any other refusal fails the target as perhaps applied."""
+    cluster = KubernetesCluster.objects.filter(name=target.cluster_name).first()
+    if cluster is None:
+        fail_target(
+            target.pk, message=binding_missing_message(target.deployment_name), task_id=task_id
+        )
+        return False
+    where = {"cluster": cluster, "namespace": target.namespace}
+    try:
+        deployment = kube.get_deployment(**where, name=target.deployment_name)
+        pods = kube.deployment_pods(**where, deployment_name=target.deployment_name)
+    except KubeError as error:
+        expires = target.operation.authorization_expires_at
+        if isinstance(error, KubeTransientError) and not (expires and expires <= timezone.now()):
+            logger.warning("Pod deletion %s: %s; looking again later", target.pk, error.message)
+            return False
+        fail_target(target.pk, message=failure_message(error), task_id=task_id)
+        return False
+    if any(
+        pod.name == target.pod_name and pod.uid == target.pod_uid and not pod.deleting
+        for pod in pods
+    ):
+        fail_target(
+            target.pk,
+            message=kube_failed(
+                f"the deletion of pod {target.pod_name} never reached it; nothing was applied"
+            ),
+            task_id=task_id,
+            keep_change=False,
+        )
+        return False
+    _deleting(
+        target.pk,
+        deadline=rollout_deadline(kube.progress_deadline_seconds(deployment)),
+        message=f"Pod {target.pod_name} was deleted (found by the reconciler)",
+        task_id=task_id,
+    )
+    return True
 
 
 def _look(target: PodDeletionTarget, cluster: KubernetesCluster) -> str | None:

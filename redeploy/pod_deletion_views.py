@@ -1,12 +1,15 @@
 """The requester's pod-delete pages: pick pods of an application approved for it, then watch
-the operation. Thin: they read through selectors and kube, and write through the service.
+the operation. Thin: they read through selectors and pod_listings, and write through the service.
 
-The form lists the Deployment's pods live (a GET and two LISTs on the cluster): a pod can only
-be picked from what runs now. The deletion itself is the worker's (redeploy.pod_deletion_runs).
+The form lists the Deployment's pods live, as the worker reads them (redeploy.pod_listings: the
+web holds no cluster credentials): a pod can only be picked from what runs now. The deletion
+itself is the worker's too (redeploy.pod_deletion_runs).
 """
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -15,8 +18,7 @@ from cratos.security import client_ip
 from tickets.grants import UnauthorizedAccess
 from tickets.views import format_time_left
 
-from . import kube, pod_deletions, selectors
-from .exceptions import KubeError
+from . import pod_deletions, pod_listings, selectors
 from .providers import DELETE_POD_GRANTS
 from .rules import pod_delete_refusal
 from .tables import state_badge
@@ -33,17 +35,10 @@ def _binding_of(choice, binding_id: str):
 
 
 def _pod_rows(binding) -> tuple[list[dict], str]:
-    """The binding's pods as the table shows them, or the API's refusal."""
-    try:
-        pods = kube.deployment_pods(
-            cluster=binding.cluster,
-            namespace=binding.namespace,
-            deployment_name=binding.deployment_name,
-        )
-    except KubeError as error:
-        return [], error.message
-    rows = [{"pod": pod, "age": timesince(pod.created_at)} for pod in pods]
-    return rows, ""
+    """The binding's pods as the table shows them, or why they cannot be listed."""
+    listing = pod_listings.listed_pods(binding=binding)
+    rows = [{"pod": pod, "age": timesince(pod.created_at)} for pod in listing.pods]
+    return rows, listing.error
 
 
 def _form_page(request, *, application: str, binding_id: str, error: str = "", status=200):
@@ -51,6 +46,7 @@ def _form_page(request, *, application: str, binding_id: str, error: str = "", s
     choice = next((c for c in choices if c.application_name == application), None)
     binding = _binding_of(choice, binding_id)
     rows, kube_error = _pod_rows(binding) if binding is not None else ([], "")
+    new_ticket = {"work_order": DELETE_POD_GRANTS.work_order_key}
     context = {
         "choices": [(c, format_time_left(c.seconds_left)) for c in choices],
         "choice": choice,
@@ -58,6 +54,7 @@ def _form_page(request, *, application: str, binding_id: str, error: str = "", s
         "rows": rows,
         "kube_error": kube_error,
         "error": error,
+        "new_ticket_url": f"{reverse('tickets:create')}?{urlencode(new_ticket)}",
     }
     return render(request, "redeploy/pod_deletion_form.html", context, status=status)
 
@@ -77,11 +74,7 @@ def pod_deletion_new(request):
         )
     application = request.POST.get("application", "").strip()
     binding_id = request.POST.get("binding", "")
-    binding = (
-        selectors.bindings_for(application_name=application).filter(pk=binding_id).first()
-        if binding_id.isdigit()
-        else None
-    )
+    binding = selectors.binding_shown(application_name=application, binding_id=binding_id)
     try:
         if binding is None:
             raise ValidationFailed("Choose where the pods run.")

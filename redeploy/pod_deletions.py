@@ -87,7 +87,7 @@ def request_pod_deletion(
     }
     task_id = str(uuid.uuid4())
     try:
-        refusal = pod_delete_refusal(user=user)
+        refusal = pod_delete_refusal(user=user, application_names=[cleaned.application_name])
         if refusal is not None:
             raise refusal
         with transaction.atomic():

@@ -2,6 +2,8 @@
 manual's ApplicationRedeployTicketEntryProvider) with its grant kind, the manual's
 ApplicationRedeployTokenHolder keys, and APPLICATION_DELETE_POD with its own."""
 
+from collections.abc import Callable, Iterable
+
 from django.db.models import QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -13,7 +15,12 @@ from tickets.grants import GrantKind
 from tickets.providers import EntrySnapshot, TicketEntryProvider, register, render_tags
 
 from .models import Application, DeploymentBinding, PodDeletionTarget, RedeployTarget
-from .rules import pod_delete_refusal, redeploy_refusal
+from .rules import (
+    ownership_refusal,
+    pod_delete_refusal,
+    redeploy_refusal,
+    requestable_applications,
+)
 
 REDEPLOY_GRANTS = GrantKind(
     work_order_key="APPLICATION_REDEPLOY",
@@ -29,6 +36,43 @@ DELETE_POD_GRANTS = GrantKind(
 )
 
 
+# The seed's headers of a ticket's records table, in its words (Chinese pages translate them).
+PLACE_HEADERS = ["Instance Name", "Namespace", "Deployment Name"]
+
+
+def records_html(
+    *,
+    section_id: str,
+    title: str,
+    targets: Iterable[RedeployTarget | PodDeletionTarget],
+    headers: list[str],
+    cells: Callable,
+    url_name: str,
+    open_label: str,
+    empty: str,
+) -> str:
+    """A ticket's records of one kind, one row per target: where it acted (the place, then the
+    kind's own `cells`), when (opening its operation), and how it ended. `headers` name the
+    columns before the result's."""
+    rows = [
+        (
+            [target.cluster_name, target.namespace, target.deployment_name, *cells(target)],
+            reverse(url_name, args=[target.operation_id]),
+            target,
+        )
+        for target in targets
+    ]
+    context = {
+        "section_id": section_id,
+        "title": title,
+        "headers": headers,
+        "rows": rows,
+        "open_label": open_label,
+        "empty": empty,
+    }
+    return render_to_string("redeploy/_records.html", context)
+
+
 class ApplicationEntryProvider(TicketEntryProvider):
     """Entries that name applications (business type APPLICATION), shown as the manual's
     `| Application Name | Tags |` table."""
@@ -36,8 +80,19 @@ class ApplicationEntryProvider(TicketEntryProvider):
     business_type = "APPLICATION"
     table_headers = ["Application Name", "Tags"]
 
-    def choices(self) -> QuerySet[Application]:
-        return Application.objects.order_by("name")
+    def choices(self, *, user) -> QuerySet[Application]:
+        return requestable_applications(user=user).order_by("name")
+
+    def request_refusal(self, *, user, names: list[str]) -> DomainError | None:
+        return ownership_refusal(user=user, application_names=names)
+
+    def owner_team_ids(self, *, names: list[str]) -> dict[str, set[int]]:
+        owners = {}
+        for name, team_id in Application.owner_teams.through.objects.filter(
+            application__name__in=names
+        ).values_list("application__name", "team_id"):
+            owners.setdefault(name, set()).add(team_id)
+        return owners
 
     def snapshots(self, *, names: list[str]) -> list[EntrySnapshot]:
         found = {app.name: app for app in Application.objects.filter(name__in=names)}
@@ -92,8 +147,16 @@ class ApplicationRedeployTicketEntryProvider(ApplicationEntryProvider):
         return _("Where an approval allows a redeploy")
 
     def records_html(self, *, ticket) -> str:
-        records = RedeployTarget.objects.filter(ticket=ticket).order_by("operated_at", "pk")
-        return render_to_string("redeploy/_redeploy_records.html", {"redeploy_targets": records})
+        return records_html(
+            section_id="redeploys",
+            title=_("Redeploys"),
+            targets=RedeployTarget.objects.filter(ticket=ticket).order_by("operated_at", "pk"),
+            headers=[*PLACE_HEADERS, "Redeploy Operation Time"],
+            cells=lambda target: [],
+            url_name="redeploy:operation",
+            open_label=_("Open the redeploy"),
+            empty=_("No redeploy has been run on this ticket yet."),
+        )
 
 
 class ApplicationDeletePodTicketEntryProvider(ApplicationEntryProvider):
@@ -111,8 +174,16 @@ class ApplicationDeletePodTicketEntryProvider(ApplicationEntryProvider):
         return _("Where an approval allows deleting pods")
 
     def records_html(self, *, ticket) -> str:
-        records = PodDeletionTarget.objects.filter(ticket=ticket).order_by("operated_at", "pk")
-        return render_to_string("redeploy/_pod_deletion_records.html", {"pod_targets": records})
+        return records_html(
+            section_id="pod-deletions",
+            title=_("Pod deletions"),
+            targets=PodDeletionTarget.objects.filter(ticket=ticket).order_by("operated_at", "pk"),
+            headers=[*PLACE_HEADERS, "Pod Name", "Delete Operation Time"],
+            cells=lambda target: [target.pod_name],
+            url_name="redeploy:pod-deletion",
+            open_label=_("Open the pod deletion"),
+            empty=_("No pod has been deleted on this ticket yet."),
+        )
 
 
 register(ApplicationRedeployTicketEntryProvider())

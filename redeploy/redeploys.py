@@ -177,7 +177,9 @@ def request_redeploys(
     # One task for the batch, so every operation carries its id.
     task_id = str(uuid.uuid4())
     try:
-        refusal = redeploy_refusal(user=user)
+        refusal = redeploy_refusal(
+            user=user, application_names=[item.application_name for item in items]
+        )
         if refusal is not None:
             raise refusal
         with transaction.atomic():

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -25,6 +26,7 @@ from .exceptions import (
     DEPLOYMENT_DOES_NOT_EXIST,
     DeploymentNotFound,
     KubeError,
+    KubeTransientError,
     RestartInDoubt,
     binding_missing_message,
     operation_failed_message,
@@ -324,9 +326,30 @@ def _restart(pending: list[_Pending], *, task_id: str) -> None:
         _record_restarts(restarted, task_id=task_id)
 
 
-def _resume_restart(target: RedeployTarget, *, task_id: str) -> None:
-    """A redelivered task met a target whose restart was claimed, perhaps sent: look, never
-    PATCH again."""
+def _earlier(seen: str, *, than: str) -> bool:
+    """Whether the Deployment's restartedAt (none: "") is older than ours. Anything that does
+    not read as a time (kubectl writes RFC 3339 with its own offset) counts as not older: ours
+    may have been applied before it."""
+    if not seen:
+        return True
+    try:
+        return datetime.fromisoformat(seen) < datetime.fromisoformat(than)
+    except ValueError:
+        return False
+
+
+def resume_restart(target: RedeployTarget, *, task_id: str, late: bool = False) -> bool:
+    """A target whose restart was claimed, perhaps sent, by a run that stopped before it
+    recorded the outcome: look at the Deployment, never PATCH again. True when the restart is
+    there (recorded now: its rollout is to be followed).
+
+    A redelivered task (`late` False) may come while the PATCH is still on its way, so a restart
+    not visible yet is failed as perhaps applied. The reconciler (`late`) comes long after any
+    PATCH could land: not visible means not applied, and the grant goes back. Should the
+    Deployment carry a later restartedAt (restarted since by someone else), ours may have been
+    applied before it. The API away is left to the reconciler's next run, until the grant's
+    lifetime is over.
+    """
     cluster = KubernetesCluster.objects.filter(name=target.cluster_name).first()
     if cluster is None:
         fail_target(
@@ -335,12 +358,19 @@ def _resume_restart(target: RedeployTarget, *, task_id: str) -> None:
             task_id=task_id,
             keep_change=True,
         )
-        return
+        return False
     try:
         deployment = kube.get_deployment(
             cluster=cluster, namespace=target.namespace, name=target.deployment_name
         )
     except KubeError as error:
+        expires = target.operation.authorization_expires_at
+        waiting = isinstance(error, KubeTransientError) and not (
+            expires and expires <= timezone.now()
+        )
+        if late and waiting:
+            logger.warning("Target %s: %s; looking again later", target.pk, error.message)
+            return False
         fail_target(
             target.pk,
             message=operation_failed_message(
@@ -349,18 +379,25 @@ def _resume_restart(target: RedeployTarget, *, task_id: str) -> None:
             task_id=task_id,
             keep_change=True,
         )
-        return
-    if kube.restarted_at_of(deployment) != target.restarted_at:
+        return False
+    seen = kube.restarted_at_of(deployment) or ""
+    if seen != target.restarted_at:
+        lost = late and _earlier(seen, than=target.restarted_at)
+        message = (
+            f"the restart (restartedAt {target.restarted_at}) never reached the Deployment; "
+            "nothing was applied"
+            if lost
+            else f"the restart (restartedAt {target.restarted_at}) was interrupted and is not "
+            "visible on the Deployment; it was not repeated"
+        )
         fail_target(
             target.pk,
-            message=operation_failed_message(
-                f"the restart (restartedAt {target.restarted_at}) was interrupted and is not "
-                "visible on the Deployment; it was not repeated"
-            ),
+            message=operation_failed_message(message),
             task_id=task_id,
-            keep_change=True,
+            keep_change=not lost,
+            claim=target.restarted_at,
         )
-        return
+        return False
     _record_restarts(
         [
             _Restarted(
@@ -375,6 +412,7 @@ def _resume_restart(target: RedeployTarget, *, task_id: str) -> None:
         ],
         task_id=task_id,
     )
+    return True
 
 
 def _pending_targets(operation_ids: Sequence):
@@ -395,7 +433,7 @@ def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -
     ):
         run_id = task_id or target.operation.celery_task_id
         if target.restarted_at:
-            _resume_restart(target, task_id=run_id)
+            resume_restart(target, task_id=run_id)
         else:
             fail_target(
                 target.pk,

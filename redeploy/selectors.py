@@ -46,6 +46,21 @@ def redeploy_targets_of(*, ticket) -> QuerySet[RedeployTarget]:
     return RedeployTarget.objects.filter(ticket=ticket).order_by("operated_at", "pk")
 
 
+# A cluster's credentials are the worker's: pages load bindings without them, so the web never
+# decrypts one.
+_CLUSTER_CREDENTIALS = [
+    f"cluster__{name}" for name in ("token", "client_cert_data", "client_key_data", "kubeconfig")
+]
+
+
+def binding_shown(*, application_name: str, binding_id: str) -> DeploymentBinding | None:
+    """The application's binding of that id, its cluster without credentials (None if none)."""
+    if not binding_id.isdigit():
+        return None
+    bindings = bindings_for(application_name=application_name).defer(*_CLUSTER_CREDENTIALS)
+    return bindings.filter(pk=binding_id).first()
+
+
 def bindings_for(*, application_name: str) -> QuerySet[DeploymentBinding]:
     """Where an application runs: its bindings with their clusters."""
     return DeploymentBinding.objects.filter(application__name=application_name).select_related(
@@ -119,6 +134,7 @@ def redeploy_choices(*, user, kind: GrantKind = REDEPLOY_GRANTS) -> list[Redeplo
     bindings = (
         DeploymentBinding.objects.filter(application__name__in=names)
         .select_related("application", "cluster")
+        .defer(*_CLUSTER_CREDENTIALS)
         .order_by("cluster__name", "namespace", "deployment_name")
     )
     for binding in bindings:
@@ -151,7 +167,8 @@ def applications_listed(*, search: str = "") -> QuerySet[Application]:
             last_redeploy_id=Subquery(last_redeploy.values("pk")[:1]),
         )
         .prefetch_related(
-            Prefetch("bindings", queryset=DeploymentBinding.objects.select_related("cluster"))
+            "owner_teams",
+            Prefetch("bindings", queryset=DeploymentBinding.objects.select_related("cluster")),
         )
         .order_by("name")
     )
@@ -169,7 +186,8 @@ def application_by_name(*, name: str) -> Application:
                 queryset=DeploymentBinding.objects.select_related("cluster").order_by(
                     "cluster__name", "namespace", "deployment_name"
                 ),
-            )
+            ),
+            "owner_teams",
         )
         .filter(name=name)
         .first()

@@ -1,16 +1,20 @@
 """Celery tasks: thin shells around the services of redeploy.
 
 acks_late: a task whose worker dies is delivered again, and the services make a second run
-harmless. ServiceUnavailable (Redis or the database briefly away) is retried with backoff.
+harmless. Redis or the database briefly away (ServiceUnavailable, a database error such as a
+connection cut) is retried with backoff. Whatever a task leaves unsettled, the reconciler
+(settle_stuck_operations, every minute) settles from the cluster's truth.
 """
 
+import logging
 import time
 
 from celery import shared_task
+from django.db import DatabaseError, InterfaceError, OperationalError
 
 from cratos.exceptions import ServiceUnavailable
 
-from . import pod_deletion_ends, pod_deletion_runs
+from . import pod_deletion_ends, pod_deletion_runs, pod_listings, reconcile
 from .models import PodDeletionTarget, RedeployTarget
 from .operations import give_up, rollout_poll_seconds
 from .pod_deletions import RUN_POD_DELETION
@@ -18,12 +22,33 @@ from .redeploys import RUN_REDEPLOYS
 from .restarts import run_redeploys as run_redeploy_operations
 from .rollouts import check_rollouts
 
+SETTLE_STUCK_OPERATIONS = "redeploy.settle_stuck_operations"
+
+logger = logging.getLogger(__name__)
+
+# Errors that pass: Redis or the database away, a database connection cut. (Not every
+# DatabaseError: an IntegrityError is a bug that a retry repeats.)
+TRANSIENT = (ServiceUnavailable, OperationalError, InterfaceError)
 RETRY = {
-    "autoretry_for": (ServiceUnavailable,),
+    "autoretry_for": TRANSIENT,
     "retry_backoff": True,
     "retry_backoff_max": 60,
     "max_retries": 5,
 }
+DATABASE_AWAY = "The database is not answering; the operation was not started."
+
+
+def _reason(error: Exception) -> str:
+    return error.message if isinstance(error, ServiceUnavailable) else DATABASE_AWAY
+
+
+def _give_up(settle, **kwargs) -> None:
+    """The last try: an operation that never started says why instead of staying QUEUED. With
+    the database still away this fails too, and the reconciler settles it later."""
+    try:
+        settle(**kwargs)
+    except (DatabaseError, ServiceUnavailable):
+        logger.warning("Giving up on operation %s failed; left to the reconciler", kwargs)
 
 
 @shared_task(bind=True, acks_late=True, name=RUN_REDEPLOYS, **RETRY)
@@ -31,11 +56,15 @@ def run_redeploys(self, operation_ids: list[str]) -> None:
     """The redeploys of one request (often one): restart, then follow their rollouts."""
     try:
         operations = run_redeploy_operations(operation_ids=operation_ids, task_id=self.request.id)
-    except ServiceUnavailable as error:
+    except TRANSIENT as error:
         if self.request.retries >= self.max_retries:
-            # The last try: a redeploy that never started says why instead of staying QUEUED.
             for operation_id in operation_ids:
-                give_up(operation_id=operation_id, message=error.message, task_id=self.request.id)
+                _give_up(
+                    give_up,
+                    operation_id=operation_id,
+                    message=_reason(error),
+                    task_id=self.request.id,
+                )
         raise
     rolling = [
         target.pk
@@ -68,11 +97,13 @@ def run_pod_deletion(self, operation_id: str) -> None:
         operation = pod_deletion_runs.run_pod_deletion(
             operation_id=operation_id, task_id=self.request.id
         )
-    except ServiceUnavailable as error:
+    except TRANSIENT as error:
         if self.request.retries >= self.max_retries:
-            # The last try: a deletion that never started says why instead of staying QUEUED.
-            pod_deletion_ends.give_up(
-                operation_id=operation_id, message=error.message, task_id=self.request.id
+            _give_up(
+                pod_deletion_ends.give_up,
+                operation_id=operation_id,
+                message=_reason(error),
+                task_id=self.request.id,
             )
         raise
     deleting = [
@@ -97,3 +128,26 @@ def follow_pod_deletions(self, target_ids: list[int]) -> None:
             follow_pod_deletions.apply_async(kwargs={"target_ids": target_ids}, countdown=delay)
             return
         time.sleep(delay)
+
+
+@shared_task(bind=True, name=SETTLE_STUCK_OPERATIONS)
+def settle_stuck_operations(self) -> dict[str, int]:
+    """Beat, every minute: settle what stayed unsettled too long, then follow what it found
+    applied (a run that overlaps the next one is harmless)."""
+    settled = reconcile.settle_stuck_operations(task_id=self.request.id or "")
+    if settled.rollouts:
+        follow_rollouts.apply_async(
+            kwargs={"target_ids": settled.rollouts}, countdown=rollout_poll_seconds()
+        )
+    if settled.pod_deletions:
+        follow_pod_deletions.apply_async(
+            kwargs={"target_ids": settled.pod_deletions}, countdown=rollout_poll_seconds()
+        )
+    return {"rollouts": len(settled.rollouts), "podDeletions": len(settled.pod_deletions)}
+
+
+@shared_task(name=pod_listings.LIST_PODS)
+def list_pods(listing_id: str, binding_id: int) -> None:
+    """The pods the pod-delete page offers, listed here where the credentials are. Not
+    acks_late nor retried: it changes nothing, and the page waits only a few seconds."""
+    pod_listings.answer_listing(listing_id=listing_id, binding_id=binding_id)

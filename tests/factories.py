@@ -262,3 +262,29 @@ class TicketRecordFactory(factory.django.DjangoModelFactory):
             model_class.objects.filter(pk=ticket.pk).update(created_at=created_at)
             ticket.created_at = created_at
         return ticket
+
+
+class NoticeChannelFactory(factory.django.DjangoModelFactory):
+    """A default chat channel (no work order); give `robot` (tests/robot_receivers.py) for its
+    address and secret."""
+
+    class Meta:
+        model = "tickets.NoticeChannel"
+
+    class Params:
+        robot = None
+
+    name = factory.Sequence(lambda n: f"channel{n}")
+    medium = "DINGTALK"
+    work_order = None
+    webhook_url = factory.LazyAttribute(lambda c: c.robot.url if c.robot else "")
+    secret = factory.LazyAttribute(lambda c: c.robot.secret if c.robot else "")
+    language = "en"
+
+
+class NoticeProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "tickets.NoticeProfile"
+        django_get_or_create = ("user",)
+
+    user = factory.SubFactory(UserFactory)

@@ -222,6 +222,8 @@ class _Rule:
     status: int = 0
     seconds: float = 0.0
     retry_after: int = 1
+    applied: bool = False  # the fault comes after the request took effect (answer_after_applying)
+    drop: bool = False  # no answer: the connection is closed (drop_next, answer_after_applying)
 
 
 @dataclass
@@ -530,6 +532,20 @@ class KubeSimulator(PodController):
     def hang_next(self, method=None, path_regex=None, seconds=5.0, times=1):
         """The next ``times`` matching requests are only answered after ``seconds``."""
         self._add_rule(_Rule(method, re.compile(path_regex or ""), times, seconds=seconds))
+
+    # -- faults on the wire: answers lost or replaced after the request arrived -------------
+    def drop_next(self, method=None, path_regex=None, times=1):
+        """The next ``times`` matching requests are not applied and get no answer: the
+        connection is closed (the client cannot tell whether they were applied)."""
+        self._add_rule(_Rule(method, re.compile(path_regex or ""), times, drop=True))
+
+    def answer_after_applying(self, method=None, path_regex=None, status=None, times=1):
+        """The next ``times`` matching requests take effect, then their answer is replaced by
+        ``status`` (a gateway's 502/503/504 after the apiserver applied it) or, with None,
+        lost: the connection is closed."""
+        rule = _Rule(method, re.compile(path_regex or ""), times, status=status or 0)
+        rule.applied, rule.drop = True, status is None
+        self._add_rule(rule)
 
     def forbid(self, namespace):
         """From now on every request into ``namespace`` gets 403 Forbidden."""
@@ -1291,8 +1307,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if rule and rule.seconds:
                 sim._stopping.wait(rule.seconds)
-            if rule and rule.status:
-                raise _injected(rule, req.path)
+            if rule and not rule.applied and (rule.status or rule.drop):
+                return self._fault(rule, req.path)
             sim._authenticate(self.headers)
             if raw and body is None:
                 raise ApiError(400, "the request body is not valid JSON")
@@ -1303,13 +1319,24 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ApiError(400, message)
                 sim._authorize(req.method, m)
                 return self._watch(sim, m["res"], m["ns"], query)
-            self._send(*sim._handle(req))
+            answer = sim._handle(req)
+            if rule and rule.applied:
+                return self._fault(rule, req.path)
+            self._send(*answer)
         except ApiError as error:
             self._send(error.code, error.status(), error.headers)
         except Exception as error:  # a simulator bug must answer 500, not hang the client
             self._send(500, ApiError(500, f"Internal error occurred: {error!r}").status())
 
     do_PATCH = do_PUT = do_DELETE = do_POST = do_GET
+
+    def _fault(self, rule, path):
+        """An injected fault's answer: its status, or none at all (the connection closed)."""
+        if not rule.drop:
+            raise _injected(rule, path)
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.request.shutdown(socket.SHUT_RDWR)
 
     def _send(self, code, body, headers=None):
         data = json.dumps(body).encode()

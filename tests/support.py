@@ -81,3 +81,12 @@ def consume(*, username: str, application_name: str):
     )
     grants.release_all(kind=REDEPLOY_GRANTS, operation_ids=[operation_id])
     return grant
+
+
+def assert_grant_ttl(redis_client, key: str, remaining: int, *, elapsed: int = 10) -> None:
+    """The grant at `key` lives on for what was left of its lifetime, never longer and never
+    for good: `0 < ttl <= remaining` (a key without expiry is -1, a missing one -2), and not
+    much less either (`elapsed`: the seconds the test may have taken since)."""
+    ttl = redis_client.ttl(key)
+    assert 0 < ttl <= remaining, f"{key}: TTL {ttl}, expected 0 < TTL <= {remaining}"
+    assert ttl >= remaining - elapsed, f"{key}: TTL {ttl}, far less than the {remaining} s left"

@@ -13,16 +13,20 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.text import Truncator
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from cratos.admin_forms import WriteOnlyCredentialsForm
+from cratos.admin_forms import ReadOnlyAdminMixin, WriteOnlyCredentialsForm
 from cratos.exceptions import DomainError
 
 from . import selectors, services
 from .models import (
     Approval,
     ApprovalNode,
+    NoticeChannel,
+    NoticeDelivery,
+    NoticeProfile,
     Ticket,
     TicketEntry,
     TicketNodeApprover,
@@ -229,7 +233,13 @@ class TicketAdmin(admin.ModelAdmin):
     decision_template = "admin/tickets/ticket/decision_confirmation.html"
 
     def get_queryset(self, request):
-        queryset = selectors.ticket_queryset().prefetch_related("entries")
+        # The list shows each approver the tickets they can decide (and decided); reviewers see
+        # all. A ticket's page or an action posted for it answers with the rule's own words.
+        queryset = selectors.ticket_queryset()
+        match = getattr(request, "resolver_match", None)
+        if request.method == "GET" and match and match.url_name == "tickets_ticket_changelist":
+            queryset = selectors.tickets_in_admin(user=request.user)
+        queryset = queryset.prefetch_related("entries")
         ordering = self.get_ordering(request)
         return queryset.order_by(*ordering) if ordering else queryset
 
@@ -337,3 +347,65 @@ class TicketAdmin(admin.ModelAdmin):
             raise PermissionDenied
         response = self.decide(request, tickets=[ticket], form_class=form_class, single=True)
         return response or redirect("admin:tickets_ticket_change", ticket.pk)
+
+
+class NoticeChannelForm(WriteOnlyCredentialsForm):
+    credential_fields = ("webhook_url", "secret")
+
+    class Meta:
+        model = NoticeChannel
+        fields = ("name", "medium", "work_order", "enabled", "webhook_url", "secret", "language")
+        widgets = {
+            "webhook_url": forms.PasswordInput(render_value=False),
+            "secret": forms.PasswordInput(render_value=False),
+        }
+
+
+@admin.register(NoticeChannel)
+class NoticeChannelAdmin(admin.ModelAdmin):
+    """Chat robots (and email) per work order, or by default; with each channel's health."""
+
+    form = NoticeChannelForm
+    list_display = (
+        "name",
+        "medium",
+        "work_order",
+        "enabled",
+        "language",
+        "consecutive_failures",
+        "last_error_short",
+        "last_failed_at",
+        "last_delivered_at",
+    )
+    list_filter = ("medium", "enabled", "work_order")
+    search_fields = ("name",)
+    readonly_fields = ("consecutive_failures", "last_error", "last_failed_at", "last_delivered_at")
+
+    @admin.display(description=_("Last error"))
+    def last_error_short(self, channel: NoticeChannel) -> str:
+        return Truncator(channel.last_error).chars(80)
+
+
+@admin.register(NoticeProfile)
+class NoticeProfileAdmin(admin.ModelAdmin):
+    """Each user's notice language and chat ids (for @-mentions)."""
+
+    list_display = (
+        "user",
+        "language",
+        "dingtalk_user_id",
+        "feishu_open_id",
+        "wecom_user_id",
+        "slack_member_id",
+    )
+    search_fields = ("user__username",)
+    autocomplete_fields = ("user",)
+
+
+@admin.register(NoticeDelivery)
+class NoticeDeliveryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What each chat channel was sent, or failed to take: a record, never edited."""
+
+    list_display = ("created_at", "channel", "event", "ticket", "state", "attempts", "last_error")
+    list_filter = ("state", "channel", "event")
+    search_fields = ("key", "ticket__ticket_no")

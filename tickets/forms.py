@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
+from cratos.exceptions import DomainError
+
 from . import selectors, services
 from .models import ApprovalNode, Ticket, WorkOrder
 from .providers import provider_for
@@ -21,11 +23,32 @@ class ApplicationChoiceField(forms.ModelMultipleChoiceField):
         kwargs.setdefault("to_field_name", "name")
         super().__init__(**kwargs)
 
-    def offer(self, *, work_order: WorkOrder, exclude_names=()) -> None:
-        self.queryset = provider_for(work_order).choices().exclude(name__in=list(exclude_names))
+    def offer(self, *, work_order: WorkOrder, user, exclude_names=()) -> None:
+        self.queryset = (
+            provider_for(work_order).choices(user=user).exclude(name__in=list(exclude_names))
+        )
 
     def label_from_instance(self, obj) -> str:
         return obj.name
+
+
+class RequestedApplicationsMixin:
+    """The applications field offers only what the applicant may request; one posted anyway
+    fails as an invalid choice, and the service's refusal (audited) replaces Django's words."""
+
+    def clean(self):
+        data = super().clean()
+        if self.has_error("applications", "invalid_choice"):
+            try:
+                services.refuse_unrequestable(
+                    actor=self.applicant,
+                    work_order=self.work_order,
+                    application_names=self.data.getlist("applications"),
+                    ticket=self.ticket,
+                )
+            except DomainError as refusal:
+                self.errors["applications"] = self.error_class([refusal.message])
+        return data
 
 
 def _user_specified_nodes(work_order: WorkOrder) -> list[ApprovalNode]:
@@ -74,7 +97,7 @@ class ApproverPickersMixin:
         return chosen
 
 
-class TicketCreateForm(ApproverPickersMixin, forms.Form):
+class TicketCreateForm(RequestedApplicationsMixin, ApproverPickersMixin, forms.Form):
     SAVE_DRAFT = "draft"
     SAVE_AND_SUBMIT = "submit"
 
@@ -88,7 +111,8 @@ class TicketCreateForm(ApproverPickersMixin, forms.Form):
 
     def __init__(self, *args, work_order: WorkOrder, applicant, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["applications"].offer(work_order=work_order)
+        self.work_order, self.applicant, self.ticket = work_order, applicant, None
+        self.fields["applications"].offer(work_order=work_order, user=applicant)
         self.add_approver_pickers(work_order=work_order, applicant=applicant)
 
     def application_names(self) -> list[str]:
@@ -101,12 +125,15 @@ class SubmitForm(ApproverPickersMixin, forms.Form):
         self.add_approver_pickers(work_order=work_order, applicant=applicant)
 
 
-class AddEntriesForm(forms.Form):
+class AddEntriesForm(RequestedApplicationsMixin, forms.Form):
     applications = ApplicationChoiceField(label=_("Add applications"))
 
-    def __init__(self, *args, work_order: WorkOrder, exclude_names=(), **kwargs):
+    def __init__(self, *args, ticket: Ticket, applicant, exclude_names=(), **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["applications"].offer(work_order=work_order, exclude_names=exclude_names)
+        self.work_order, self.applicant, self.ticket = ticket.work_order, applicant, ticket
+        self.fields["applications"].offer(
+            work_order=ticket.work_order, user=applicant, exclude_names=exclude_names
+        )
 
     def application_names(self) -> list[str]:
         return [application.name for application in self.cleaned_data["applications"]]

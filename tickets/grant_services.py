@@ -8,7 +8,8 @@ meanwhile. The operation ends by `use_grant` (its change was applied: the entry 
 """
 
 import logging
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -192,3 +193,59 @@ def give_back_grant(
             **where,
         )
     )
+
+
+def give_back_unclaimed_grants(
+    *, kind: GrantKind, unclaimed: Callable[[list[str]], list[str]], grace_seconds: float
+) -> int:
+    """Grants held for operations that were never committed (the web process died between
+    taking a grant and committing its operation) go back to their owners; returns how many.
+
+    `unclaimed(ids)`: those of `ids` that have no operation. A grant is given back only once it
+    was seen so for `grace_seconds` (a request still committing is not cut short), and only
+    after the ticket's lock, which the taking transaction holds until it commits, shows its
+    operation still missing. Its entry was left AUTHORIZED by the rollback; an entry settled
+    meanwhile (revoked, expired) gets nothing back, and the held copy is dropped.
+    """
+    seen = grants.unclaimed_since(
+        kind=kind, operation_ids=unclaimed(grants.held_operation_ids(kind=kind))
+    )
+    due = [
+        operation_id for operation_id, first in seen.items() if time.time() - first >= grace_seconds
+    ]
+    given = 0
+    for operation_id in due:
+        with transaction.atomic():
+            grant = grants.held_grant(kind=kind, operation_id=operation_id)
+            ticket = (
+                Ticket.objects.select_for_update(of=("self",))
+                .select_related("applicant")
+                .filter(pk=grant.ticket_id)
+                .first()
+                if grant
+                else None
+            )
+            if ticket is not None and unclaimed([operation_id]):
+                given += _give_back_unclaimed(kind, grant, ticket=ticket, operation_id=operation_id)
+        grants.forget_unclaimed(kind=kind, operation_ids=[operation_id])
+    return given
+
+
+def _give_back_unclaimed(kind: GrantKind, grant: Grant, *, ticket: Ticket, operation_id) -> int:
+    entry = ticket.entries.filter(name=grant.application_name).first()
+    if entry is None or entry.state != TicketEntry.State.AUTHORIZED or grant.seconds_left() <= 0:
+        grants.release_all(kind=kind, operation_ids=[operation_id])
+        return 0
+    grants.put_back_all(kind=kind, held=[(grant.username, grant.application_name, operation_id)])
+    record_events(
+        build_event(
+            action=Action.AUTHORIZATION_RESTORED,
+            actor=ticket.applicant,
+            ticket=ticket,
+            operation_id=operation_id,
+            application_name=grant.application_name,
+            message="Held for an operation that was never recorded (its request was cut off); "
+            f"authorization put back ({grant.seconds_left()} s left)",
+        )
+    )
+    return 1

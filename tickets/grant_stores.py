@@ -1,6 +1,7 @@
 """Where grants live: Redis (django-redis) in production and tests, or an in-process stand-in with
 the same TTL and take-once semantics for the zero-setup demo. Only tickets.grants uses these."""
 
+import fnmatch
 import threading
 import time
 
@@ -72,6 +73,25 @@ class _RedisStore:
     def delete(self, key: str) -> bool:
         return bool(self.client.delete(key))
 
+    def keys_like(self, pattern: str) -> list[str]:
+        return [key.decode() for key in self.client.scan_iter(match=pattern, count=500)]
+
+    def first_seen(self, marker: str, fields: list[str], now: float) -> dict[str, float]:
+        # MULTI/EXEC: the sightings kept are exactly `fields`, each with its first time.
+        with self.client.pipeline(transaction=True) as pipe:
+            for field in fields:
+                pipe.hsetnx(marker, field, now)
+            pipe.hgetall(marker)
+            seen = pipe.execute()[-1]
+        gone = [field for field in seen if field.decode() not in fields]
+        if gone:
+            self.client.hdel(marker, *gone)
+        return {field.decode(): float(value) for field, value in seen.items() if field not in gone}
+
+    def forget(self, marker: str, fields: list[str]) -> None:
+        if fields:
+            self.client.hdel(marker, *fields)
+
 
 class _LocalStore:
     """In-process stand-in for Redis (demo only): same TTL and take-once semantics."""
@@ -79,6 +99,7 @@ class _LocalStore:
     def __init__(self):
         self._lock = threading.Lock()
         self._items: dict[str, tuple[str, float]] = {}
+        self._sightings: dict[str, dict[str, float]] = {}
 
     def _live(self, key: str) -> str | None:
         item = self._items.get(key)
@@ -126,6 +147,22 @@ class _LocalStore:
     def delete(self, key: str) -> bool:
         with self._lock:
             return self._items.pop(key, None) is not None
+
+    def keys_like(self, pattern: str) -> list[str]:
+        with self._lock:
+            return [key for key in list(self._items) if fnmatch.fnmatchcase(key, pattern)]
+
+    def first_seen(self, marker: str, fields: list[str], now: float) -> dict[str, float]:
+        with self._lock:
+            seen = self._sightings.setdefault(marker, {})
+            kept = {field: seen.get(field, now) for field in fields}
+            self._sightings[marker] = kept
+            return dict(kept)
+
+    def forget(self, marker: str, fields: list[str]) -> None:
+        with self._lock:
+            for field in fields:
+                self._sightings.get(marker, {}).pop(field, None)
 
 
 _local_store = _LocalStore()

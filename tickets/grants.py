@@ -12,6 +12,7 @@ nothing the copy goes back under the grant's key for the rest of its lifetime.
 """
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -49,6 +50,18 @@ class GrantKind:
 
     def held_key(self, *, operation_id) -> str:
         return self.held_key_format.format(operation_id=operation_id)
+
+    def operation_of(self, held_key: str) -> str | None:
+        """The operation id a held key names, or None for another key."""
+        prefix, _, suffix = self.held_key_format.partition("{operation_id}")
+        if held_key.startswith(prefix) and held_key.endswith(suffix):
+            return held_key[len(prefix) : len(held_key) - len(suffix)] or None
+        return None
+
+    @property
+    def unclaimed_marker(self) -> str:
+        # Where the first sightings of held grants without an operation are noted.
+        return f"GRANTS:UNCLAIMED:{self.work_order_key}"
 
 
 @dataclass(frozen=True)
@@ -209,3 +222,19 @@ def put_back_all(*, kind: GrantKind, held: list[tuple[str, str, object]]) -> Non
 
 def revoke(*, kind: GrantKind, username: str, application_name: str) -> bool:
     return call(store().delete, kind.key(username=username, application_name=application_name))
+
+
+def held_operation_ids(*, kind: GrantKind) -> list[str]:
+    """The ids of the operations that hold a grant of `kind` now."""
+    keys = call(store().keys_like, kind.held_key(operation_id="*"))
+    return [operation_id for key in keys if (operation_id := kind.operation_of(key))]
+
+
+def unclaimed_since(*, kind: GrantKind, operation_ids: list[str]) -> dict[str, float]:
+    """Note `operation_ids` (held grants whose operation does not exist) as seen now; returns
+    when each was first seen (epoch seconds). Ids no longer among them are forgotten."""
+    return call(store().first_seen, kind.unclaimed_marker, operation_ids, time.time())
+
+
+def forget_unclaimed(*, kind: GrantKind, operation_ids: list[str]) -> None:
+    call(store().forget, kind.unclaimed_marker, operation_ids)

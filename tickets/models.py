@@ -1,3 +1,5 @@
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -52,11 +54,13 @@ class ApprovalNode(models.Model):
         OR_BATCH = "OR_BATCH", _("Any candidate approves")
         USER_SPECIFIED = "USER_SPECIFIED", _("Applicant picks the approver")
         CC_TO = "CC_TO", _("Informed only")
+        # Each entry needs a decision by a member of a team that owns its target.
+        APPLICATION_OWNER = "APPLICATION_OWNER", _("A member of each owner team approves")
 
     work_order = models.ForeignKey(WorkOrder, on_delete=models.CASCADE, related_name="nodes")
     position = models.PositiveSmallIntegerField()
     name = models.CharField(max_length=64)
-    node_type = models.CharField(max_length=16, choices=Type.choices, default=Type.OR_BATCH)
+    node_type = models.CharField(max_length=20, choices=Type.choices, default=Type.OR_BATCH)
     group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="approval_nodes")
 
     class Meta:
@@ -180,7 +184,8 @@ class TicketEntry(models.Model):
 
 
 class Approval(models.Model):
-    """The one decision taken on one node of one ticket."""
+    """The one decision taken on one node of one ticket; on an APPLICATION_OWNER node, one per
+    owner team (`team`), each taken by a member of that team."""
 
     class Decision(models.TextChoices):
         APPROVE = "APPROVE", _("Approve")
@@ -191,15 +196,28 @@ class Approval(models.Model):
     approver = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals"
     )
+    team = models.ForeignKey(
+        "teams.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     decision = models.CharField(max_length=8, choices=Decision.choices)
     comment = models.TextField(blank=True)
     decided_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["ticket", "decided_at"]
+        ordering = ["ticket", "decided_at", "id"]
         constraints = [
-            # Two approvers racing on one node: the database keeps exactly one decision.
-            models.UniqueConstraint(fields=["ticket", "node"], name="one_decision_per_node")
+            # Two approvers racing on one node (or for one owner team): the database keeps
+            # exactly one decision.
+            models.UniqueConstraint(
+                fields=["ticket", "node"],
+                condition=models.Q(team__isnull=True),
+                name="one_decision_per_node",
+            ),
+            models.UniqueConstraint(
+                fields=["ticket", "node", "team"],
+                condition=models.Q(team__isnull=False),
+                name="one_decision_per_owner_team",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -235,3 +253,144 @@ class TicketStateChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ticket}: {self.from_state or '-'} → {self.to_state}"
+
+
+class NoticeChannel(models.Model):
+    """Where a work order's notices go besides its webhook: a chat robot, or email.
+
+    A work order with enabled channels of its own uses those; any other uses the default
+    channels (no work order). With no channel at all, every notice goes by email, as it
+    always did."""
+
+    class Medium(models.TextChoices):
+        EMAIL = "EMAIL", _("Email")
+        DINGTALK = "DINGTALK", _("DingTalk robot")
+        FEISHU = "FEISHU", _("Feishu / Lark bot")
+        WECOM = "WECOM", _("WeCom group robot")
+        SLACK = "SLACK", _("Slack incoming webhook")
+
+    # Robots that sign each message with a secret of their own (timestamp + HMAC-SHA256).
+    SIGNED_MEDIA = (Medium.DINGTALK, Medium.FEISHU)
+
+    name = models.CharField(max_length=64, unique=True)
+    medium = models.CharField(max_length=16, choices=Medium.choices)
+    work_order = models.ForeignKey(
+        WorkOrder,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="notice_channels",
+        help_text=_("Empty: a default channel, for every work order without channels of its own."),
+    )
+    enabled = models.BooleanField(default=True)
+    # The robot's webhook URL carries its access token: encrypted like cluster credentials.
+    webhook_url = EncryptedTextField(
+        blank=True,
+        help_text=_("The robot's webhook address, as the chat app shows it (token included)."),
+    )
+    secret = EncryptedTextField(
+        blank=True, help_text=_("Signing secret (DingTalk: SEC…; Feishu/Lark: signature key).")
+    )
+    language = models.CharField(
+        max_length=8,
+        choices=settings.LANGUAGES,
+        default=settings.LANGUAGE_CODE,
+        help_text=_("Language of the messages when their recipients chose none."),
+    )
+    # The channel's health, as the admin shows it.
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_delivered_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["work_order__key", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.medium == self.Medium.EMAIL:
+            return
+        if urlsplit(self.webhook_url or "").scheme not in ("http", "https"):
+            raise ValidationError({"webhook_url": gettext("A robot needs its http(s) address.")})
+        if self.medium in self.SIGNED_MEDIA and not self.secret:
+            raise ValidationError({"secret": gettext("This robot signs with a secret.")})
+
+
+class NoticeProfile(models.Model):
+    """How a user wants notices: in which language, and who they are in each chat app (so a
+    robot can @-mention them)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notice_profile"
+    )
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES, blank=True)
+    dingtalk_user_id = models.CharField(_("DingTalk userId"), max_length=64, blank=True)
+    feishu_open_id = models.CharField(_("Feishu/Lark open_id"), max_length=64, blank=True)
+    wecom_user_id = models.CharField(_("WeCom userid"), max_length=64, blank=True)
+    slack_member_id = models.CharField(_("Slack member ID"), max_length=32, blank=True)
+
+    def __str__(self) -> str:
+        return str(self.user)
+
+    def chat_id(self, medium: str) -> str:
+        return {
+            NoticeChannel.Medium.DINGTALK: self.dingtalk_user_id,
+            NoticeChannel.Medium.FEISHU: self.feishu_open_id,
+            NoticeChannel.Medium.WECOM: self.wecom_user_id,
+            NoticeChannel.Medium.SLACK: self.slack_member_id,
+        }.get(medium, "")
+
+
+class NoticeDelivery(models.Model):
+    """One notice for one robot channel: written once per event and channel (the idempotency
+    key), so a task run twice never posts twice."""
+
+    class State(models.TextChoices):
+        PENDING = "PENDING", _("Pending")
+        SENDING = "SENDING", _("Sending")
+        SENT = "SENT", _("Sent")
+        FAILED = "FAILED", _("Failed")
+
+    channel = models.ForeignKey(NoticeChannel, on_delete=models.CASCADE, related_name="deliveries")
+    key = models.CharField(max_length=128)
+    event = models.CharField(max_length=32)
+    ticket = models.ForeignKey(
+        Ticket, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    language = models.CharField(max_length=8)
+    title = models.CharField(max_length=255)
+    text = models.TextField()
+    mentions = models.JSONField(default=list)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = _("notice deliveries")
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "key"], name="one_delivery_per_event")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {self.key}"
+
+
+class ExpiryWarning(models.Model):
+    """The "expiring soon" notice of one authorization was sent: it goes out once."""
+
+    entry = models.ForeignKey(TicketEntry, on_delete=models.CASCADE, related_name="+")
+    expires_at = models.DateTimeField()
+    warned_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["entry", "expires_at"], name="one_warning_per_expiry")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.entry} expires {self.expires_at.isoformat()}"

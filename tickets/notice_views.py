@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy
 
 from cratos.exceptions import DomainError
 
-from . import notifications, selectors, services
+from . import notice_links, selectors, services
 from .rules import decision_refusal
 
 
@@ -34,7 +34,7 @@ class DecisionForm(forms.Form):
 
 @login_required
 def decide(request, token: str):
-    link = notifications.read_decision_link(token=token, user=request.user)
+    link = notice_links.read_decision_link(token=token, user=request.user)
     ticket = link.ticket
     form = DecisionForm(request.POST if request.method == "POST" else None, rejects=link.rejects)
     status = 200

@@ -1,49 +1,49 @@
-"""Notices: who hears about a ticket event, by email and through the work order's webhook.
+"""Notices: who hears about a ticket event, by email, in the chat channels
+(tickets.channels) and through the work order's webhook (tickets.webhooks).
 
 The services call the `notify_*` functions inside their transaction. Each only schedules a
 Celery task for after the commit, so a change that rolls back notifies nobody, and a broker,
-mail server or webhook that fails is logged, never raised into the change. The tasks pick the
-recipients when they run, from the committed rows, with tickets.rules deciding who may decide.
+mail server, robot or webhook that fails is logged, never raised into the change. The tasks
+pick the recipients when they run, from the committed rows, with tickets.rules deciding who may
+decide, and write each notice in its recipient's language.
 
 Approval requests carry approve/reject links signed for one approver and one node of one
-ticket; a link works once, only while the ticket still waits on that node, and only for a
-browser signed in as that approver.
+ticket (tickets.notice_links).
 """
 
-import json
 import logging
-import secrets
-import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from datetime import datetime
 
 from django.conf import settings
-from django.core import signing
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
-from cratos import queue
-from cratos.exceptions import InvalidTransition, NotFound, PermissionRefused
-
-from .models import Approval, ApprovalNode, DecisionLinkUse, Ticket, TicketEntry
+from . import channels
+from .channel_cards import CardNotice, card_language
+from .channel_cards import Decision as CardDecision
+from .models import Approval, ApprovalNode, Ticket, TicketEntry
+from .notice_links import absolute_url, decision_links
+from .notice_queue import (
+    SEND_AUTHORIZATION_EXPIRING,
+    SEND_AUTHORIZATION_REVOKED,
+    SEND_OPERATION_FINISHED,
+    SEND_TICKET_DECIDED,
+    SEND_TICKET_SUBMITTED,
+    enqueue,
+)
+from .notice_words import finished_words
 from .providers import markdown_table
 from .rules import decision_refusal
 from .selectors import entries_markdown, entries_table, ticket_queryset
+from .webhooks import queue_webhook
 
 logger = logging.getLogger(__name__)
-
-DECISION_LINK_SALT = "tickets.notices.decision-link"
-# A notice is not worth holding a request for: publish with a short retry, then log and go on.
-PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
-
-# The notice tasks, as tickets.notification_tasks registers them.
-SEND_TICKET_SUBMITTED = "tickets.send_ticket_submitted"
-SEND_TICKET_DECIDED = "tickets.send_ticket_decided"
-SEND_AUTHORIZATION_REVOKED = "tickets.send_authorization_revoked"
-SEND_OPERATION_FINISHED = "tickets.send_operation_finished"
-POST_WEBHOOK = "tickets.post_webhook"
 
 Decision = Approval.Decision
 
@@ -56,6 +56,7 @@ class Event:
     TICKET_APPROVED = "ticket.approved"  # the last step approved: authorizations are live
     TICKET_REJECTED = "ticket.rejected"
     AUTHORIZATION_REVOKED = "authorization.revoked"
+    AUTHORIZATION_EXPIRING = "authorization.expiring"  # NOTICE_EXPIRY_WARNING_MINUTES before
 
 
 # -- what the services call ------------------------------------------------------------------------
@@ -81,6 +82,15 @@ def notify_authorization_revoked(*, entry: TicketEntry, actor, reason: str) -> N
     )
 
 
+def notify_authorization_expiring(*, entry: TicketEntry) -> None:
+    """Tell the applicant that the authorization of `entry` runs out soon, unused so far."""
+    _after_commit(
+        SEND_AUTHORIZATION_EXPIRING,
+        entry_id=entry.pk,
+        expires_at=entry.authorization_expires_at.isoformat(),
+    )
+
+
 def notify_operation_finished(*, ticket_id: int, report: dict) -> None:
     """Tell the applicant and the approvers of a ticket how an operation on its grant ended.
 
@@ -92,14 +102,6 @@ def notify_operation_finished(*, ticket_id: int, report: dict) -> None:
 
 def _after_commit(task_name: str, **kwargs) -> None:
     transaction.on_commit(lambda: enqueue(task_name, **kwargs))
-
-
-def enqueue(task_name: str, **kwargs) -> None:
-    """Queue a notice task (tickets.notification_tasks); a failure is logged, never raised."""
-    try:
-        queue.enqueue(task_name, kwargs=kwargs, retry=True, retry_policy=PUBLISH_RETRY_POLICY)
-    except Exception:
-        logger.exception("Cannot queue notice %s %s", task_name, kwargs)
 
 
 # -- recipients ------------------------------------------------------------------------------------
@@ -143,30 +145,51 @@ def _approvers_of(ticket: Ticket) -> list:
 
 
 # -- sending (the tasks call these) ----------------------------------------------------------------
+#
+# What a notice says is a `words` function: (subject, summary) in the active language, called
+# once per language, so each mail and each chat card reads in its recipient's language.
 
 
 def send_ticket_submitted(*, ticket_id: int, node_id: int) -> None:
     ticket = _load_ticket(ticket_id)
     node = ApprovalNode.objects.select_related("group").get(pk=node_id)
     approvers = _waiting_approvers(ticket=ticket, node=node)
-    summary = _(
-        "%(applicant)s submitted ticket %(no)s (%(applications)s); "
-        "it waits for a decision on step %(node)s."
-    ) % {
-        "applicant": ticket.applicant.get_username(),
-        "no": ticket.ticket_no,
-        "applications": _applications(ticket),
-        "node": node.name,
-    }
-    context = _ticket_context(ticket, summary=summary, node=node)
-    _request_decisions(ticket=ticket, node=node, approvers=approvers, context=context)
-    subject = _("Ticket %(no)s was submitted") % {"no": ticket.ticket_no}
+
+    def summary() -> str:
+        return _(
+            "%(applicant)s submitted ticket %(no)s (%(applications)s); "
+            "it waits for a decision on step %(node)s."
+        ) % {
+            "applicant": ticket.applicant.get_username(),
+            "no": ticket.ticket_no,
+            "applications": _applications(ticket),
+            "node": node.name,
+        }
+
+    def words() -> tuple[str, str]:
+        return _("Ticket %(no)s was submitted") % {"no": ticket.ticket_no}, summary()
+
+    context = _ticket_context(ticket, node=node)
+    decisions = _request_decisions(
+        ticket=ticket, node=node, approvers=approvers, context=context, summary=summary
+    )
     for user in _informed(ticket=ticket, exclude=approvers):
-        _send_mail(user=user, subject=subject, template="notices/ticket_submitted", context=context)
-    _post(
+        _send_mail(user=user, words=words, template="notices/ticket_submitted", context=context)
+    key = f"{Event.TICKET_SUBMITTED}:{ticket.pk}:{node.pk}"
+    _post_cards(
+        ticket=ticket,
+        key=key,
+        event=Event.TICKET_SUBMITTED,
+        context=context,
+        recipients=[],
+        words=words,
+        decisions=decisions,
+    )
+    queue_webhook(
         ticket=ticket,
         event=Event.TICKET_SUBMITTED,
         context=context,
+        summary=summary(),
         node=node.name,
         approvers=[user.get_username() for user in approvers],
     )
@@ -176,15 +199,13 @@ def send_ticket_decided(*, ticket_id: int, approval_id: int) -> None:
     ticket = _load_ticket(ticket_id)
     approval = next(a for a in ticket.approvals.all() if a.pk == approval_id)
     approver = approval.approver.get_username()
-    names = {"approver": approver, "no": ticket.ticket_no, "node": approval.node.name}
     next_node = None
     if approval.decision == Decision.REJECT:
         event = Event.TICKET_REJECTED
-        subject = _("Ticket %(no)s was rejected by %(approver)s") % names
-        summary = _("%(approver)s rejected ticket %(no)s at step %(node)s: %(reason)s") % {
-            **names,
-            "reason": approval.comment,
-        }
+    elif ticket.state == Ticket.State.IN_APPROVAL and ticket.current_node_id == approval.node_id:
+        # An owner team's approval at an APPLICATION_OWNER node that other teams still await:
+        # their requests went out on submission.
+        event = Event.NODE_APPROVED
     else:
         next_node = (
             ticket.work_order.nodes.select_related("group")
@@ -192,36 +213,60 @@ def send_ticket_decided(*, ticket_id: int, approval_id: int) -> None:
             .exclude(node_type=ApprovalNode.Type.CC_TO)
             .first()
         )
+        event = Event.NODE_APPROVED if next_node else Event.TICKET_APPROVED
+
+    def words() -> tuple[str, str]:
+        names = {"approver": approver, "no": ticket.ticket_no, "node": approval.node.name}
+        if event == Event.TICKET_REJECTED:
+            return _("Ticket %(no)s was rejected by %(approver)s") % names, _(
+                "%(approver)s rejected ticket %(no)s at step %(node)s: %(reason)s"
+            ) % {**names, "reason": approval.comment}
+        if event == Event.TICKET_APPROVED:
+            return _("Ticket %(no)s was approved by %(approver)s") % names, _(
+                "%(approver)s approved ticket %(no)s (step %(node)s). You may redeploy each "
+                "application on it once before its authorization expires."
+            ) % names
+        subject = _("Step %(node)s of ticket %(no)s was approved by %(approver)s") % names
         if next_node is None:
-            event = Event.TICKET_APPROVED
-            subject = _("Ticket %(no)s was approved by %(approver)s") % names
-            summary = (
-                _(
-                    "%(approver)s approved ticket %(no)s (step %(node)s). You may redeploy each "
-                    "application on it once before its authorization expires."
-                )
-                % names
-            )
-        else:
-            event = Event.NODE_APPROVED
-            subject = _("Step %(node)s of ticket %(no)s was approved by %(approver)s") % names
-            summary = _(
-                "%(approver)s approved step %(node)s of ticket %(no)s; it now waits for a "
-                "decision on step %(next)s."
-            ) % {**names, "next": next_node.name}
-    context = _ticket_context(ticket, summary=summary, node=approval.node, approval=approval)
+            return subject, _(
+                "%(approver)s approved step %(node)s of ticket %(no)s for their team; it still "
+                "waits for the other owner teams."
+            ) % names
+        return subject, _(
+            "%(approver)s approved step %(node)s of ticket %(no)s; it now waits for a "
+            "decision on step %(next)s."
+        ) % {**names, "next": next_node.name}
+
+    context = _ticket_context(ticket, node=approval.node, approval=approval)
     _send_mail(
-        user=ticket.applicant, subject=subject, template="notices/ticket_decided", context=context
+        user=ticket.applicant, words=words, template="notices/ticket_decided", context=context
     )
-    approvers = []
+    approvers, decisions = [], []
     if next_node is not None:
         approvers = _waiting_approvers(ticket=ticket, node=next_node)
-        next_context = _ticket_context(ticket, summary=summary, node=next_node)
-        _request_decisions(ticket=ticket, node=next_node, approvers=approvers, context=next_context)
-    _post(
+        next_context = _ticket_context(ticket, node=next_node)
+        decisions = _request_decisions(
+            ticket=ticket,
+            node=next_node,
+            approvers=approvers,
+            context=next_context,
+            summary=lambda: words()[1],
+        )
+    key = f"ticket.decided:{approval.pk}"
+    _post_cards(
+        ticket=ticket,
+        key=key,
+        event=event,
+        context=context,
+        recipients=[ticket.applicant],
+        words=words,
+        decisions=decisions,
+    )
+    queue_webhook(
         ticket=ticket,
         event=event,
         context=context,
+        summary=words()[1],
         node=approval.node.name,
         approver=approver,
         decision=approval.decision,
@@ -234,49 +279,107 @@ def send_ticket_decided(*, ticket_id: int, approval_id: int) -> None:
 def send_authorization_revoked(*, entry_id: int, actor_username: str, reason: str) -> None:
     entry = TicketEntry.objects.get(pk=entry_id)
     ticket = _load_ticket(entry.ticket_id)
-    names = {"actor": actor_username, "application": entry.name, "no": ticket.ticket_no}
-    summary = _(
-        "%(actor)s revoked your authorization to redeploy %(application)s (ticket %(no)s): "
-        "%(reason)s"
-    ) % {**names, "reason": reason}
-    context = _ticket_context(ticket, summary=summary, entry=entry, reason=reason)
-    _send_mail(
-        user=ticket.applicant,
-        subject=_("Your authorization to redeploy %(application)s was revoked") % names,
-        template="notices/authorization_revoked",
-        context=context,
-    )
-    _post(
+
+    def words() -> tuple[str, str]:
+        names = {"actor": actor_username, "application": entry.name, "no": ticket.ticket_no}
+        return _("Your authorization to redeploy %(application)s was revoked") % names, _(
+            "%(actor)s revoked your authorization to redeploy %(application)s (ticket %(no)s): "
+            "%(reason)s"
+        ) % {**names, "reason": reason}
+
+    _tell_applicant(
         ticket=ticket,
         event=Event.AUTHORIZATION_REVOKED,
-        context=context,
+        key=f"{Event.AUTHORIZATION_REVOKED}:{entry.pk}",
+        words=words,
+        template="notices/authorization_revoked",
+        context=_ticket_context(ticket, entry=entry, reason=reason),
         application=entry.name,
         actor=actor_username,
         revokeReason=reason,
     )
 
 
+def send_authorization_expiring(*, entry_id: int, expires_at: str) -> None:
+    entry = TicketEntry.objects.get(pk=entry_id)
+    if entry.state != TicketEntry.State.AUTHORIZED:
+        logger.info("Authorization of %s was used or settled; no expiry notice", entry)
+        return
+    ticket = _load_ticket(entry.ticket_id)
+    expires = datetime.fromisoformat(expires_at)
+
+    def words() -> tuple[str, str]:
+        names = {
+            "application": entry.name,
+            "no": ticket.ticket_no,
+            "time": date_format(timezone.localtime(expires), "DATETIME_FORMAT"),
+        }
+        return _("Your authorization for %(application)s expires soon") % names, _(
+            "Your authorization for %(application)s (ticket %(no)s) expires at %(time)s. "
+            "Use it before then, or file a new ticket."
+        ) % names
+
+    _tell_applicant(
+        ticket=ticket,
+        event=Event.AUTHORIZATION_EXPIRING,
+        key=f"{Event.AUTHORIZATION_EXPIRING}:{entry.pk}:{int(expires.timestamp())}",
+        words=words,
+        template="notices/authorization_expiring",
+        context=_ticket_context(ticket, entry=entry, expires=expires),
+        application=entry.name,
+        expires=expires_at,
+    )
+
+
+def _tell_applicant(
+    *, ticket: Ticket, event: str, key: str, words: Callable, template: str, context: dict, **fields
+) -> None:
+    """A notice for the applicant alone: by mail, in the chat channels and to the webhook."""
+    _send_mail(user=ticket.applicant, words=words, template=template, context=context)
+    _post_cards(
+        ticket=ticket,
+        key=key,
+        event=event,
+        context=context,
+        recipients=[ticket.applicant],
+        words=words,
+    )
+    queue_webhook(ticket=ticket, event=event, context=context, summary=words()[1], **fields)
+
+
 def send_operation_finished(*, ticket_id: int, report: dict) -> None:
     ticket = _load_ticket(ticket_id)
     context = _ticket_context(
         ticket,
-        summary=report["summary"],
         records_title=report["title"],
         record_headers=report["headers"],
         record_rows=report["rows"],
         records_markdown=markdown_table(report["headers"], report["rows"]),
     )
+    words = finished_words(report, ticket_no=ticket.ticket_no)
     recipients = {ticket.applicant_id: ticket.applicant}
     for user in _approvers_of(ticket):
         recipients.setdefault(user.pk, user)
     for user in recipients.values():
-        _send_mail(
-            user=user,
-            subject=report["subject"],
-            template="notices/operation_finished",
-            context=context,
-        )
-    _post(ticket=ticket, event=report["event"], context=context, **report["fields"])
+        _send_mail(user=user, words=words, template="notices/operation_finished", context=context)
+    key = f"{report['event']}:{report['fields'].get('operationId', '')}"
+    records = (report["title"], report["rows"])
+    _post_cards(
+        ticket=ticket,
+        key=key,
+        event=report["event"],
+        context=context,
+        recipients=list(recipients.values()),
+        words=words,
+        records=records,
+    )
+    queue_webhook(
+        ticket=ticket,
+        event=report["event"],
+        context=context,
+        summary=report["summary"],
+        **report["fields"],
+    )
 
 
 def _load_ticket(ticket_id: int) -> Ticket:
@@ -297,15 +400,10 @@ def _applications(ticket: Ticket) -> str:
     return ", ".join(entry.name for entry in ticket.entries.all())
 
 
-def absolute_url(path: str) -> str:
-    return settings.SITE_URL.rstrip("/") + path
-
-
-def _ticket_context(ticket: Ticket, *, summary: str, **extra) -> dict:
+def _ticket_context(ticket: Ticket, **extra) -> dict:
     headers, rows = entries_table(ticket=ticket)
     return {
         "ticket": ticket,
-        "summary": summary,
         "ticket_url": absolute_url(reverse("tickets:detail", args=[ticket.ticket_no])),
         "entry_headers": headers,
         "entry_rows": rows,
@@ -314,130 +412,79 @@ def _ticket_context(ticket: Ticket, *, summary: str, **extra) -> dict:
     }
 
 
-def _request_decisions(*, ticket: Ticket, node: ApprovalNode, approvers: list, context: dict):
-    """One approval request per approver, with approve/reject links signed for that approver."""
-    subject = _("Ticket %(no)s waits for your decision (%(node)s)") % {
-        "no": ticket.ticket_no,
-        "node": node.name,
-    }
-    for user in approvers:
-        # One nonce for the pair: using either link spends both.
-        nonce = secrets.token_urlsafe(16)
-        links = {
-            f"{decision.lower()}_url": decision_link_url(
-                ticket=ticket, node=node, user=user, decision=decision, nonce=nonce
-            )
-            for decision in Decision.values
+def _request_decisions(
+    *, ticket: Ticket, node: ApprovalNode, approvers: list, context: dict, summary: Callable
+) -> list[CardDecision]:
+    """One approval request per approver, with approve/reject links signed for that approver;
+    the approvers' links for the chat cards (a pair of their own)."""
+
+    def words() -> tuple[str, str]:
+        subject = _("Ticket %(no)s waits for your decision (%(node)s)") % {
+            "no": ticket.ticket_no,
+            "node": node.name,
         }
+        return subject, summary()
+
+    for user in approvers:
+        links = decision_links(ticket=ticket, node=node, user=user)
         _send_mail(
             user=user,
-            subject=subject,
+            words=words,
             template="notices/approval_request",
             context={**context, **links},
         )
+    return [
+        CardDecision(user=user, **decision_links(ticket=ticket, node=node, user=user))
+        for user in approvers
+    ]
 
 
-def _send_mail(*, user, subject: str, template: str, context: dict) -> None:
-    """One email to one user, as text and HTML; a failure is logged and the others still go."""
-    if not user.email:
-        logger.info("No email address for %s; notice %r not sent", user.get_username(), subject)
+def _send_mail(*, user, words, template: str, context: dict) -> None:
+    """One email to one user, as text and HTML, in their language (else the email channel's);
+    a failure is logged and the others still go."""
+    work_order = context["ticket"].work_order
+    if not channels.sends_email(work_order=work_order):
         return
-    context = {**context, "recipient": user}
-    message = EmailMultiAlternatives(
-        subject=" ".join(subject.split()),
-        body=render_to_string(f"{template}.txt", context),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[user.email],
-    )
-    message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
+    language = card_language(users=[user], fallback=channels.email_language(work_order=work_order))
+    with translation.override(language):
+        subject, summary = words()
+        if not user.email:
+            logger.info("No email address for %s; notice %r not sent", user, subject)
+            return
+        context = {**context, "recipient": user, "summary": summary}
+        message = EmailMultiAlternatives(
+            subject=" ".join(subject.split()),
+            body=render_to_string(f"{template}.txt", context),
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[user.email],
+        )
+        message.attach_alternative(render_to_string(f"{template}.html", context), "text/html")
     try:
         message.send()
     except Exception:
         logger.exception("Cannot send notice %r to %s", subject, user.get_username())
 
 
-# -- webhook ---------------------------------------------------------------------------------------
-
-
-def _post(*, ticket: Ticket, event: str, context: dict, **fields) -> None:
-    """Queue the event's webhook body for the ticket's work order, if it has a webhook."""
-    work_order = ticket.work_order
-    if not work_order.webhook_url:
-        return
-    if not work_order.has_webhook:
-        logger.warning("Webhook of work order %s has no secret; %s not sent", work_order, event)
-        return
-    body = {
-        "event": event,
-        "ticketNo": ticket.ticket_no,
-        "workOrder": work_order.key,
-        "state": ticket.state,
-        "url": context["ticket_url"],
-        "applicant": ticket.applicant.get_username(),
-        "reason": ticket.reason,
-        "applications": [entry.name for entry in ticket.entries.all()],
-        "entriesMarkdown": context["entries_markdown"],
-        # One plain line and the link: what a relay puts in a chat message.
-        "text": f"{context['summary']}\n{context['ticket_url']}",
-        **fields,
-    }
-    enqueue(
-        POST_WEBHOOK,
-        work_order_id=work_order.pk,
-        event=event,
-        body=json.dumps(body, ensure_ascii=False),
-        delivery=uuid.uuid4().hex,
-    )
-
-
-# -- approve/reject links --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DecisionLink:
-    """A verified approve/reject link: `ticket` still waits on `node`, for `user_id`."""
-
-    ticket: Ticket
-    node: ApprovalNode
-    user_id: int
-    decision: str
-    nonce: str
-
-    @property
-    def rejects(self) -> bool:
-        return self.decision == Decision.REJECT
-
-
-def decision_link_url(*, ticket: Ticket, node: ApprovalNode, user, decision: str, nonce: str):
-    token = signing.dumps(
-        {"t": ticket.pk, "n": node.pk, "u": user.pk, "d": decision, "k": nonce},
-        salt=DECISION_LINK_SALT,
-    )
-    return absolute_url(reverse("notices:decide", args=[token]))
-
-
-def read_decision_link(*, token: str, user) -> DecisionLink:
-    """The link behind `token` if `user` may still use it; refused otherwise: tampered or
-    another user's (403), unknown ticket (404), used or expired with its node (409)."""
-    try:
-        data = signing.loads(token, salt=DECISION_LINK_SALT)
-    except signing.BadSignature:
-        raise PermissionRefused(_("This decision link is not valid.")) from None
-    if data["u"] != user.pk:
-        raise PermissionRefused(
-            _("This decision link was sent to another approver; sign in as that approver.")
+def _post_cards(
+    *,
+    ticket: Ticket,
+    key: str,
+    event: str,
+    context: dict,
+    recipients: list,
+    words: Callable,
+    decisions: list[CardDecision] = (),
+    records: tuple[str, list] | None = None,
+) -> None:
+    channels.post_cards(
+        notice=CardNotice(
+            key=key,
+            event=event,
+            ticket=ticket,
+            ticket_url=context["ticket_url"],
+            recipients=recipients,
+            words=words,
+            decisions=list(decisions),
+            records=records,
         )
-    ticket = ticket_queryset().prefetch_related("entries").filter(pk=data["t"]).first()
-    node = ApprovalNode.objects.select_related("group").filter(pk=data["n"]).first()
-    if ticket is None or node is None:
-        raise NotFound(_("The ticket of this decision link does not exist."))
-    if DecisionLinkUse.objects.filter(nonce=data["k"]).exists():
-        raise InvalidTransition(_("This decision link was already used."))
-    if ticket.state != Ticket.State.IN_APPROVAL or ticket.current_node_id != node.pk:
-        raise InvalidTransition(
-            _("This decision link has expired: ticket %(no)s no longer waits on step %(node)s.")
-            % {"no": ticket.ticket_no, "node": node.name}
-        )
-    return DecisionLink(
-        ticket=ticket, node=node, user_id=user.pk, decision=data["d"], nonce=data["k"]
     )

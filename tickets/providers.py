@@ -30,9 +30,19 @@ class TicketEntryProvider:
     table_headers: ClassVar[list[str]]
     grant_kind: ClassVar[GrantKind]
 
-    def choices(self) -> QuerySet:
-        """What a requester may name on a ticket: objects with `name` and `tags_display`."""
+    def choices(self, *, user) -> QuerySet:
+        """What `user` may name on a ticket: objects with `name` and `tags_display`."""
         raise NotImplementedError
+
+    def request_refusal(self, *, user, names: list[str]) -> DomainError | None:
+        """Why `user` may not name some of `names` on a ticket now (asked again at each use:
+        create, add, submit)."""
+        return None
+
+    def owner_team_ids(self, *, names: list[str]) -> dict[str, set[int]]:
+        """{name: ids of the teams that own what it names, now}; a name no team owns is left
+        out. APPLICATION_OWNER nodes read it at each decision."""
+        return {}
 
     def snapshots(self, *, names: list[str]) -> list[EntrySnapshot]:
         """The entries that `names` designate, in that order, as the ticket will show them

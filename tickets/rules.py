@@ -9,8 +9,10 @@ from django.db.models import Exists, OuterRef, Q
 
 from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import DomainError, InvalidTransition, NotFound, PermissionRefused
+from cratos.teams.models import Team
 
 from .models import Approval, ApprovalNode, Ticket, TicketEntry, TicketNodeApprover
+from .providers import provider_for
 
 State = Ticket.State
 
@@ -61,6 +63,8 @@ def decision_refusal(*, ticket: Ticket, user, reject: bool = False) -> DomainErr
     )
     if refusal:
         return refusal
+    if not user.is_active:
+        return PermissionRefused("Your account is deactivated; it can no longer decide.")
     if user.pk == ticket.applicant_id:
         return PermissionRefused("You cannot decide on your own ticket.")
     node = ticket.current_node
@@ -86,19 +90,68 @@ def decision_refusal(*, ticket: Ticket, user, reject: bool = False) -> DomainErr
             return PermissionRefused(
                 f"Only the approver the applicant chose may decide on node {node.name}."
             )
-        return None
+    # The node's role is read now, whatever the kind: an approver chosen (or sent a link)
+    # earlier who has left the group since no longer decides.
     if not user.groups.filter(pk=node.group_id).exists():
         return PermissionRefused(
             f"Only members of {node.group.name} may decide on node {node.name}."
         )
+    if node.node_type == ApprovalNode.Type.APPLICATION_OWNER:
+        return owner_refusal(ticket=ticket, node=node, user=user)
     return None
 
 
+def entries_awaiting_owners(*, ticket: Ticket, node: ApprovalNode) -> dict[str, set[int]]:
+    """{entry name: ids of its owner teams, as they are now} for the ticket's entries that
+    still wait on APPLICATION_OWNER `node`: an owned entry until a member of one of its teams
+    decided it; an entry no team owns (an empty set) until anyone decided on the node."""
+    names = [entry.name for entry in ticket.entries.all()]
+    owners = provider_for(ticket.work_order).owner_team_ids(names=names)
+    decisions = [approval for approval in ticket.approvals.all() if approval.node_id == node.pk]
+    decided_teams = {approval.team_id for approval in decisions}
+    return {
+        name: owners.get(name, set())
+        for name in names
+        if (owners.get(name) and not owners[name] & decided_teams)
+        or (not owners.get(name) and not decisions)
+    }
+
+
+def owner_teams_decided_by(*, ticket: Ticket, node: ApprovalNode, user) -> list[int] | None:
+    """The owner teams `user` decides for on APPLICATION_OWNER `node`: their teams owning an
+    entry that still waits; else [] when an unowned entry waits (any candidate decides those);
+    None when no waiting entry is theirs to decide."""
+    waiting = entries_awaiting_owners(ticket=ticket, node=node)
+    mine = set(user.teams.values_list("pk", flat=True)) & set().union(*waiting.values())
+    if mine:
+        return sorted(mine)
+    if not waiting or any(not teams for teams in waiting.values()):
+        return []
+    return None
+
+
+def owner_refusal(*, ticket: Ticket, node: ApprovalNode, user) -> PermissionRefused | None:
+    """Why `user` may not decide APPLICATION_OWNER `node`: no entry still waiting is owned by a
+    team of theirs."""
+    if owner_teams_decided_by(ticket=ticket, node=node, user=user) is not None:
+        return None
+    waiting = entries_awaiting_owners(ticket=ticket, node=node)
+    teams = Team.objects.filter(pk__in=set().union(*waiting.values())).order_by("name")
+    return PermissionRefused(
+        f"Only members of {', '.join(team.name for team in teams)} (owners of "
+        f"{', '.join(sorted(waiting))}) may decide on node {node.name} now."
+    )
+
+
 def decidable_by(user) -> Q:
-    """`decision_refusal(...) is None` as a query filter, for lists of tickets awaiting `user`.
+    """`decision_refusal(...) is None` as a query filter, for lists of tickets awaiting `user`;
+    at an APPLICATION_OWNER node it keeps the node's candidates, whose owner teams only the
+    rule itself can weigh (tickets.selectors.tickets_awaiting_decision does).
 
     Kept next to decision_refusal so the two change together (tests compare them).
     """
+    if not user.is_active:
+        return Q(pk__in=[])
     in_node_group = get_user_model().groups.through.objects.filter(
         user_id=user.pk, group_id=OuterRef("current_node__group_id")
     )
@@ -114,10 +167,8 @@ def decidable_by(user) -> Q:
         & ~Q(applicant_id=user.pk)
         & ~Exists(decided)
         & ~Exists(picked_elsewhere)
-        & (
-            (Q(current_node__node_type=ApprovalNode.Type.USER_SPECIFIED) & Exists(chosen))
-            | (~Q(current_node__node_type=ApprovalNode.Type.USER_SPECIFIED) & Exists(in_node_group))
-        )
+        & (Exists(chosen) | ~Q(current_node__node_type=ApprovalNode.Type.USER_SPECIFIED))
+        & Exists(in_node_group)
     )
 
 

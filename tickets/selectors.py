@@ -6,10 +6,11 @@ from datetime import datetime
 from typing import NamedTuple
 from uuid import UUID
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from cratos.audit.models import AuditEvent
+from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
 
 from . import grants
@@ -18,6 +19,7 @@ from .providers import markdown_table, provider_for
 from .rules import (
     candidate_of,
     decidable_by,
+    decision_refusal,
     revoke_refusal,
     revoker_refusal,
     view_refusal,
@@ -30,7 +32,7 @@ def ticket_queryset() -> QuerySet[Ticket]:
         "work_order", "applicant", "current_node__group"
     ).prefetch_related(
         "chosen_approvers",
-        Prefetch("approvals", queryset=Approval.objects.select_related("node", "approver")),
+        Prefetch("approvals", queryset=Approval.objects.select_related("node", "approver", "team")),
     )
 
 
@@ -100,8 +102,27 @@ def entries_markdown(*, ticket: Ticket) -> str:
 
 def tickets_awaiting_decision(*, user) -> QuerySet[Ticket]:
     """Tickets whose current node `user` may decide now: never their own, never ones they
-    already decided on, oldest submission first."""
-    return ticket_queryset().filter(decidable_by(user)).order_by("submitted_at", "id")
+    already decided on, at an APPLICATION_OWNER node only those awaiting a team of theirs;
+    oldest submission first."""
+    tickets = ticket_queryset().filter(decidable_by(user))
+    at_owner_nodes = tickets.filter(
+        current_node__node_type=ApprovalNode.Type.APPLICATION_OWNER
+    ).prefetch_related("entries")
+    not_theirs = [
+        ticket.pk for ticket in at_owner_nodes if decision_refusal(ticket=ticket, user=user)
+    ]
+    return tickets.exclude(pk__in=not_theirs).order_by("submitted_at", "id")
+
+
+def tickets_in_admin(*, user) -> QuerySet[Ticket]:
+    """The admin's tickets: every one for superusers and reviewers; for an approver, those
+    awaiting their decision now and those they decided."""
+    tickets = ticket_queryset()
+    if user.is_superuser or may_review_audit(user=user):
+        return tickets
+    awaiting = tickets_awaiting_decision(user=user).order_by().values("pk")
+    decided = Approval.objects.filter(ticket_id=OuterRef("pk"), approver_id=user.pk)
+    return tickets.filter(Q(pk__in=awaiting) | Exists(decided))
 
 
 def identical_open_tickets(*, ticket: Ticket) -> list[str]:

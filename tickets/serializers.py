@@ -95,6 +95,8 @@ class EntrySerializer(serializers.Serializer):
 
 class ApprovalSerializer(serializers.Serializer):
     node = serializers.CharField(source="node.name")
+    # The owner team decided for, at an APPLICATION_OWNER node.
+    team = serializers.CharField(source="team.name", default=None)
     decision = serializers.CharField()
     approver = serializers.CharField(source="approver.username")
     comment = serializers.CharField()

@@ -24,8 +24,8 @@ from .models import (
     TicketNodeApprover,
     WorkOrder,
 )
+from .notice_links import DecisionLink
 from .notifications import (
-    DecisionLink,
     notify_authorization_revoked,
     notify_ticket_decided,
     notify_ticket_submitted,
@@ -34,7 +34,9 @@ from .providers import provider_for
 from .rules import (
     applicant_refusal,
     decision_refusal,
+    entries_awaiting_owners,
     entries_refusal,
+    owner_teams_decided_by,
     revoke_refusal,
     transition_refusal,
 )
@@ -101,11 +103,47 @@ def _add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list
     return entries
 
 
-@transaction.atomic
+def refuse_unrequestable(
+    *, actor, work_order: WorkOrder, application_names: list[str], ticket: Ticket | None = None
+) -> None:
+    """Raise the work order's refusal of `actor` asking for these entries (say, applications
+    owned by a team `actor` is not in), audited in a transaction of its own: call it outside
+    any transaction, or the audit event is rolled back with the caller's."""
+    refusal = provider_for(work_order).request_refusal(user=actor, names=application_names)
+    if refusal is None:
+        return
+    with transaction.atomic():
+        record_event(
+            action=Action.TICKET_REFUSED,
+            actor=actor,
+            outcome=Outcome.FAILURE,
+            ticket=ticket,
+            application_name=", ".join(application_names)[:128],
+            message=refusal.message,
+        )
+    raise refusal
+
+
 def create_ticket(
     *, applicant, work_order: WorkOrder, application_names: list[str], reason: str = ""
 ) -> Ticket:
-    """A NEW ticket (a draft) with its entries; the reason may wait until it is submitted."""
+    """A NEW ticket (a draft) with its entries; the reason may wait until it is submitted.
+    Applications `applicant` may not request are refused (refuse_unrequestable)."""
+    refuse_unrequestable(
+        actor=applicant, work_order=work_order, application_names=application_names
+    )
+    return _create_ticket(
+        applicant=applicant,
+        work_order=work_order,
+        application_names=application_names,
+        reason=reason,
+    )
+
+
+@transaction.atomic
+def _create_ticket(
+    *, applicant, work_order: WorkOrder, application_names: list[str], reason: str
+) -> Ticket:
     if not work_order.enabled:
         raise ValidationFailed(f"Work order {work_order.key} is disabled.")
     # Serialise one applicant's creations so the draft limit holds under concurrent requests.
@@ -130,11 +168,17 @@ def create_ticket(
     return ticket
 
 
-@transaction.atomic
 def add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list[TicketEntry]:
-    ticket = _locked(ticket)
-    _refuse(entries_refusal(ticket=ticket, user=actor))
-    return _add_entries(ticket=ticket, actor=actor, application_names=application_names)
+    refuse_unrequestable(
+        actor=actor,
+        work_order=ticket.work_order,
+        application_names=application_names,
+        ticket=ticket,
+    )
+    with transaction.atomic():
+        ticket = _locked(ticket)
+        _refuse(entries_refusal(ticket=ticket, user=actor))
+        return _add_entries(ticket=ticket, actor=actor, application_names=application_names)
 
 
 @transaction.atomic
@@ -179,7 +223,6 @@ def _chosen_approvers(
     return chosen
 
 
-@transaction.atomic
 def submit_ticket(
     *,
     ticket: Ticket,
@@ -188,7 +231,22 @@ def submit_ticket(
     approvers: Mapping[str, object] | None = None,
 ) -> Ticket:
     """NEW → IN_APPROVAL: needs a reason, an entry, a gating node and a pick per USER_SPECIFIED
-    node (`approvers`: node name → user or username). Entries are frozen from here on."""
+    node (`approvers`: node name → user or username). Entries are frozen from here on.
+    The applicant must still be allowed to request each entry (refuse_unrequestable)."""
+    if actor.pk == ticket.applicant_id:
+        refuse_unrequestable(
+            actor=actor,
+            work_order=ticket.work_order,
+            application_names=list(ticket.entries.values_list("name", flat=True)),
+            ticket=ticket,
+        )
+    return _submit_ticket(ticket=ticket, actor=actor, reason=reason, approvers=approvers)
+
+
+@transaction.atomic
+def _submit_ticket(
+    *, ticket: Ticket, actor, reason: str | None, approvers: Mapping[str, object] | None
+) -> Ticket:
     ticket = _locked(ticket)
     _refuse(applicant_refusal(ticket=ticket, user=actor, action="submit"))
     _refuse(transition_refusal(ticket=ticket, to_state=State.IN_APPROVAL))
@@ -234,10 +292,23 @@ def _decide(
         )
     _refuse(decision_refusal(ticket=ticket, user=approver, reject=reject))
     current = ticket.current_node
+    # At an APPLICATION_OWNER node the approver decides for each owner team of theirs still
+    # awaited: one decision per team, so a two-team ticket waits for both.
+    teams = [None]
+    if current.node_type == ApprovalNode.Type.APPLICATION_OWNER:
+        teams = owner_teams_decided_by(ticket=ticket, node=current, user=approver) or [None]
     try:
         with transaction.atomic():
-            approval = Approval.objects.create(
-                ticket=ticket, node=current, approver=approver, decision=decision, comment=comment
+            approvals = Approval.objects.bulk_create(
+                Approval(
+                    ticket=ticket,
+                    node=current,
+                    team_id=team_id,
+                    approver=approver,
+                    decision=decision,
+                    comment=comment,
+                )
+                for team_id in teams
             )
     except IntegrityError:
         # Unreachable while the row lock holds; the constraint is the last line of defence.
@@ -249,12 +320,25 @@ def _decide(
         actor=approver,
         outcome=Outcome.FAILURE if reject else Outcome.SUCCESS,
         ticket=ticket,
-        message=f"{current.name}: {'rejected' if reject else 'approved'}"
+        message=f"{current.name}{_for_teams(approvals)}: {'rejected' if reject else 'approved'}"
         + (f" — {comment}" if comment else ""),
     )
     # Sent after commit; a mint that fails rolls the decision back and nothing is sent.
-    notify_ticket_decided(ticket=ticket, approval=approval)
+    notify_ticket_decided(ticket=ticket, approval=approvals[0])
     return ticket, current
+
+
+def _for_teams(approvals: list[Approval]) -> str:
+    names = [approval.team.name for approval in approvals if approval.team_id]
+    return f" (for {', '.join(names)})" if names else ""
+
+
+def _node_done(*, ticket: Ticket, node: ApprovalNode) -> bool:
+    """Whether an approved node lets the ticket move on: an APPLICATION_OWNER node only once
+    every entry has its owners' approval."""
+    if node.node_type != ApprovalNode.Type.APPLICATION_OWNER:
+        return True
+    return not entries_awaiting_owners(ticket=ticket, node=node)
 
 
 @transaction.atomic
@@ -272,6 +356,9 @@ def approve_ticket(
         comment=(comment or "").strip(),
         node=node,
     )
+    if not _node_done(ticket=ticket, node=decided):
+        ticket.save()
+        return ticket
     later = [n for n in _gating_nodes(ticket.work_order) if n.position > decided.position]
     if later:
         ticket.current_node = later[0]

@@ -13,7 +13,7 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRefresh
 from django_tables2 import RequestConfig
 
-from cratos.audit.selectors import audit_events_for_ticket, may_review_audit
+from cratos.audit.selectors import audit_events_for_ticket
 from cratos.audit.tables import AuditTrailTable
 from cratos.exceptions import DomainError, ValidationFailed
 
@@ -22,7 +22,7 @@ from .forms import AddEntriesForm, CancelForm, SubmitForm, TicketCreateForm
 from .models import Ticket, WorkOrder
 from .notifications import eligible_approvers
 from .providers import provider_for
-from .rules import applicant_refusal, entries_refusal, is_approver, transition_refusal
+from .rules import applicant_refusal, entries_refusal, transition_refusal
 from .tables import TicketTable
 
 DEFAULT_WORK_ORDER_KEY = "APPLICATION_REDEPLOY"
@@ -46,20 +46,9 @@ def _visible_ticket(request, ticket_no: str) -> Ticket:
     return selectors.visible_ticket(ticket_no=ticket_no, user=request.user)
 
 
-@login_required
 def home(request):
-    """Where each role starts: approvers at their queue while a ticket waits for them; those
-    who file no tickets of their own at their role's page (reviewers the audit log, approvers
-    the queue); everyone else at their tickets."""
-    user = request.user
-    if selectors.tickets_awaiting_decision(user=user).exists():
-        return redirect("tickets:approvals")
-    if not selectors.tickets_of(applicant=user).exists():
-        if may_review_audit(user=user):
-            return redirect("audit:events")
-        if is_approver(user=user):
-            return redirect("tickets:approvals")
-    return ticket_list(request)
+    """'/' is each role's start page: the one signing in lands on (cratos.identity's landing)."""
+    return redirect("landing")
 
 
 @login_required
@@ -183,7 +172,7 @@ def ticket_detail(request, ticket_no: str):
         else None,
         "cancel_form": CancelForm() if can_cancel else None,
         "add_form": AddEntriesForm(
-            work_order=ticket.work_order, exclude_names=[entry.name for entry in entries]
+            ticket=ticket, applicant=user, exclude_names=[entry.name for entry in entries]
         )
         if can_edit_entries
         else None,
@@ -236,7 +225,8 @@ def ticket_cancel(request, ticket: Ticket) -> str:
 
 @_ticket_action
 def entries_add(request, ticket: Ticket) -> str:
-    names = _valid(AddEntriesForm(request.POST, work_order=ticket.work_order)).application_names()
+    form = AddEntriesForm(request.POST, ticket=ticket, applicant=request.user)
+    names = _valid(form).application_names()
     services.add_entries(ticket=ticket, actor=request.user, application_names=names)
     return _("Added to the ticket: %(names)s.") % {"names": ", ".join(names)}
 

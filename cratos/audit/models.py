@@ -11,6 +11,7 @@ class AuditEvent(models.Model):
     class Action(models.TextChoices):
         # Labels as Django derives them from the names (so no migration), made translatable.
         TICKET_CREATED = "ticket.created", _("Ticket Created")
+        TICKET_REFUSED = "ticket.refused", _("Ticket Refused")
         TICKET_ENTRY_ADDED = "ticket.entry_added", _("Ticket Entry Added")
         TICKET_ENTRY_REMOVED = "ticket.entry_removed", _("Ticket Entry Removed")
         TICKET_SUBMITTED = "ticket.submitted", _("Ticket Submitted")
@@ -38,6 +39,12 @@ class AuditEvent(models.Model):
         ROLLOUT_FAILED = "rollout.failed", _("Rollout Failed")
         CLUSTER_IMPORTED = "cluster.imported", _("Cluster Imported")
         APPLICATIONS_SYNCED = "applications.synced", _("Applications Synced")
+        IDENTITY_ACCESS_CHANGED = "identity.access_changed", _("Identity Access Changed")
+        NOTICE_CHANNEL_FAILED = "notice.channel_failed", _("Notice Channel Failed")
+        AUTHORIZATION_EXPIRY_WARNED = (
+            "authorization.expiry_warned",
+            _("Authorization Expiry Warned"),
+        )
 
     class Outcome(models.TextChoices):
         SUCCESS = "SUCCESS", _("Success")

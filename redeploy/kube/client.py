@@ -166,6 +166,7 @@ def _retry_after(error: ApiException) -> float:
         return 0.0
 
 
+GATEWAY_ANSWERS = (502, 503, 504)
 # What a 404 of the named object becomes: a call names a Deployment unless it says otherwise.
 NotFoundError = Callable[[], KubeError] | None
 
@@ -179,9 +180,10 @@ def _translate(error: ApiException | urllib3.exceptions.HTTPError, *, not_found:
     if error.status == 404 and not_found is not None:
         return not_found()
     if error.status == 429 or 500 <= (error.status or 0) <= 599:
-        # A gateway timeout (504) may come after the apiserver applied the change.
+        # A gateway's answer (502, 503, 504) may come after the apiserver behind it applied
+        # the change, as a timeout may.
         return KubeTransientError(
-            message, in_doubt=error.status == 504, retry_after=_retry_after(error)
+            message, in_doubt=error.status in GATEWAY_ANSWERS, retry_after=_retry_after(error)
         )
     return KubeError(message)
 

@@ -144,6 +144,49 @@ def test_patch_never_confirmed_is_in_doubt(sim, settings):
         )
 
 
+# A gateway's 502/503/504, or the connection dropped once the request was sent: the PATCH may
+# have been applied. Read back, and never a second restart: any PATCH sent again carries the
+# same restartedAt, which cannot restart twice.
+LOST_ANSWERS = [502, 503, 504, None]
+LOST_IDS = ["502", "503", "504", "dropped"]
+
+
+@pytest.mark.parametrize("status", LOST_ANSWERS, ids=LOST_IDS)
+def test_patch_applied_but_its_answer_lost_is_read_back_as_one_restart(sim, status):
+    sim.add_deployment("shop", "web")
+    sim.answer_after_applying("PATCH", "/deployments/web$", status=status)
+    restarted_at = kube.now_restarted_at()
+
+    restart = kube.restart_deployment(
+        cluster=cluster_for(sim), namespace="shop", name="web", restarted_at=restarted_at
+    )
+
+    assert (restart.restarted_at, restart.generation) == (restarted_at, 2)
+    assert [r.method for r in sim.requests] == ["PATCH", "GET"]
+    assert sim.get_deployment("shop", "web")["metadata"]["generation"] == 2
+
+
+@pytest.mark.parametrize("status", LOST_ANSWERS, ids=LOST_IDS)
+def test_patch_never_answered_is_in_doubt_and_never_a_second_restart(sim, settings, status):
+    sim.add_deployment("shop", "web")
+    if status is None:
+        sim.drop_next("PATCH", "/deployments/web$", times=10)
+    else:
+        sim.fail_next("PATCH", "/deployments/web$", status=status, times=10)
+    restarted_at = kube.now_restarted_at()
+
+    with pytest.raises(RestartInDoubt, match="it was not repeated"):
+        kube.restart_deployment(
+            cluster=cluster_for(sim), namespace="shop", name="web", restarted_at=restarted_at
+        )
+
+    attempts = settings.KUBERNETES_RETRY_ATTEMPTS
+    assert [r.method for r in sim.requests] == ["PATCH", "GET"] * attempts
+    bodies = {str(r.body) for r in sim.requests if r.method == "PATCH"}
+    assert len(bodies) == 1 and restarted_at in bodies.pop()
+    assert sim.get_deployment("shop", "web")["metadata"]["generation"] == 1
+
+
 def test_patch_refused_by_the_api_is_a_plain_error(sim):
     sim.add_deployment("shop", "web")
     sim.fail_next("PATCH", "/deployments/web$", status=500, times=10)

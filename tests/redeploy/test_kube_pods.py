@@ -311,7 +311,7 @@ def test_transient_delete_errors_are_retried(sim):
 
 def test_delete_refused_every_time_is_transient_and_not_in_doubt(sim, settings):
     target = web_pods(sim)[0]
-    sim.fail_next("DELETE", "/pods/", status=503, times=10)
+    sim.fail_next("DELETE", "/pods/", status=500, times=10)
 
     with pytest.raises(KubeTransientError) as failed:
         kube.delete_pod(cluster=cluster_for(sim), namespace="shop", name=target.name)
@@ -357,6 +357,37 @@ def test_delete_answered_too_late_while_terminating_is_not_applied_twice(sim, se
     assert len(sim.pod_deletions) == 1  # the repeat found it terminating and changed nothing
     pods = kube.deployment_pods(cluster=cluster_for(sim), namespace="shop", deployment_name="web")
     assert len(pods) == 3  # one replacement only
+
+
+@pytest.mark.parametrize("status", [502, 503, 504, None], ids=["502", "503", "504", "dropped"])
+def test_delete_applied_but_its_answer_lost_counts_once(sim, status):
+    """A gateway's 502/503/504, or the connection dropped, after the DELETE took effect: the
+    repeat finds the pod terminating and changes nothing."""
+    target = web_pods(sim)[0]
+    sim.answer_after_applying("DELETE", "/pods/", status=status)
+
+    deleted = kube.delete_pod(
+        cluster=cluster_for(sim), namespace="shop", name=target.name, uid=target.uid
+    )
+
+    assert deleted.uid == target.uid
+    assert [r.method for r in sim.requests] == ["DELETE", "DELETE"]
+    assert len(sim.pod_deletions) == 1
+
+
+@pytest.mark.parametrize("status", [502, 503, 504, None], ids=["502", "503", "504", "dropped"])
+def test_delete_never_answered_by_a_gateway_is_in_doubt(sim, settings, status):
+    target = web_pods(sim)[0]
+    if status is None:
+        sim.drop_next("DELETE", "/pods/", times=10)
+    else:
+        sim.fail_next("DELETE", "/pods/", status=status, times=10)
+
+    with pytest.raises(kube.PodDeleteInDoubt, match="the pod may have been deleted"):
+        kube.delete_pod(cluster=cluster_for(sim), namespace="shop", name=target.name)
+
+    assert len(sim.requests) == settings.KUBERNETES_RETRY_ATTEMPTS
+    assert sim.pod_deletions == []
 
 
 def test_delete_never_answered_is_in_doubt(sim, settings):

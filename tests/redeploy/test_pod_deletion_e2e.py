@@ -5,10 +5,12 @@ replacements → the ticket is COMPLETED with success."""
 import time
 
 import pytest
+from django.urls import reverse
 
 from redeploy import kube, pod_deletions
 from redeploy.models import PodDeletion
-from tests.support import audit_actions
+from redeploy.pod_listings import LIST_PODS
+from tests.support import audit_actions, page
 from tickets.models import Ticket, TicketEntry
 
 FINISH_SECONDS = 30
@@ -55,3 +57,18 @@ def test_approve_delete_pods_replaced_complete(
     assert actions.count("pod_deletion.succeeded") == 2
     # The worker process, not this one, ran it.
     assert any(f"[{operation.celery_task_id}] received" in line for line in celery_worker)
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_lists_the_pods_the_page_offers(
+    celery_worker, as_alice, cluster, binding, delete_pod_ticket
+):
+    pods = kube.deployment_pods(cluster=cluster, namespace="shop", deployment_name="web")
+
+    html = page(as_alice.get(f"{reverse('redeploy:pod-deletion-new')}?application=web"))
+
+    for pod in pods:
+        assert f'name="pods" value="{pod.name}"' in html, "".join(celery_worker)
+    # The worker process, not this one, listed them.
+    assert any(f"{LIST_PODS}[" in line and "succeeded" in line for line in celery_worker)

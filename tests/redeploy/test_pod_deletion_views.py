@@ -1,6 +1,8 @@
 """The pod-delete pages: the live pod table of an approved application, the POST that queues
 the deletion, the operation page, and the ticket's records table."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -8,6 +10,7 @@ from redeploy import kube
 from redeploy.models import PodDeletion
 from tests.factories import UserFactory
 from tests.support import page
+from tickets.models import Ticket
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +111,17 @@ def test_the_approval_links_to_the_pod_table_and_the_ticket_shows_its_records(
 
     html = page(as_alice.get(reverse("tickets:detail", args=[delete_pod_ticket.ticket_no])))
     assert "No pod has been deleted on this ticket yet." in html
+
+
+def test_the_form_links_to_a_pod_delete_ticket_which_files_as_one(as_alice, application):
+    html = page(as_alice.get(new_url()))
+    link = re.search(r'href="([^"]+)">File a ticket to delete pods', html).group(1)
+    form = page(as_alice.get(link.replace("&amp;", "&")))
+    key = re.search(r'name="work_order" value="([^"]+)"', form).group(1)
+
+    as_alice.post(
+        reverse("tickets:create"),
+        {"work_order": key, "applications": ["web"], "reason": "stale", "action": "draft"},
+    )
+
+    assert Ticket.objects.get().work_order.key == "APPLICATION_DELETE_POD"

@@ -10,7 +10,7 @@ from redeploy import kube, pod_deletion_ends, pod_deletion_runs, pod_deletions, 
 from redeploy.models import PodDeletion, PodDeletionTarget
 from redeploy.providers import DELETE_POD_GRANTS
 from tests.factories import UserFactory
-from tests.support import audit_actions
+from tests.support import assert_grant_ttl, audit_actions
 from tickets import grants
 from tickets.grants import UnauthorizedAccess
 from tickets.models import Ticket, TicketEntry
@@ -122,12 +122,12 @@ def test_a_pod_that_does_not_exist_fails_without_a_delete_and_the_grant_comes_ba
     assert operation.state == PodDeletion.State.FAILED
     assert deletes(sim) == []
     assert live_grant() is not None  # given back, with the TTL it had left
-    assert ttl_before - 5 <= redis_client.ttl(KEY) <= ttl_before
+    assert_grant_ttl(redis_client, KEY, ttl_before)
     assert delete_pod_ticket.entries.get().state == TicketEntry.State.AUTHORIZED
 
 
 def test_a_pod_of_another_deployment_is_refused(
-    sim, cluster, binding, requester, delete_pod_ticket
+    sim, cluster, binding, requester, delete_pod_ticket, redis_client
 ):
     sim.add_deployment("shop", "api", replicas=1)
     foreign = pods_of(cluster, "api")[0]
@@ -137,6 +137,7 @@ def test_a_pod_of_another_deployment_is_refused(
     assert operation.targets.get().message == f"The pod={foreign.name} resource does not exist"
     assert deletes(sim) == []
     assert live_grant() is not None
+    assert_grant_ttl(redis_client, KEY, 7200, elapsed=60)
 
 
 def test_with_one_good_and_one_unknown_pod_the_applied_delete_uses_the_grant(
@@ -215,12 +216,13 @@ def test_a_claimed_target_of_a_run_that_died_is_looked_at_not_deleted_again(
 
 
 def test_without_a_binding_the_targets_fail_and_the_grant_comes_back(
-    cluster, application, requester, delete_pod_ticket
+    cluster, application, requester, delete_pod_ticket, redis_client
 ):
     operation = run(request(requester, ["web-1"]))
 
     assert operation.targets.get().message == "The deployment=web resource does not exist"
     assert live_grant() is not None
+    assert_grant_ttl(redis_client, KEY, 7200, elapsed=60)
 
 
 def test_a_pod_delete_approval_is_offered_for_pods_not_for_a_redeploy(
@@ -244,11 +246,36 @@ def test_a_deletion_that_never_started_fails_and_gives_the_grant_back(
         "The task queue is away",
     )
     assert live_grant() is not None
+    assert_grant_ttl(redis_client, KEY, 7200, elapsed=60)
     assert delete_pod_ticket.entries.get().state == TicketEntry.State.AUTHORIZED
     assert audit_actions(operation=operation)[-2:] == [
         "pod_deletion.failed",
         "authorization.restored",
     ]
+
+
+@pytest.mark.parametrize("status", [502, 503, 504, None], ids=["502", "503", "504", "dropped"])
+def test_a_gateway_answer_to_every_delete_is_in_doubt_never_given_back(
+    sim, cluster, binding, requester, delete_pod_ticket, redis_client, status
+):
+    victim = pods_of(cluster)[0]
+    if status is None:
+        sim.drop_next("DELETE", "/pods/", times=10)
+    else:
+        sim.fail_next("DELETE", "/pods/", status=status, times=10)
+
+    operation = run(request(requester, [victim.name]))
+
+    target = operation.targets.get()
+    assert (target.state, target.deleted) == (PodDeletionTarget.State.DELETING, True)
+    assert sim.pod_deletions == []
+    # Not applied after all: the pod is still there at the deadline; the grant stays used.
+    operation.targets.update(deadline_at=operation.created_at)
+    assert follow(operation).state == PodDeletion.State.FAILED
+    assert live_grant() is None
+    assert redis_client.exists(DELETE_POD_GRANTS.held_key(operation_id=operation.pk)) == 0
+    assert "authorization.restored" not in audit_actions(operation=operation)
+    assert delete_pod_ticket.entries.get().state == TicketEntry.State.USED
 
 
 def test_a_delete_in_doubt_is_followed_not_given_back(

@@ -2,15 +2,20 @@
 that does not answer."""
 
 import pytest
+from celery.exceptions import Retry
+from django.db import InterfaceError, OperationalError
 
 from cratos.audit.models import AuditEvent
 from cratos.exceptions import ServiceUnavailable
-from redeploy import redeploys, tasks
+from redeploy import redeploys, restarts, tasks
 from redeploy.models import RedeployOperation, RedeployTarget
 from redeploy.providers import REDEPLOY_GRANTS
 from tests.redeploy.conftest import use_broker
+from tests.support import assert_grant_ttl
 from tickets import grants
 from tickets.models import Ticket
+
+KEY = "APPLICATION:REDEPLOY:TOKEN:USERNAME:alice:APPLICATION_NAME:web"
 
 
 def request(user) -> RedeployOperation:
@@ -20,10 +25,49 @@ def request(user) -> RedeployOperation:
 
 
 def test_tasks_are_acknowledged_late_and_retry_when_a_service_is_away():
-    for task in (tasks.run_redeploys, tasks.follow_rollouts):
+    for task in (
+        tasks.run_redeploys,
+        tasks.follow_rollouts,
+        tasks.run_pod_deletion,
+        tasks.follow_pod_deletions,
+    ):
         assert task.acks_late is True
-        assert ServiceUnavailable in task.autoretry_for
+        assert set(task.autoretry_for) == {ServiceUnavailable, OperationalError, InterfaceError}
         assert task.max_retries == 5
+        assert task.retry_backoff is True
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("error", [OperationalError, InterfaceError])
+def test_a_database_error_is_retried_and_the_last_try_fails_the_queued_redeploy(
+    requester, approved_ticket, binding, sim, redis_client, monkeypatch, error
+):
+    operation = request(requester)
+    held = REDEPLOY_GRANTS.held_key(operation_id=operation.pk)
+    remaining = redis_client.ttl(held)
+
+    def cut(**kwargs):
+        raise error("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(restarts, "_start", cut)
+    with pytest.raises(Retry):
+        tasks.run_redeploys.apply(kwargs={"operation_ids": [str(operation.pk)]}, task_id="try-1")
+    operation.refresh_from_db()
+    assert operation.state == "QUEUED"
+    assert redis_client.exists(held) == 1
+
+    last = tasks.run_redeploys.apply(
+        kwargs={"operation_ids": [str(operation.pk)]},
+        task_id="try-last",
+        retries=tasks.run_redeploys.max_retries,
+        throw=False,
+    )
+
+    assert last.state == "FAILURE"
+    operation.refresh_from_db()
+    assert (operation.state, operation.message) == ("FAILED", tasks.DATABASE_AWAY)
+    assert sim.requests == []
+    assert_grant_ttl(redis_client, KEY, remaining)
 
 
 @pytest.mark.django_db(transaction=True)

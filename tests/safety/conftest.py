@@ -12,6 +12,7 @@ from tests.redeploy.conftest import (  # noqa: F401  (fixtures, registered by be
     approver,
     binding,
     cluster,
+    delete_pod_ticket,
     fast_kubernetes,
     requester,
     sim,

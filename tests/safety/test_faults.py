@@ -21,7 +21,7 @@ from cratos.exceptions import ServiceUnavailable
 from redeploy import redeploys, restarts, selectors, tasks
 from redeploy.models import RedeployOperation, RedeployTarget
 from redeploy.providers import REDEPLOY_GRANTS
-from tests.support import check_rollout, redis_down, run_redeploy
+from tests.support import assert_grant_ttl, check_rollout, redis_down, run_redeploy
 from tickets import grants
 from tickets.models import Ticket, TicketEntry
 
@@ -71,7 +71,7 @@ def assert_token_kept(redis_client, ttl_before: int) -> None:
         grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="web")
         is not None
     )
-    assert ttl_before - 5 <= redis_client.ttl(KEY) <= ttl_before
+    assert_grant_ttl(redis_client, KEY, ttl_before)
 
 
 # -- Redis unreachable when the request is made ------------------------------------------

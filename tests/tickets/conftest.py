@@ -3,6 +3,7 @@
 import pytest
 
 from tests.factories import ApplicationFactory, ApprovalNodeFactory, GroupFactory, TicketFactory
+from tests.robot_receivers import RobotServer
 from tickets.models import ApprovalNode
 
 SITE_URL = "https://cratos.example"
@@ -47,3 +48,11 @@ def approved_two(alice, bob):
         applications=[ApplicationFactory(name="web"), ApplicationFactory(name="api")],
         approved_by=bob,
     )
+
+
+@pytest.fixture
+def robot_server():
+    """A local stand-in for the chat platforms (tests/robot_receivers.py)."""
+    server = RobotServer()
+    yield server
+    server.close()

@@ -16,7 +16,8 @@ from tests.factories import (
 from tests.tickets.conftest import SITE_URL
 from tickets import services
 from tickets.models import Approval, DecisionLinkUse, Ticket
-from tickets.notifications import DECISION_LINK_SALT, notify_ticket_submitted
+from tickets.notice_links import DECISION_LINK_SALT
+from tickets.notifications import notify_ticket_submitted
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("notices")]
 

@@ -623,5 +623,8 @@ def test_notices_have_a_queue_of_their_own_that_a_worker_consumes_by_default():
         notification_tasks.post_webhook,
     ):
         assert route({}, task.name)["queue"].name == "notices"
+    # Chat robots' deliveries wait apart too: a robot's rate limit holds back no mail.
+    assert route({}, notification_tasks.deliver_notice.name)["queue"].name == "notice_channels"
     assert route({}, "redeploy.run_redeploys")["queue"].name == "celery"
-    assert {queue.name for queue in celery_app.amqp.queues.values()} == {"celery", "notices"}
+    queues = {queue.name for queue in celery_app.amqp.queues.values()}
+    assert queues == {"celery", "notices", "notice_channels"}

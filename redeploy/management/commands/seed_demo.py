@@ -10,22 +10,30 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cratos.exceptions import DomainError
 from cratos.roles import ensure_roles
+from cratos.teams.models import Team
 from redeploy import clusters
 from redeploy.exceptions import KubeTransientError
+from tickets.models import ApprovalNode
 
 DEMO_USERS = [
-    # username, role group, staff (may open the admin), superuser
-    ("alice", "Requesters", False, False),
-    ("bob", "Approvers", True, False),
-    ("dave", "Approvers", True, False),
-    ("carol", "Reviewers", False, False),
-    ("admin", None, True, True),
+    # username, role group, team, staff (may open the admin), superuser
+    ("alice", "Requesters", "shop", False, False),
+    ("erin", "Requesters", "payments", False, False),
+    ("bob", "Approvers", "shop", True, False),
+    ("dave", "Approvers", "payments", True, False),
+    ("carol", "Reviewers", None, False, False),
+    ("admin", None, None, True, True),
 ]
 CLUSTER_NAME = "demo"
+# The demo cluster's Deployments name their team in this label (their namespace: shop, payments).
+OWNER_LABEL = "app.kubernetes.io/part-of"
 
 
 class Command(BaseCommand):
-    help = "Create demo users (alice, bob, dave, carol, admin), a cluster and its applications."
+    help = (
+        "Create demo users (alice, erin, bob, dave, carol, admin) in two teams (shop, payments), "
+        "a cluster and its applications owned by those teams, approved by their owners."
+    )
 
     def add_arguments(self, parser):
         cluster = parser.add_mutually_exclusive_group(required=True)
@@ -43,7 +51,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         groups = ensure_roles()
         users = get_user_model().objects
-        for username, group, staff, superuser in DEMO_USERS:
+        for username, group, team, staff, superuser in DEMO_USERS:
             user, _ = users.get_or_create(
                 username=username, defaults={"email": f"{username}@example.com"}
             )
@@ -52,6 +60,12 @@ class Command(BaseCommand):
             user.save()
             if group:
                 user.groups.add(groups[group])
+            if team:
+                Team.objects.get_or_create(name=team)[0].members.add(user)
+        # Each application's owners approve it: a ticket for shop and payments waits for both.
+        ApprovalNode.objects.filter(work_order__business_type="APPLICATION").exclude(
+            node_type=ApprovalNode.Type.CC_TO
+        ).update(node_type=ApprovalNode.Type.APPLICATION_OWNER)
         try:
             self._register_cluster(options)
             summary = self._sync(options["label"])
@@ -86,7 +100,9 @@ class Command(BaseCommand):
         deadline = time.monotonic() + 15
         while True:
             try:
-                return clusters.sync_applications(cluster_name=CLUSTER_NAME, label=label)
+                return clusters.sync_applications(
+                    cluster_name=CLUSTER_NAME, label=label, owner_label=OWNER_LABEL
+                )
             except KubeTransientError:
                 if time.monotonic() > deadline:
                     raise

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from cratos.exceptions import DomainError
-from redeploy.clusters import DEFAULT_APPLICATION_LABEL, sync_applications
+from redeploy.clusters import DEFAULT_APPLICATION_LABEL, DEFAULT_OWNER_LABEL, sync_applications
 
 
 class Command(BaseCommand):
@@ -18,6 +18,12 @@ class Command(BaseCommand):
             help=f"label whose value names the application (default: {DEFAULT_APPLICATION_LABEL})",
         )
         parser.add_argument(
+            "--owner-label",
+            default=DEFAULT_OWNER_LABEL,
+            help="label whose value names the team that owns the application (created if "
+            f"missing; owners set in the admin are kept) (default: {DEFAULT_OWNER_LABEL})",
+        )
+        parser.add_argument(
             "--namespace",
             action="append",
             dest="namespaces",
@@ -28,9 +34,11 @@ class Command(BaseCommand):
             "allow (default: every namespace)",
         )
 
-    def handle(self, *args, cluster, label, namespaces, **options):
+    def handle(self, *args, cluster, label, owner_label, namespaces, **options):
         try:
-            summary = sync_applications(cluster_name=cluster, label=label, namespaces=namespaces)
+            summary = sync_applications(
+                cluster_name=cluster, label=label, owner_label=owner_label, namespaces=namespaces
+            )
         except DomainError as error:
             raise CommandError(error.message) from error
         self.stdout.write(self.style.SUCCESS(str(summary)))

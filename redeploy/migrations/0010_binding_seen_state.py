@@ -4,35 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('redeploy', '0008_delete_pod_work_order'),
+        ("redeploy", "0009_application_owner_teams"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deploymentbinding',
-            name='desired_replicas',
+            model_name="deploymentbinding",
+            name="desired_replicas",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='deploymentbinding',
-            name='managed_by',
+            model_name="deploymentbinding",
+            name="managed_by",
             field=models.CharField(blank=True, max_length=32),
         ),
         migrations.AddField(
-            model_name='deploymentbinding',
-            name='paused',
+            model_name="deploymentbinding",
+            name="paused",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='deploymentbinding',
-            name='ready_replicas',
+            model_name="deploymentbinding",
+            name="ready_replicas",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='deploymentbinding',
-            name='seen_at',
+            model_name="deploymentbinding",
+            name="seen_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]
