@@ -46,6 +46,7 @@ def _visible_ticket(request, ticket_no: str) -> Ticket:
     return selectors.visible_ticket(ticket_no=ticket_no, user=request.user)
 
 
+@login_required
 def home(request):
     """'/' is each role's start page: the one signing in lands on (cratos.identity's landing)."""
     return redirect("landing")
