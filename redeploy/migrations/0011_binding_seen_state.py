@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("redeploy", "0009_application_owner_teams"),
+        ("redeploy", "0010_cluster_plain_http_opt_in"),
     ]
 
     operations = [
