@@ -126,6 +126,8 @@ def browse(chromium, live_server, screenshots, request) -> Iterator[Callable[...
             timezone_id="UTC",
             viewport={"width": 1280, "height": 800},
             accept_downloads=True,
+            # axe-core goes in as an inline script, which the product's CSP (rightly) refuses.
+            bypass_csp=True,
         )
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
