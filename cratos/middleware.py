@@ -82,7 +82,10 @@ def bad_request(request, exception=None):
 
 
 def page_not_found(request, exception=None):
-    return refusal_response(request, NotFound(_("Not found.")))
+    if is_api(request):
+        return refusal_response(request, NotFound(_("Not found.")))
+    # An unknown address has its own page (and title), apart from a refused lookup's.
+    return render(request, "404.html", {"request_path": request.path}, status=404)
 
 
 def server_error(request):

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_tables2",
     "django_filters",
+    "django_htmx",
     "cratos.audit",
     "cratos.teams",
     "cratos.identity",
@@ -55,6 +56,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "cratos.middleware.EdgeInputMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "cratos.middleware.DomainErrorMiddleware",
@@ -116,6 +118,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# ISO dates with their zone in every language, the admin's included (cratos/formats/).
+FORMAT_MODULE_PATH = ["cratos.formats"]
 TIME_ZONE = env("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
 from cratos import health, security
 
@@ -10,6 +11,10 @@ handler500 = "cratos.middleware.server_error"
 
 # The admin's own login form, throttled like the site's (cratos.security).
 admin.site.login_form = security.ThrottledAdminAuthenticationForm
+# The admin under the product's name, not Django's.
+admin.site.site_header = _("Cratos Redeploy administration")
+admin.site.site_title = _("Cratos Redeploy admin")
+admin.site.index_title = _("Tickets, approvals and clusters")
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),

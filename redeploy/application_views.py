@@ -13,7 +13,7 @@ from cratos.audit.tables import AuditTrailTable
 from tickets.views import format_time_left
 
 from . import selectors
-from .models import Application, render_tags
+from .models import Application
 
 APPLICATIONS_PER_PAGE = 25
 SEARCH_MAX_LENGTH = Application._meta.get_field("name").max_length
@@ -25,19 +25,40 @@ class ApplicationTable(tables.Table):
     )
     description = tables.Column(verbose_name=_("Description"))
     owner_teams = tables.ManyToManyColumn(verbose_name=_("Owners"), default="—")
-    tags = tables.Column(verbose_name=_("Tags"), orderable=False)
+    tags = tables.TemplateColumn(
+        template_code='{% include "_tag_chips.html" with tags=value %}',
+        verbose_name=_("Tags"),
+        orderable=False,
+    )
     binding_count = tables.Column(verbose_name=_("Bindings"))
+    # Live state as the last sync stored it; the web process never asks a cluster.
+    state = tables.TemplateColumn(
+        template_name="redeploy/_application_state.html",
+        verbose_name=_("Ready / desired"),
+        orderable=False,
+        empty_values=(),
+    )
+    last_redeploy_at = tables.TemplateColumn(
+        template_name="redeploy/_last_redeploy.html",
+        verbose_name=_("Last redeploy"),
+        empty_values=(),
+    )
 
     class Meta:
         model = Application
-        fields = ("name", "description", "owner_teams", "tags", "binding_count")
+        fields = (
+            "name",
+            "description",
+            "owner_teams",
+            "tags",
+            "binding_count",
+            "state",
+            "last_redeploy_at",
+        )
         order_by = ("name",)
         attrs = {"class": "striped applications-table"}
         template_name = "django_tables2/table.html"
         empty_text = _("No application matches this search.")
-
-    def render_tags(self, value: list[dict]) -> str:
-        return render_tags(value)
 
 
 @login_required

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from cratos.audit.recorder import Action, record_event
 from cratos.exceptions import NotFound, ValidationFailed
@@ -136,6 +137,38 @@ def _namespaces(namespaces: Sequence[str]) -> tuple[str, ...]:
     return cleaned
 
 
+# Who else deploys a Deployment, by the marks each tool leaves: a restart here may be undone or
+# fought by them, so the pages say so. (Flux's Helm releases are Flux's.)
+MANAGERS = (
+    ("Argo CD", ("argocd.argoproj.io/instance", "argocd.argoproj.io/tracking-id")),
+    ("Flux", ("kustomize.toolkit.fluxcd.io/name", "helm.toolkit.fluxcd.io/name")),
+    ("Helm", ("meta.helm.sh/release-name",)),
+)
+
+
+def managed_by(*, labels: dict, annotations: dict) -> str:
+    """Argo CD, Flux or Helm when the Deployment carries that tool's labels or annotations."""
+    marks = {**(labels or {}), **(annotations or {})}
+    for manager, keys in MANAGERS:
+        if any(key in marks for key in keys):
+            return manager
+    if (labels or {}).get("app.kubernetes.io/managed-by", "").lower() == "helm":
+        return "Helm"
+    return ""
+
+
+def _seen_state(deployment) -> dict:
+    """What the pages show of a Deployment, as this sync saw it."""
+    spec, status, meta = deployment.spec, deployment.status, deployment.metadata
+    return {
+        "desired_replicas": spec.replicas if spec.replicas is not None else 1,
+        "ready_replicas": (status.ready_replicas or 0) if status else 0,
+        "paused": bool(spec.paused),
+        "managed_by": managed_by(labels=meta.labels, annotations=meta.annotations),
+        "seen_at": timezone.now(),
+    }
+
+
 def _sync_owners(
     *, application: Application, deployments: list, owner_label: str, summary: SyncSummary
 ) -> None:
@@ -213,11 +246,12 @@ def sync_applications(
                 application=application, deployments=items, owner_label=owner_label, summary=summary
             )
             for deployment in items:
-                _, created = DeploymentBinding.objects.get_or_create(
+                _, created = DeploymentBinding.objects.update_or_create(
                     application=application,
                     cluster=cluster,
                     namespace=deployment.metadata.namespace,
                     deployment_name=deployment.metadata.name,
+                    defaults=_seen_state(deployment),
                 )
                 if created:
                     summary.bindings_created += 1

@@ -133,6 +133,13 @@ class DeploymentBinding(models.Model):
     namespace = models.CharField(max_length=63, validators=[validate_dns1123_label])
     deployment_name = models.CharField(max_length=253, validators=[validate_dns1123_subdomain])
     created_at = models.DateTimeField(auto_now_add=True)
+    # The Deployment as the last sync saw it (the web never asks the cluster): for pages only.
+    desired_replicas = models.PositiveIntegerField(null=True, blank=True)
+    ready_replicas = models.PositiveIntegerField(null=True, blank=True)
+    paused = models.BooleanField(default=False)
+    # Argo CD, Flux or Helm, from the Deployment's labels and annotations; empty: none seen.
+    managed_by = models.CharField(max_length=32, blank=True)
+    seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["application__name", "cluster__name", "namespace", "deployment_name"]

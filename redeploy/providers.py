@@ -15,7 +15,12 @@ from tickets.grants import GrantKind
 from tickets.providers import EntrySnapshot, TicketEntryProvider, register, render_tags
 
 from .models import Application, DeploymentBinding, PodDeletionTarget, RedeployTarget
-from .rules import ownership_refusal, requestable_applications
+from .rules import (
+    ownership_refusal,
+    pod_delete_refusal,
+    redeploy_refusal,
+    requestable_applications,
+)
 
 REDEPLOY_GRANTS = GrantKind(
     work_order_key="APPLICATION_REDEPLOY",
@@ -31,7 +36,7 @@ DELETE_POD_GRANTS = GrantKind(
 )
 
 
-# The seed's headers of a ticket's records table, in its words (never translated).
+# The seed's headers of a ticket's records table, in its words (Chinese pages translate them).
 PLACE_HEADERS = ["Instance Name", "Namespace", "Deployment Name"]
 
 
@@ -135,6 +140,9 @@ class ApplicationRedeployTicketEntryProvider(ApplicationEntryProvider):
         query = urlencode({"application": application_name})
         return _("Redeploy"), f"{reverse('redeploy:request')}?{query}"
 
+    def action_refusal(self, *, user) -> DomainError | None:
+        return redeploy_refusal(user=user)
+
     def targets_caption(self) -> str:
         return _("Where an approval allows a redeploy")
 
@@ -158,6 +166,9 @@ class ApplicationDeletePodTicketEntryProvider(ApplicationEntryProvider):
     def action(self, *, application_name: str) -> tuple[str, str]:
         query = urlencode({"application": application_name})
         return _("Delete pods"), f"{reverse('redeploy:pod-deletion-new')}?{query}"
+
+    def action_refusal(self, *, user) -> DomainError | None:
+        return pod_delete_refusal(user=user)
 
     def targets_caption(self) -> str:
         return _("Where an approval allows deleting pods")

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Subquery
 
 from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
@@ -156,11 +156,22 @@ def redeploy_choices(*, user, kind: GrantKind = REDEPLOY_GRANTS) -> list[Redeplo
 
 
 def applications_listed(*, search: str = "") -> QuerySet[Application]:
-    """Applications with their number of bindings (`binding_count`), by name; `search` keeps
-    those whose name contains it, in any case."""
+    """Applications with their number of bindings (`binding_count`), their bindings as the last
+    sync saw them, and when they were last redeployed (`last_redeploy_at`), by name; `search`
+    keeps those whose name contains it, in any case. Only the database is read."""
+    last_redeploy = RedeployOperation.objects.filter(
+        application_name=OuterRef("name"), started_at__isnull=False
+    ).order_by("-started_at")
     applications = (
-        Application.objects.annotate(binding_count=Count("bindings"))
-        .prefetch_related("owner_teams")
+        Application.objects.annotate(
+            binding_count=Count("bindings"),
+            last_redeploy_at=Subquery(last_redeploy.values("started_at")[:1]),
+            last_redeploy_id=Subquery(last_redeploy.values("pk")[:1]),
+        )
+        .prefetch_related(
+            "owner_teams",
+            Prefetch("bindings", queryset=DeploymentBinding.objects.select_related("cluster")),
+        )
         .order_by("name")
     )
     if search:

@@ -24,7 +24,7 @@ def state_badge(state: str) -> dict:
 class OperationTable(tables.Table):
     created_at = tables.DateTimeColumn(
         verbose_name=_("Requested"),
-        format="Y-m-d H:i:s",
+        format="Y-m-d H:i:s T",
         linkify=("redeploy:operation", {"operation_id": tables.A("pk")}),
     )
     application_name = tables.Column(verbose_name=_("Application"))

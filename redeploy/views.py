@@ -16,11 +16,13 @@ from cratos.api import error_body
 from cratos.exceptions import NotFound, ServiceUnavailable, ValidationFailed
 from cratos.security import client_ip
 from tickets.grants import UnauthorizedAccess
+from tickets.selectors import missing_authorization
 from tickets.views import format_time_left
 
 from . import redeploys, selectors
 from .exceptions import binding_missing_message
 from .forms import RedeployRequestForm
+from .providers import REDEPLOY_GRANTS
 from .rules import redeploy_refusal
 from .serializers import OperationSerializer
 from .tables import STATE_BADGES, OperationTable, state_badge
@@ -98,7 +100,19 @@ def _prefill(request, choices) -> dict:
     return initial
 
 
-def _form_page(request, form, choices, *, status: int = 200):
+def _missing(user, refusal) -> list:
+    """Why each application of an "Unauthorized access" refusal had no live authorization."""
+    if not isinstance(refusal, UnauthorizedAccess):
+        return []
+    return [
+        missing_authorization(
+            user=user, application_name=name, work_order_key=REDEPLOY_GRANTS.work_order_key
+        )
+        for name in refusal.missing
+    ]
+
+
+def _form_page(request, form, choices, *, status: int = 200, missing=()):
     # What the form accepted: a typed name it refused (NUL, too long) narrows nothing.
     if form.is_bound:
         application = form.cleaned_data.get("application", "")
@@ -119,6 +133,7 @@ def _form_page(request, form, choices, *, status: int = 200):
         "namespaces": sorted({b.namespace for b in bindings}),
         "deployments": sorted({b.deployment_name for b in bindings}),
         "clusters": sorted({b.cluster.name for b in bindings}),
+        "missing_authorizations": missing,
     }
     return render(request, "redeploy/request_form.html", context, status=status)
 
@@ -138,6 +153,9 @@ def _confirm_page(request, form, choice):
         "fields": fields,
         "choice": choice,
         "clusters": [binding.cluster.name for binding in bindings],
+        # As the last sync saw them: who else deploys it, and where it is paused.
+        "managed_bindings": [binding for binding in bindings if binding.managed_by],
+        "paused_bindings": [binding.cluster.name for binding in bindings if binding.paused],
         "missing_binding": binding_missing_message(fields["deployment"]),
         "change_query": urlencode(fields),
     }
@@ -178,7 +196,13 @@ def redeploy_request(request):
     except (UnauthorizedAccess, ValidationFailed, ServiceUnavailable) as refusal:
         # Any other refusal (no permission) is the error page's.
         form.add_error(None, refusal.message)
-        return _form_page(request, form, choices, status=refusal.status_code)
+        return _form_page(
+            request,
+            form,
+            choices,
+            status=refusal.status_code,
+            missing=_missing(user, refusal),
+        )
     return redirect("redeploy:operation", operation_id=operation.pk)
 
 
@@ -193,6 +217,32 @@ def operation_list(request):
     return render(request, "redeploy/operation_list.html", {"table": table})
 
 
+def _next_step(user, operation) -> dict | None:
+    """After a failed redeploy that restarted nothing, the authorization went back: the time it
+    has left and the prefilled form to try again (for its requester, if still allowed)."""
+    if (
+        operation.state != operation.State.FAILED
+        or operation.requested_by_id != user.pk
+        or redeploy_refusal(user=user) is not None
+    ):
+        return None
+    live = selectors.live_authorization_for(user=user, application_name=operation.application_name)
+    if live is None:
+        return {"given_back": False, "application_name": operation.application_name}
+    query = {
+        "application": operation.application_name,
+        "namespace": operation.namespace,
+        "deployment": operation.deployment_name,
+        "cluster": operation.cluster_name,
+    }
+    return {
+        "given_back": True,
+        "seconds_left": live.seconds_left,
+        "time_left": format_time_left(live.seconds_left),
+        "retry_query": urlencode(query),
+    }
+
+
 @login_required
 @require_GET
 def operation_detail(request, operation_id):
@@ -200,6 +250,7 @@ def operation_detail(request, operation_id):
     targets = [(target, state_badge(target.state)) for target in operation.targets.all()]
     context = {
         "operation": operation,
+        "next_step": _next_step(request.user, operation),
         "badge": state_badge(operation.state),
         "targets": targets,
         "state_badges": STATE_BADGES,

@@ -1428,12 +1428,19 @@ DEMO = (  # namespace, name, replicas, image, tier, team, paused
 )
 
 
+# Marks of the tools that also deploy some demo Deployments (the pages name them).
+DEMO_MANAGERS = {
+    "api": {"app.kubernetes.io/managed-by": "Helm"},
+    "checkout": {"argocd.argoproj.io/instance": "payments"},
+}
+
+
 def seed_demo(sim):
     """Demo Deployments in the namespaces ``shop`` and ``payments`` (payments/ledger is
-    paused, so kubectl would refuse to restart it)."""
+    paused, so kubectl would refuse to restart it; api is Helm's, checkout Argo CD's)."""
     for namespace, name, replicas, image, tier, team, paused in DEMO:
         labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": namespace}
-        labels.update(tier=tier, team=team)
+        labels.update(tier=tier, team=team, **DEMO_MANAGERS.get(name, {}))
         sim.add_deployment(
             namespace, name, labels=labels, replicas=replicas, image=image, paused=paused
         )

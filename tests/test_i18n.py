@@ -133,8 +133,8 @@ def test_ticket_page_is_chinese(client, alice, bob, web):
         "取消此工单",
     ):
         assert words in html
-    # The seed's tables keep their headers, as the manual shows them.
-    assert '<th scope="col">Application Name</th>' in html
+    # The seed's table headers: word for word in English, translated in Chinese.
+    assert '<th scope="col">应用名称</th>' in html
     assert "Waiting for" not in html
 
 

@@ -34,6 +34,16 @@ from .models import (
     WorkOrder,
 )
 from .providers import render_tags
+from .rules import decision_refusal
+
+
+def success_mark(success: bool | None) -> str:
+    """✓ succeeded, ✗ did not, — not known yet (the stock boolean icon shows a bare "?")."""
+    return {True: "✓", False: "✗"}.get(success, "—")
+
+
+def state_label(state: str) -> str:
+    return Ticket.State(state).label if state in Ticket.State.values else state
 
 
 class ApprovalNodeInline(admin.TabularInline):
@@ -68,6 +78,7 @@ class TicketPartInline(admin.TabularInline):
 
     extra = 0
     can_delete = False
+    template = "admin/edit_inline/readonly_tabular.html"
 
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("tickets.view_ticket") or request.user.has_perm(
@@ -86,11 +97,25 @@ class TicketPartInline(admin.TabularInline):
 
 class TicketEntryInline(TicketPartInline):
     model = TicketEntry
-    fields = readonly_fields = ("name", "tags", "state", "authorization_expires_at", "success")
+    fields = readonly_fields = ("name", "tags", "entry_state", "authorization_expires_at", "result")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("ticket")
 
     @admin.display(description=_("Tags"))
     def tags(self, entry: TicketEntry) -> str:
         return render_tags(entry.content.get("tags", []))
+
+    @admin.display(description=_("State"))
+    def entry_state(self, entry: TicketEntry) -> str:
+        # An entry stays DRAFT until approval; on a submitted ticket that reads as a draft.
+        if entry.state == TicketEntry.State.DRAFT and entry.ticket.state != Ticket.State.NEW:
+            return gettext("Awaiting approval")
+        return entry.get_state_display()
+
+    @admin.display(description=_("Success"))
+    def result(self, entry: TicketEntry) -> str:
+        return success_mark(entry.success)
 
 
 class ApprovalInline(TicketPartInline):
@@ -109,10 +134,18 @@ class TicketStateChangeInline(TicketPartInline):
     model = TicketStateChange
     verbose_name = _("state change")
     verbose_name_plural = _("state history")
-    fields = readonly_fields = ("changed_at", "from_state", "to_state", "actor", "note")
+    fields = readonly_fields = ("changed_at", "from_label", "to_label", "actor", "note")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("actor")
+
+    @admin.display(description=_("From"))
+    def from_label(self, change: TicketStateChange) -> str:
+        return state_label(change.from_state) if change.from_state else "—"
+
+    @admin.display(description=_("To"))
+    def to_label(self, change: TicketStateChange) -> str:
+        return state_label(change.to_state)
 
 
 class ChosenApproverInline(TicketPartInline):
@@ -188,7 +221,7 @@ class TicketAdmin(admin.ModelAdmin):
         "reason",
         "state",
         "current_node_name",
-        "success",
+        "result",
         "created_at",
         "submitted_at",
         "decided_at",
@@ -219,6 +252,22 @@ class TicketAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Approve and Reject are offered only to who may decide now (never on one's own ticket).
+        ticket = self.get_object(request, unquote(object_id))
+        if ticket is not None:
+            extra_context = {
+                **(extra_context or {}),
+                "may_approve": decision_refusal(ticket=ticket, user=request.user) is None,
+                "may_reject": decision_refusal(ticket=ticket, user=request.user, reject=True)
+                is None,
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.display(description=_("Success"))
+    def result(self, ticket: Ticket) -> str:
+        return success_mark(ticket.success)
 
     @admin.display(description=_("Applications"))
     def applications(self, ticket: Ticket) -> str:

@@ -56,6 +56,11 @@ class TicketEntryProvider:
         """(label, URL) of the page where the applicant uses a grant for that application."""
         raise NotImplementedError
 
+    def action_refusal(self, *, user) -> DomainError | None:
+        """Why `user` may not use a grant of this kind at all (the role its action needs), so
+        pages hide an action the service would refuse. By default the grant alone suffices."""
+        return None
+
     def targets_html(self, *, entries_of: dict[int, list]) -> dict[int, str]:
         """{ticket id: where approving those entries would let the applicant act}, for the
         approval pages: one batch for many tickets."""

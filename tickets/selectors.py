@@ -2,10 +2,14 @@
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import NamedTuple
+from uuid import UUID
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.utils import timezone
 
+from cratos.audit.models import AuditEvent
 from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
 
@@ -121,6 +125,26 @@ def tickets_in_admin(*, user) -> QuerySet[Ticket]:
     return tickets.filter(Q(pk__in=awaiting) | Exists(decided))
 
 
+def identical_open_tickets(*, ticket: Ticket) -> list[str]:
+    """The numbers of the applicant's other unfinished tickets (draft or in approval) of the same
+    work order for exactly the same applications: a likely duplicate, worth a warning."""
+    names = sorted(entry.name for entry in ticket.entries.all())
+    others = (
+        tickets_of(applicant=ticket.applicant)
+        .filter(
+            work_order_id=ticket.work_order_id,
+            state__in=(Ticket.State.NEW, Ticket.State.IN_APPROVAL),
+        )
+        .exclude(pk=ticket.pk)
+        .prefetch_related("entries")
+    )
+    return [
+        other.ticket_no
+        for other in others
+        if sorted(entry.name for entry in other.entries.all()) == names
+    ]
+
+
 class LiveAuthorization(NamedTuple):
     entry: TicketEntry
     grant: grants.Grant
@@ -159,6 +183,68 @@ def live_authorizations(*, user, work_order_key: str | None = None) -> list[Live
             if (entry.ticket_id, entry.name) in by_ticket_and_name
         ]
     return sorted(live, key=lambda item: (item.entry.authorization_expires_at, item.entry.pk))
+
+
+class MissingAuthorization(NamedTuple):
+    """Why a user holds no live authorization for an application, for a refusal that names its
+    reason: their latest entry for it (None: no ticket ever asked for it) and, once one was
+    taken, when and by which operation."""
+
+    application_name: str
+    work_order_key: str
+    entry: TicketEntry | None
+    taken_at: datetime | None = None
+    operation_id: UUID | None = None
+
+    @property
+    def reason(self) -> str:
+        """never, draft, pending, gone, in_use, used, expired, revoked or cancelled."""
+        entry = self.entry
+        if entry is None:
+            return "never"
+        if entry.state == TicketEntry.State.DRAFT:
+            return "pending" if entry.ticket.state == Ticket.State.IN_APPROVAL else "draft"
+        if entry.state == TicketEntry.State.AUTHORIZED:
+            # Still AUTHORIZED here but not live in Redis: its TTL ran out before the sweep
+            # settled it, or the store lost it.
+            expired = entry.authorization_expires_at <= timezone.now()
+            return "expired" if expired else "gone"
+        return entry.state.lower()
+
+
+def missing_authorization(
+    *, user, application_name: str, work_order_key: str
+) -> MissingAuthorization:
+    """What became of the user's latest authorization for the application (see
+    MissingAuthorization); read when a request was refused for want of one."""
+    entry = (
+        TicketEntry.objects.select_related("ticket")
+        .filter(
+            ticket__applicant=user,
+            ticket__work_order__key=work_order_key,
+            name=application_name,
+        )
+        .order_by("-ticket__created_at", "-id")
+        .first()
+    )
+    taken = None
+    if entry is not None:
+        taken = (
+            AuditEvent.objects.filter(
+                action=AuditEvent.Action.AUTHORIZATION_CONSUMED,
+                ticket_id=entry.ticket_id,
+                application_name=entry.name,
+            )
+            .order_by("-created_at", "-id")
+            .first()
+        )
+    return MissingAuthorization(
+        application_name=application_name,
+        work_order_key=work_order_key,
+        entry=entry,
+        taken_at=taken.created_at if taken else None,
+        operation_id=taken.operation_id if taken else None,
+    )
 
 
 # -- the approver's queue and its confirmation -------------------------------------------------

@@ -79,6 +79,7 @@ class TagSerializer(serializers.Serializer):
 
 
 class EntrySerializer(serializers.Serializer):
+    id = serializers.IntegerField()  # what entries/{id}/revoke/ names
     applicationName = serializers.CharField(source="name")
     tags = serializers.SerializerMethodField()
     tagsDisplay = serializers.SerializerMethodField()

@@ -18,8 +18,8 @@ class TicketTable(tables.Table):
         '{% include "tickets/_state_badge.html" with value=record.state %}',
         verbose_name=_("State"),
     )
-    created_at = tables.DateTimeColumn(verbose_name=_("Created"), format="Y-m-d H:i")
-    submitted_at = tables.DateTimeColumn(verbose_name=_("Submitted"), format="Y-m-d H:i")
+    created_at = tables.DateTimeColumn(verbose_name=_("Created"), format="Y-m-d H:i T")
+    submitted_at = tables.DateTimeColumn(verbose_name=_("Submitted"), format="Y-m-d H:i T")
 
     class Meta:
         model = Ticket

@@ -5,7 +5,7 @@ from . import approval_views, views
 app_name = "tickets"
 
 urlpatterns = [
-    path("", views.ticket_list, name="home"),
+    path("", views.home, name="home"),
     path("tickets/", views.ticket_list, name="list"),
     path("tickets/new/", views.ticket_create, name="create"),
     path("tickets/<str:ticket_no>/", views.ticket_detail, name="detail"),

@@ -1,12 +1,16 @@
 """The requester's pages. Thin: they read through selectors and write through services."""
 
+from http import HTTPStatus
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRefresh
 from django_tables2 import RequestConfig
 
 from cratos.audit.selectors import audit_events_for_ticket
@@ -23,6 +27,8 @@ from .tables import TicketTable
 
 DEFAULT_WORK_ORDER_KEY = "APPLICATION_REDEPLOY"
 TICKETS_PER_PAGE = 20
+# How often a ticket page waiting for approval asks whether it was decided.
+LIVE_SECONDS = 5
 
 
 def format_time_left(seconds: int) -> str:
@@ -38,6 +44,12 @@ def format_time_left(seconds: int) -> str:
 
 def _visible_ticket(request, ticket_no: str) -> Ticket:
     return selectors.visible_ticket(ticket_no=ticket_no, user=request.user)
+
+
+@login_required
+def home(request):
+    """'/' is each role's start page: the one signing in lands on (cratos.identity's landing)."""
+    return redirect("landing")
 
 
 @login_required
@@ -86,6 +98,13 @@ def ticket_create(request):
             else:
                 text = _("Ticket %(no)s was saved as a draft.")
             messages.success(request, text % {"no": ticket.ticket_no})
+            twins = selectors.identical_open_tickets(ticket=ticket)
+            if twins:
+                warning = _(
+                    "Ticket %(others)s, still open, names the same applications; cancel the "
+                    "one you do not need."
+                )
+                messages.warning(request, warning % {"others": ", ".join(twins)})
             return redirect("tickets:detail", ticket_no=ticket.ticket_no)
     context = {
         "form": form,
@@ -96,9 +115,20 @@ def ticket_create(request):
     return render(request, "tickets/ticket_form.html", context)
 
 
+def _live_signature(ticket: Ticket) -> str:
+    """What changes while a ticket waits for approval: its state, its step, its decisions."""
+    return f"{ticket.state}:{ticket.current_node_id}:{len(ticket.approvals.all())}"
+
+
 @login_required
+@vary_on_headers("HX-Request")
 def ticket_detail(request, ticket_no: str):
     ticket = _visible_ticket(request, ticket_no)
+    if request.htmx:
+        # The page's poll while the ticket waits: nothing new, or reload to show what is.
+        if request.GET.get("seen") == _live_signature(ticket):
+            return HttpResponse(status=HTTPStatus.NO_CONTENT)
+        return HttpResponseClientRefresh()
     headers, rows = selectors.entries_table(ticket=ticket)
     entries = list(ticket.entries.all())
     user = request.user
@@ -111,7 +141,22 @@ def ticket_detail(request, ticket_no: str):
         is_applicant and transition_refusal(ticket=ticket, to_state=Ticket.State.CLOSED) is None
     )
     can_edit_entries = entries_refusal(ticket=ticket, user=user) is None
+    live = [
+        item
+        for item in (selectors.live_authorizations(user=user) if is_applicant else [])
+        if item.entry.ticket_id == ticket.pk
+    ]
     context = {
+        "authorizations": _authorization_rows(request, live),
+        "live_signature": _live_signature(ticket)
+        if ticket.state == Ticket.State.IN_APPROVAL
+        else "",
+        "live_seconds": LIVE_SECONDS,
+        # Approved, yet nothing left to use and nothing running: the next step is a new ticket.
+        "approvals_spent": is_applicant
+        and ticket.state == Ticket.State.APPROVED
+        and not live
+        and all(entry.state != entry.State.IN_USE for entry in entries),
         "ticket": ticket,
         "entry_headers": headers,
         "entry_rows": list(zip(entries, rows, strict=True)),
@@ -194,20 +239,30 @@ def entry_remove(request, ticket: Ticket) -> str:
     return _("Removed from the ticket: %(name)s.") % {"name": name}
 
 
-@login_required
-def authorizations(request):
+def _authorization_rows(request, live) -> list[dict]:
+    """Live authorizations as the pages offer them: each with its time left and its action,
+    or, for a user whose role may not use it, the refusal instead of a button that can only
+    fail."""
     rows = []
-    for entry, grant in selectors.live_authorizations(user=request.user):
+    for entry, grant in live:
+        provider = provider_for(entry.ticket.work_order)
+        label, url = provider.action(application_name=entry.name)
         seconds_left = grant.seconds_left()
-        label, url = provider_for(entry.ticket.work_order).action(application_name=entry.name)
         rows.append(
             {
                 "entry": entry,
                 "grant": grant,
                 "action_label": label,
                 "action_url": url,
+                "action_refusal": provider.action_refusal(user=request.user),
                 "seconds_left": seconds_left,
                 "time_left": format_time_left(seconds_left),
             }
         )
+    return rows
+
+
+@login_required
+def authorizations(request):
+    rows = _authorization_rows(request, selectors.live_authorizations(user=request.user))
     return render(request, "tickets/authorizations.html", {"authorizations": rows})

@@ -5,8 +5,21 @@
   function languageSwitch() {
     document.querySelectorAll(".language-form").forEach(function (form) {
       var select = form.querySelector("select");
+      var initial = select.value;
+      var byKeyboard = false;
       form.querySelectorAll(".js-hide").forEach(function (el) { el.hidden = true; });
-      select.addEventListener("change", function () { form.submit(); });
+      // A click picks a language at once; arrow keys only browse the list (WCAG 3.2.2):
+      // Enter, or leaving the field, makes the choice.
+      select.addEventListener("keydown", function (event) {
+        byKeyboard = true;
+        if (event.key === "Enter" && select.value !== initial) {
+          event.preventDefault();
+          form.submit();
+        }
+      });
+      select.addEventListener("mousedown", function () { byKeyboard = false; });
+      select.addEventListener("change", function () { if (!byKeyboard) form.submit(); });
+      select.addEventListener("blur", function () { if (select.value !== initial) form.submit(); });
     });
   }
 

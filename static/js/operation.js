@@ -9,12 +9,20 @@
     return (number < 10 ? "0" : "") + number;
   }
 
-  // "2024-05-01 14:03:07" in the browser's time zone.
+  function zoneName(date) {
+    var part = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" })
+      .formatToParts(date)
+      .filter(function (p) { return p.type === "timeZoneName"; })[0];
+    return part ? " " + part.value : "";
+  }
+
+  // "2024-05-01 14:03:07 UTC" in the browser's time zone, named.
   function formatTime(iso) {
     var date = new Date(iso);
     if (isNaN(date.getTime())) return "—";
     return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
-      " " + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+      " " + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds()) +
+      zoneName(date);
   }
 
   function setTime(element, iso) {
@@ -158,7 +166,10 @@
       ticket.appendChild(link);
     }
     updateTargets(page, operation.targets || [], badges);
+    var wasFinished = FINISHED.indexOf(page.dataset.state) !== -1;
     page.dataset.state = operation.state;
+    // A failure ended while watching: the server knows what comes next (given back, retry).
+    if (!wasFinished && operation.state === "FAILED") window.location.reload();
     if (FINISHED.indexOf(operation.state) !== -1) {
       var following = page.querySelector('[data-op-field="following"]');
       if (following) following.hidden = true;

@@ -16,6 +16,7 @@ from django.conf import settings
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from cratos.roles import ensure_roles
+from tests.browser.checks import CHROMIUM, CHROMIUM_ARGS, check_page
 from tests.factories import (
     ApplicationFactory,
     BindingFactory,
@@ -25,17 +26,6 @@ from tests.factories import (
 )
 from tests.kubesim import KubeSimulator
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # the suite runs as root, where chromium's sandbox refuses to start
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # Without these, chromium keeps calling home, which is slow on a closed network.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "browser"
 PASSWORD = "browser-pw-123"
 SIM_TOKEN = "sim-token-for-browser-tests"
@@ -81,14 +71,20 @@ class Screenshots:
     def __init__(self, directory: Path):
         self.directory = directory
         self.taken: list[Path] = []
+        self.site = ""  # the live server's URL, set by `browse`
         directory.mkdir(parents=True, exist_ok=True)
         for old in directory.glob("*.png"):
             old.unlink()
 
     def __call__(self, page: Page, name: str) -> Path:
+        """Takes the picture, then checks the page if it is the product's (not, say, an
+        identity provider's): no sideways scroll, no serious or critical axe-core violation
+        (tests/browser/checks.py)."""
         path = self.directory / f"{len(self.taken) + 1:02d}-{name}.png"
         page.screenshot(path=path, full_page=True)
         self.taken.append(path)
+        if self.site and page.url.startswith(self.site):
+            check_page(page)
         return path
 
 
@@ -109,10 +105,10 @@ def pytest_runtest_makereport(item, call):
 
 
 def log_in(page: Page, user) -> None:
-    """Signs in through the login page, as a person would."""
-    page.get_by_label("User name").fill(user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    """Signs in through the login page, as a person would (in any language)."""
+    page.locator("input[name=username]").fill(user.username)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("main form button[type=submit]").click()
     expect(page.locator(".site-username")).to_have_text(user.username)
 
 
@@ -121,14 +117,17 @@ def browse(chromium, live_server, screenshots, request) -> Iterator[Callable[...
     """`browse(user)`: a page of a fresh browser context, signed in as `user` through the
     login page (`browse(None)`: not signed in, on the login page)."""
     pages: dict[str, Page] = {}
+    screenshots.site = live_server.url
 
-    def open_page(user, *, screenshot_login: bool = False) -> Page:
+    def open_page(user, *, screenshot_login: bool = False, locale: str = "en-US") -> Page:
         context = chromium.new_context(
             base_url=live_server.url,
-            locale="en-US",
+            locale=locale,
             timezone_id="UTC",
             viewport={"width": 1280, "height": 800},
             accept_downloads=True,
+            # axe-core goes in as an inline script, which the product's CSP (rightly) refuses.
+            bypass_csp=True,
         )
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
@@ -138,7 +137,7 @@ def browse(chromium, live_server, screenshots, request) -> Iterator[Callable[...
             screenshots(page, "login")
         if user is not None:
             log_in(page, user)
-        pages[user.username if user else "anonymous"] = page
+        pages[f"{user.username if user else 'anonymous'}-{locale}"] = page
         return page
 
     yield open_page

@@ -74,6 +74,13 @@ def approve_in_admin(page: Page, ticket_no: str, screenshots) -> None:
 
 
 def see_authorization(page: Page, ticket_no: str, screenshots) -> None:
+    # The approved ticket names the next step: Redeploy, with the time left.
+    page.goto(f"/tickets/{ticket_no}/")
+    expect(page.locator("h1 .badge")).to_have_text("Approved")
+    step = page.locator("#next-step li")
+    expect(step.get_by_role("button", name="Redeploy")).to_be_visible()
+    expect(step.locator("[data-seconds-left]")).to_have_text(re.compile(r"^(2h 0m|1h 59m)$"))
+    screenshots(page, "ticket-approved")
     page.get_by_role("link", name="My authorizations").click()
     row = page.locator(".authorizations-table tbody tr")
     expect(row).to_have_count(1)
@@ -147,13 +154,20 @@ def redeploy_refused(page: Page, screenshots) -> None:
     page.get_by_label("Deployment name").fill("web")
     page.get_by_role("button", name="Continue").click()
     expect(page.locator("#form-errors")).to_have_text("Unauthorized access")
+    # The refusal names its reason and the next step.
+    reason = page.locator(".refusal-reason")
+    expect(reason).to_contain_text("for web was already used, on ")
+    expect(reason.get_by_role("link", name="Open the operation that used it")).to_be_visible()
+    expect(reason.get_by_role("button", name="File a new ticket for web")).to_have_attribute(
+        "href", "/tickets/new/?work_order=APPLICATION_REDEPLOY&application=web"
+    )
     expect(page.get_by_label("Application name")).to_have_value("web")
     screenshots(page, "redeploy-refused")
 
 
 def audit_and_export(page: Page, ticket_no: str, screenshots) -> None:
-    """carol finds the ticket's events on the audit page and exports them as CSV."""
-    page.get_by_role("link", name="Audit", exact=True).click()
+    """carol lands on the audit page, finds the ticket's events and exports them as CSV."""
+    expect(page).to_have_url(re.compile("/audit/$"))
     expect(page.get_by_role("heading", name="Audit log")).to_be_visible()
     screenshots(page, "audit")
     page.get_by_label("Ticket no.").fill(ticket_no)

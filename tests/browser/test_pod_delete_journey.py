@@ -90,7 +90,7 @@ def see_records(page: Page, ticket_no: str, names: list[str], screenshots) -> No
         expect(cells.nth(1)).to_have_text("shop")
         expect(cells.nth(2)).to_have_text("web")
         expect(cells.nth(3)).to_have_text(name)
-        expect(cells.nth(4)).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+        expect(cells.nth(4)).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$"))
         expect(cells.nth(5)).to_contain_text("Succeeded")
     screenshots(page, "pod-delete-ticket-completed")
 

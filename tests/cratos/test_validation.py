@@ -233,7 +233,11 @@ def test_an_unknown_api_path_is_not_found_in_json(signed_in):
 
 
 def test_an_unknown_page_is_the_error_page(signed_in):
-    assert_error_page(signed_in.get("/nothing-here/"), 404, "Not found.")
+    # Its own page (and title), built on the error page.
+    response = signed_in.get("/nothing-here/")
+    assert response.status_code == 404
+    assert [template.name for template in response.templates][:2] == ["404.html", "error.html"]
+    assert "There is no page at /nothing-here/." in response.content.decode()
 
 
 def test_a_server_error_in_the_api_answers_json():

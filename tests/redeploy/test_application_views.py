@@ -1,17 +1,22 @@
 """The application pages: /applications/ (table and search) and /applications/<name>/ (tags,
 bindings, my live authorization, and the audit trail for reviewers)."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 
+from redeploy.models import DeploymentBinding
 from tests.factories import (
     ApplicationFactory,
     AuditEventFactory,
     BindingFactory,
     ClusterFactory,
+    RedeployOperationFactory,
     TicketFactory,
     UserFactory,
 )
@@ -84,10 +89,32 @@ def test_the_list_shows_name_description_tags_and_bindings(as_alice, web):
     html = page(response)
     assert f'<a href="{detail_url("web")}">web</a>' in html
     assert "The storefront" in html
-    assert "team:shop,env:prod" in html
+    assert (
+        '<span class="chip">team:shop</span><span class="chip">env:prod</span>' in html
+    )  # tags as chips
     rows = {row.record.name: row for row in response.context["table"].page.object_list}
     assert rows["web"].get_cell("binding_count") == 3
     assert rows["api"].get_cell("binding_count") == 0
+
+
+def test_the_list_shows_the_synced_state_and_the_last_redeploy(as_alice, web):
+    east, west, _staging = web.bindings.order_by("cluster__name")
+    DeploymentBinding.objects.filter(pk=east.pk).update(
+        desired_replicas=3, ready_replicas=3, managed_by="Argo CD", seen_at=timezone.now()
+    )
+    DeploymentBinding.objects.filter(pk=west.pk).update(
+        desired_replicas=3, ready_replicas=1, paused=True
+    )
+    RedeployOperationFactory(application_name="web", started_at=timezone.now())
+
+    html = page(as_alice.get(list_url()))
+
+    assert '<span class="badge badge-success">3/3</span>' in html
+    assert '<span class="chip">managed by Argo CD</span>' in html
+    assert '<span class="badge badge-pending">1/3</span>' in html
+    assert '<span class="badge badge-failure">paused</span>' in html
+    assert "not synced" in html  # staging was never seen by a sync
+    assert re.search(r'<time datetime="[^"]+">\d{4}-\d\d-\d\d \d\d:\d\d UTC</time>', html)
 
 
 def test_search_keeps_names_containing_the_text_in_any_case(as_alice, web):

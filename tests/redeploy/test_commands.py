@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from cratos.audit.models import AuditEvent
 from redeploy import kube
+from redeploy.clusters import managed_by
 from redeploy.models import Application, DeploymentBinding, KubernetesCluster
 from tests.factories import ApplicationFactory
 from tests.kubesim import DEMO, KubeSimulator, seed_demo
@@ -117,6 +118,49 @@ def test_sync_applications_is_idempotent(sim, tmp_path):
         "teams 0 created."
     )
     assert AuditEvent.objects.filter(action="applications.synced").count() == 2
+
+
+def test_sync_stores_what_the_pages_show_of_each_deployment(sim, tmp_path):
+    sim.add_deployment("shop", "web", replicas=3)
+    sim.add_deployment(
+        "shop", "api", labels={"app.kubernetes.io/name": "api", "argocd.argoproj.io/instance": "x"}
+    )
+    sim.add_deployment(
+        "ops",
+        "cron",
+        paused=True,
+        labels={"app.kubernetes.io/name": "cron", "app.kubernetes.io/managed-by": "Helm"},
+    )
+    command("import_cluster", "lab", "--kubeconfig", str(sim.kubeconfig(tmp_path / "config")))
+
+    command("sync_applications", "--cluster", "lab")
+
+    seen = {
+        b.deployment_name: (b.ready_replicas, b.desired_replicas, b.paused, b.managed_by)
+        for b in DeploymentBinding.objects.all()
+    }
+    assert seen == {
+        "web": (3, 3, False, ""),
+        "api": (1, 1, False, "Argo CD"),
+        "cron": (1, 1, True, "Helm"),
+    }
+    assert all(b.seen_at for b in DeploymentBinding.objects.all())
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "manager"),
+    [
+        ({}, {"argocd.argoproj.io/tracking-id": "app:apps/Deployment:shop/web"}, "Argo CD"),
+        ({"kustomize.toolkit.fluxcd.io/name": "apps"}, {}, "Flux"),
+        ({"helm.toolkit.fluxcd.io/name": "web"}, {"meta.helm.sh/release-name": "web"}, "Flux"),
+        ({}, {"meta.helm.sh/release-name": "web"}, "Helm"),
+        ({"app.kubernetes.io/managed-by": "Helm"}, {}, "Helm"),
+        ({"app.kubernetes.io/managed-by": "kustomize"}, None, ""),
+        (None, None, ""),
+    ],
+)
+def test_who_manages_a_deployment_is_read_from_its_marks(labels, annotations, manager):
+    assert managed_by(labels=labels, annotations=annotations) == manager
 
 
 def test_sync_applications_with_another_label(sim, tmp_path):

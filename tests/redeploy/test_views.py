@@ -139,6 +139,25 @@ def test_post_asks_to_confirm_what_will_be_restarted(as_alice, approved_ticket, 
     assert sim.requests == []
 
 
+def test_confirmation_says_who_else_manages_the_deployment_and_where_it_is_paused(
+    as_alice, approved_ticket, binding, sim
+):
+    binding.managed_by = "Argo CD"
+    binding.save()
+    BindingFactory(
+        application=binding.application,
+        cluster=ClusterFactory(name="sim-b", server=sim.url),
+        namespace="shop",
+        deployment_name="web",
+        paused=True,
+    )
+
+    html = page(as_alice.post(request_url(), FORM))
+
+    assert "In cluster sim this Deployment is managed by Argo CD: a restart changes only" in html
+    assert "Paused in sim-b: kubectl refuses to restart a paused Deployment" in html
+
+
 def test_confirmation_warns_when_no_binding_matches(as_alice, approved_ticket, binding):
     response = as_alice.post(request_url(), FORM | {"deployment": "nope"})
     assert response.status_code == 200
@@ -213,6 +232,63 @@ def test_refused_at_once_without_a_live_authorization(
     assert not RedeployOperation.objects.exists()
     event = AuditEvent.objects.get(action="redeploy.refused")
     assert (event.actor_username, event.message) == ("alice", "Unauthorized access")
+
+
+def _refusal_reason(response) -> re.Match:
+    match = re.search(
+        r'<div class="refusal-reason" data-reason="(\w+)">(.*?)</div>', page(response), re.S
+    )
+    assert match, "the refusal names no reason"
+    return match
+
+
+NEW_TICKET_FOR_WEB = 'href="/tickets/new/?work_order=APPLICATION_REDEPLOY&amp;application=web"'
+
+
+def test_a_used_authorization_is_named_with_when_and_which_redeploy(
+    as_alice, approved_ticket, binding, sim, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        as_alice.post(request_url(), FORM | {"confirmed": "1"})
+    operation = RedeployOperation.objects.get()
+
+    response = as_alice.post(request_url(), FORM | {"confirmed": "1"})
+
+    assert response.status_code == 403
+    reason = _refusal_reason(response)
+    assert reason.group(1) == "used"
+    assert f"ticket {approved_ticket.ticket_no} for web was already used, on " in reason.group(2)
+    assert f'href="{operation_url(operation)}"' in reason.group(2)
+    assert NEW_TICKET_FOR_WEB in reason.group(2)
+
+
+def test_an_expired_authorization_is_named_with_its_end(
+    as_alice, approved_ticket, binding, redis_client
+):
+    entry = approved_ticket.entries.get()
+    entry.authorization_expires_at = timezone.now() - timedelta(seconds=5)
+    entry.save()
+    redis_client.delete(KEY)
+
+    reason = _refusal_reason(as_alice.post(request_url(), FORM | {"confirmed": "1"}))
+
+    assert reason.group(1) == "expired"
+    assert f"ticket {approved_ticket.ticket_no} for web expired at " in reason.group(2)
+    assert NEW_TICKET_FOR_WEB in reason.group(2)
+
+
+def test_never_asked_for_is_named_with_a_prefilled_new_ticket(as_alice, binding):
+    reason = _refusal_reason(as_alice.post(request_url(), FORM | {"confirmed": "1"}))
+    assert reason.group(1) == "never"
+    assert "You hold no approved ticket for web." in reason.group(2)
+    assert NEW_TICKET_FOR_WEB in reason.group(2)
+
+
+def test_a_pending_ticket_is_named_and_linked(as_alice, requester, application, binding):
+    ticket = TicketFactory(applicant=requester, applications=[application], submitted=True)
+    reason = _refusal_reason(as_alice.post(request_url(), FORM | {"confirmed": "1"}))
+    assert reason.group(1) == "pending"
+    assert f'href="/tickets/{ticket.ticket_no}/"' in reason.group(2)
 
 
 def test_post_without_the_permission_is_refused_and_audited(client, approved_ticket, binding):
@@ -337,6 +413,32 @@ def test_operation_page_shows_the_operation_and_its_targets(as_alice, requester,
     assert 'http-equiv="refresh"' not in html  # finished: nothing to follow
     assert f'data-status-url="{status_url(operation)}"' in html
     assert "js/operation.js" in html
+
+
+def test_failed_redeploy_says_the_authorization_went_back_and_offers_a_retry(
+    as_alice, requester, approved_ticket
+):
+    operation = RedeployOperationFactory(
+        requested_by=requester,
+        state=RedeployOperation.State.FAILED,
+        message="Deployment shop/web was not found",
+        finished_at=timezone.now(),
+    )
+    response = as_alice.get(operation_url(operation))
+    assert response.context["next_step"]["given_back"]
+    html = page(response)
+    assert "your authorization was given back" in html
+    assert re.search(r'href="/redeploy/\?application=web&amp;namespace=[^"]*" role="button"', html)
+    assert "Try again" in html
+
+
+def test_failed_redeploy_without_a_live_authorization_offers_a_new_ticket(as_alice, requester):
+    operation = RedeployOperationFactory(
+        requested_by=requester, state=RedeployOperation.State.FAILED, finished_at=timezone.now()
+    )
+    response = as_alice.get(operation_url(operation))
+    assert response.context["next_step"] == {"given_back": False, "application_name": "web"}
+    assert 'href="/tickets/new/?application=web"' in page(response)
 
 
 def test_running_operation_refreshes_itself(as_alice, requester):
@@ -472,7 +574,8 @@ def test_ticket_page_lists_the_redeploy_records(as_alice, requester, approved_ti
     headers = re.search(
         r'<table class="striped redeploys-table">\s*<thead>(.*?)</thead>', html, re.S
     )
-    assert re.findall(r'<th scope="col">([^<]*)</th>', headers.group(1)) == [
+    # "Instance Name" has a tooltip: the instance is the cluster.
+    assert re.findall(r'<th scope="col">(?:<span title="[^"]*">)?([^<]*)<', headers.group(1)) == [
         "Instance Name",
         "Namespace",
         "Deployment Name",

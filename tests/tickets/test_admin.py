@@ -195,11 +195,14 @@ def test_change_page_is_read_only_with_entries_decisions_and_history(client, ali
         "team:shop,tier:web",
         "Authorized",
         "looks fine",
-        "IN_APPROVAL",
-        "APPROVED",
+        '<td class="field-from_label">In Approval</td>',
+        '<td class="field-to_label">Approved</td>',
         "Pods stuck after the config change",
     ):
         assert text in html
+    assert "IN_APPROVAL" not in html  # states read as words
+    assert "Cratos Redeploy administration" in html
+    assert "<th></th>" not in html and '<th class="original"></th>' not in html
     assert 'name="_save"' not in html
     for inline in ("entries", "approvals", "chosen_approvers", "state_changes"):
         assert f'name="{inline}-MAX_NUM_FORMS" value="0"' in html  # nothing can be added
@@ -246,6 +249,9 @@ def test_change_page_button_refuses_self_approval_of_a_superuser(client, redis_c
     root = staff("root", groups=["Approvers"], superuser=True)
     ticket = submitted_ticket(applicant=root)
     client.force_login(root)
+    # Not even offered: one's own ticket is never one's to decide.
+    html = client.get(reverse("admin:tickets_ticket_change", args=[ticket.pk])).content.decode()
+    assert reverse("admin:tickets_ticket_approve", args=[ticket.pk]) not in html
 
     url = reverse("admin:tickets_ticket_approve", args=[ticket.pk])
     response = client.post(url, {"post": "yes", "comment": ""}, follow=True)
@@ -274,3 +280,11 @@ def test_work_order_admin_shows_the_approval_chain(client):
     html = response.content.decode()
     assert 'name="nodes-0-position"' in html and 'value="Approval"' in html
     assert 'name="nodes-0-node_type"' in html and 'name="nodes-0-group"' in html
+
+
+def test_entries_of_a_submitted_ticket_await_approval_and_results_read_as_marks(client, alice, bob):
+    ticket = submitted_ticket(applicant=alice)
+    html = client.get(reverse("admin:tickets_ticket_change", args=[ticket.pk])).content.decode()
+    assert '<td class="field-entry_state">Awaiting approval</td>' in html
+    assert '<td class="field-result">—</td>' in html
+    assert ">Draft<" not in html

@@ -9,7 +9,7 @@ from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import ApplicationFactory, UserFactory
 from tests.support import client_for
 from tickets import grants
-from tickets.models import Ticket
+from tickets.models import Ticket, TicketEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -58,8 +58,11 @@ def test_create_submit_approve_then_authorizations(alice, bob, web, redis_client
     assert ticket["workOrderKey"] == "APPLICATION_REDEPLOY"
     assert ticket["applicant"] == "alice"
     assert ticket["reason"] == "Roll out the config change"
+    # The id is what entries/{id}/revoke/ takes.
+    entry_id = TicketEntry.objects.get(ticket__ticket_no=ticket["ticketNo"]).pk
     assert ticket["entries"] == [
         {
+            "id": entry_id,
             "applicationName": "web",
             "tags": [{"key": "team", "value": "shop"}, {"key": "env", "value": "prod"}],
             "tagsDisplay": "team:shop,env:prod",

@@ -1,8 +1,10 @@
 """The requester's pages: list, new ticket, ticket page and its actions, authorizations."""
 
 import re
+from urllib.parse import quote
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -16,10 +18,18 @@ from tests.factories import (
     UserFactory,
 )
 from tests.support import flash, page, shows
+from tickets import services
 from tickets.models import Ticket, TicketNodeApprover
 from tickets.views import format_time_left
 
 pytestmark = pytest.mark.django_db
+
+
+def redeploy_permission():
+    return Permission.objects.get(
+        content_type__app_label="redeploy", codename="redeploy_application"
+    )
+
 
 REDEPLOY = "APPLICATION_REDEPLOY"
 
@@ -80,6 +90,7 @@ def test_login_page_signs_in_and_lands_on_my_tickets(client, alice):
     response = client.post(
         reverse("login"), {"username": "alice", "password": "pw-for-tests-123"}, follow=True
     )
+    # The start page: a requester's is their tickets.
     assert response.redirect_chain[-1][0] == reverse("tickets:list")
     assert response.context["user"] == alice
 
@@ -131,7 +142,7 @@ def test_my_tickets_lists_mine_only_with_state_badges(as_alice, alice, bob, web,
     submitted = TicketFactory(applicant=alice, applications=[web], submitted=True)
     theirs = TicketFactory(applicant=UserFactory(username="carol"), applications=[web])
 
-    for path in ("/", "/tickets/"):
+    for path in ("/tickets/",):
         response = as_alice.get(path)
         assert response.status_code == 200
         html = page(response)
@@ -170,7 +181,8 @@ def test_new_ticket_form_lists_applications_with_tags(as_alice, web, api_app):
     assert response.status_code == 200
     html = page(response)
     assert 'value="web"' in html and 'value="api"' in html
-    assert "team:shop,env:prod" in html
+    # Tags as chips.
+    assert '<span class="chip">team:shop</span><span class="chip">env:prod</span>' in html
     assert 'name="action" value="draft"' in html and 'name="action" value="submit"' in html
 
 
@@ -363,8 +375,8 @@ def test_ticket_page_shows_the_redeploy_records(as_alice, alice, bob, web):
         message="Deployment does not exist",
     )
     html = page(as_alice.get(detail_url(ticket)))
+    assert 'the Deployment runs in">Instance Name</span></th>' in html  # "Instance": the cluster
     for header in (
-        "Instance Name",
         "Namespace",
         "Deployment Name",
         "Redeploy Operation Time",
@@ -558,6 +570,7 @@ def test_authorizations_empty_state(as_alice):
 
 
 def test_authorizations_list_mine_with_time_left(as_alice, alice, bob, web, api_app):
+    alice.user_permissions.add(redeploy_permission())
     ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
     TicketFactory(applicant=UserFactory(username="carol"), applications=[api_app], approved_by=bob)
     response = as_alice.get(reverse("tickets:authorizations"))
@@ -576,6 +589,14 @@ def test_authorizations_list_mine_with_time_left(as_alice, alice, bob, web, api_
         assert "?application=" not in html  # no redeploy page yet: no dead button
     else:
         assert f'href="{redeploy_url}?application=web"' in html
+
+
+def test_no_redeploy_button_for_who_may_not_redeploy(as_alice, alice, bob, web):
+    TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    html = page(as_alice.get(reverse("tickets:authorizations")))
+    assert "<strong>web</strong>" in html
+    assert "?application=web" not in html
+    assert "You may not redeploy applications." in html
 
 
 def test_used_authorization_disappears(as_alice, alice, bob, web, redis_client):
@@ -616,6 +637,16 @@ def test_pages_follow_the_chosen_language(as_alice):
     assert '<option value="zh-hans" selected' in html
 
 
+def test_seed_table_headers_stay_english_and_are_translated_in_chinese(as_alice, alice, web):
+    ticket = TicketFactory(applicant=alice, applications=[web])
+    html = page(as_alice.get(detail_url(ticket)))
+    assert '<th scope="col">Application Name</th>' in html
+    as_alice.post(reverse("set_language"), {"language": "zh-hans", "next": "/"})
+    html = page(as_alice.get(detail_url(ticket)))
+    assert '<th scope="col">应用名称</th>' in html
+    assert '<th scope="col">标签</th>' in html
+
+
 def test_add_form_says_when_every_application_is_on_the_ticket(as_alice, alice, web):
     ticket = TicketFactory(applicant=alice, applications=[web])
     assert shows(as_alice.get(detail_url(ticket)), "Every application is already on this ticket.")
@@ -628,3 +659,124 @@ def test_new_ticket_form_preselects_the_application_from_the_link(client, alice,
 
     assert response.status_code == 200
     assert response.context["form"]["applications"].value() == ["web"]
+
+
+# --- next steps: the approved ticket, landing pages, error pages --------------------------------
+
+
+def test_approved_ticket_offers_redeploy_with_the_time_left(as_alice, alice, bob, web):
+    alice.user_permissions.add(redeploy_permission())
+    ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    response = as_alice.get(detail_url(ticket))
+    html = page(response)
+    [item] = response.context["authorizations"]
+    assert 7190 < item["seconds_left"] <= 7200
+    assert "Next step: use your approval" in html
+    assert f'href="{reverse("redeploy:request")}?application=web" role="button"' in html
+    assert f">{format_time_left(item['seconds_left'])}</span>" in html
+
+
+def test_approved_ticket_names_the_refusal_instead_of_a_button(as_alice, alice, bob, web):
+    ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    html = page(as_alice.get(detail_url(ticket)))
+    assert '?application=web" role="button"' not in html
+    assert "You may not redeploy applications." in html
+
+
+def test_spent_approval_offers_a_new_ticket_for_the_same_applications(
+    as_alice, alice, bob, web, redis_client
+):
+    ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    redis_client.delete("APPLICATION:REDEPLOY:TOKEN:USERNAME:alice:APPLICATION_NAME:web")
+    response = as_alice.get(detail_url(ticket))
+    assert response.context["authorizations"] == []
+    assert shows(response, "File a new ticket for these applications")
+    assert (
+        f'href="{reverse("tickets:create")}?work_order=APPLICATION_REDEPLOY&amp;application=web"'
+        in page(response)
+    )
+
+
+def test_others_see_no_next_step_on_an_approved_ticket(client, alice, bob, web):
+    ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+    response = client.get(detail_url(ticket))
+    assert response.context["authorizations"] == []
+    assert not response.context["approvals_spent"]
+
+
+def start_page(client) -> str:
+    """Where '/' (the brand's link, the error pages' start link) leads."""
+    return client.get("/", follow=True).redirect_chain[-1][0]
+
+
+def test_approvers_start_at_their_queue(client, alice, bob, web):
+    TicketFactory(applicant=alice, applications=[web], submitted=True)
+    client.force_login(bob)
+    assert start_page(client) == reverse("tickets:approvals")
+    # My tickets stays theirs to open.
+    assert client.get(reverse("tickets:list")).status_code == 200
+
+
+def test_reviewers_start_at_the_audit_log(client, reviewer):
+    assert start_page(client) == reverse("audit:events")
+
+
+def test_requesters_start_at_their_tickets(as_alice):
+    assert start_page(as_alice) == reverse("tickets:list")
+
+
+def test_unknown_page_is_a_404_inside_the_frame(as_alice):
+    response = as_alice.get("/no/such/page/")
+    assert response.status_code == 404
+    html = page(response)
+    assert "<title>Page not found · Cratos Redeploy</title>" in html
+    assert 'class="site-header"' in html
+    assert f'href="{reverse("tickets:home")}"' in html
+
+
+def test_refusal_pages_have_their_own_titles(as_alice):
+    html = page(as_alice.get(reverse("tickets:detail", kwargs={"ticket_no": "nope"})))
+    assert "<title>Not found · Cratos Redeploy</title>" in html
+    html = page(as_alice.get(reverse("redeploy:request")))
+    assert "<title>Not allowed · Cratos Redeploy</title>" in html
+
+
+# --- a ticket waiting for approval updates itself ------------------------------------------------
+
+
+def test_a_waiting_ticket_asks_whether_it_changed_and_reloads_when_it_did(
+    as_alice, alice, bob, web
+):
+    ticket = TicketFactory(applicant=alice, applications=[web], submitted=True)
+    response = as_alice.get(detail_url(ticket))
+    html = page(response)
+    seen = response.context["live_signature"]
+    assert f'hx-get="{detail_url(ticket)}?seen={quote(seen)}"' in html
+    assert 'hx-trigger="every 5s"' in html and "django_htmx/htmx" in html
+
+    poll = as_alice.get(detail_url(ticket), {"seen": seen}, HTTP_HX_REQUEST="true")
+    assert poll.status_code == 204  # nothing new: htmx leaves the page alone
+    assert "HX-Request" in poll.headers["Vary"]
+
+    services.approve_ticket(ticket=ticket, approver=bob, comment="")
+    poll = as_alice.get(detail_url(ticket), {"seen": seen}, HTTP_HX_REQUEST="true")
+    assert poll.headers["HX-Refresh"] == "true"
+    html = page(as_alice.get(detail_url(ticket)))
+    assert "hx-get" not in html and "django_htmx/htmx" not in html  # decided: no more asking
+
+
+def test_an_identical_open_ticket_is_named_when_filing_another(as_alice, alice, web, api_app):
+    first = TicketFactory(applicant=alice, applications=[web], submitted=True)
+    TicketFactory(applicant=alice, applications=[web, api_app])  # not the same applications
+    response = as_alice.post(
+        reverse("tickets:create"),
+        {"applications": ["web"], "reason": "Again", "action": "submit"},
+        follow=True,
+    )
+    [success, warning] = flash(response)
+    assert success.endswith("was submitted for approval.")
+    assert warning == (
+        f"Ticket {first.ticket_no}, still open, names the same applications; "
+        "cancel the one you do not need."
+    )
