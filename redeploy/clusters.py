@@ -1,25 +1,16 @@
-"""Registering clusters (from a kubeconfig, or the one the product runs in) and applications
-from the Deployments found there. Each writes its audit event in the transaction of the change.
-"""
+"""Registering clusters, from a kubeconfig or as the one the product runs in, with an audit
+event in the transaction of the change. Applications come from their Deployments in
+application_sync.py."""
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from cratos.audit.recorder import Action, record_event
-from cratos.exceptions import NotFound, ValidationFailed
-from cratos.teams.models import Team
+from cratos.exceptions import ValidationFailed
 
 from . import kube
-from .models import Application, DeploymentBinding, KubernetesCluster
-from .validators import validate_dns1123_label
-
-DEFAULT_APPLICATION_LABEL = "app.kubernetes.io/name"
-# The recommended label for "the higher-level application this one is part of": here, its team.
-DEFAULT_OWNER_LABEL = "app.kubernetes.io/part-of"
+from .models import KubernetesCluster
 
 
 def _cluster_name(name: str) -> str:
@@ -87,146 +78,3 @@ def import_in_cluster(*, name: str, actor=None) -> tuple[KubernetesCluster, bool
         kubeconfig_context="",
         in_cluster=True,
     )
-
-
-@dataclass
-class SyncSummary:
-    cluster_name: str
-    namespaces: tuple[str, ...] = ()  # empty: every namespace
-    deployments: int = 0
-    applications_created: int = 0
-    applications_updated: int = 0
-    applications_unchanged: int = 0
-    bindings_created: int = 0
-    bindings_present: int = 0
-    owners_set: int = 0
-    teams_created: int = 0
-
-    def __str__(self) -> str:
-        where = f" (namespaces {', '.join(self.namespaces)})" if self.namespaces else ""
-        return (
-            f"Cluster {self.cluster_name}{where}: {self.deployments} Deployment(s); applications "
-            f"{self.applications_created} created, {self.applications_updated} updated, "
-            f"{self.applications_unchanged} unchanged; bindings {self.bindings_created} "
-            f"created, {self.bindings_present} already present; owners set on "
-            f"{self.owners_set}, teams {self.teams_created} created."
-        )
-
-
-def _synced_tags(current: list[dict], labels: dict[str, str]) -> list[dict]:
-    """The application's tags with the labels' values set (other tags kept, order kept)."""
-    tags = [dict(tag) for tag in current]
-    for key, value in labels.items():
-        tag = next((tag for tag in tags if tag["key"] == key), None)
-        if tag is None:
-            tags.append({"key": key, "value": value})
-        else:
-            tag["value"] = value
-    return tags
-
-
-def _namespaces(namespaces: Sequence[str]) -> tuple[str, ...]:
-    """The namespaces, stripped, validated and without repeats (in the order given)."""
-    cleaned = tuple(dict.fromkeys(namespace.strip() for namespace in namespaces))
-    for namespace in cleaned:
-        try:
-            validate_dns1123_label(namespace)
-        except ValidationError as error:
-            raise ValidationFailed(f"Namespace {namespace!r}: {error.messages[0]}") from None
-    return cleaned
-
-
-def _sync_owners(
-    *, application: Application, deployments: list, owner_label: str, summary: SyncSummary
-) -> None:
-    """The application's owner teams from its Deployments' `owner_label` values (teams created
-    when missing), unless the admin set them. None of them labelled: the owners stay."""
-    names = sorted({(d.metadata.labels or {}).get(owner_label, "") for d in deployments} - {""})
-    if not names or application.owners_source == Application.OwnersSource.ADMIN:
-        return
-    teams = []
-    for name in names:
-        team, created = Team.objects.get_or_create(name=name)
-        summary.teams_created += created
-        teams.append(team)
-    if {team.pk for team in teams} != set(application.owner_teams.values_list("pk", flat=True)):
-        application.owner_teams.set(teams)
-        summary.owners_set += 1
-
-
-def sync_applications(
-    *,
-    cluster_name: str,
-    label: str = DEFAULT_APPLICATION_LABEL,
-    owner_label: str = DEFAULT_OWNER_LABEL,
-    namespaces: Sequence[str] = (),
-    actor=None,
-) -> SyncSummary:
-    """One application per distinct value of `label` among the cluster's Deployments, tagged
-    with their labels, owned by the teams their `owner_label` names, and a binding per
-    (namespace, Deployment). Idempotent; never deletes.
-
-    With `namespaces`, only those are listed, one namespaced LIST each: what a ServiceAccount
-    with namespaced Roles (deploy/) may do. Without, every namespace in one LIST.
-    """
-    namespaces = _namespaces(namespaces)
-    cluster = KubernetesCluster.objects.filter(name=cluster_name).first()
-    if cluster is None:
-        raise NotFound(f"No cluster is named {cluster_name}.")
-    deployments = sorted(
-        kube.list_deployments(cluster=cluster, label_selector=label, namespaces=namespaces),
-        key=lambda d: (d.metadata.namespace, d.metadata.name),
-    )
-    by_application: dict[str, list] = {}
-    for deployment in deployments:
-        value = (deployment.metadata.labels or {}).get(label, "")
-        if value:
-            by_application.setdefault(value, []).append(deployment)
-    summary = SyncSummary(
-        cluster_name=cluster.name, namespaces=namespaces, deployments=len(deployments)
-    )
-    with transaction.atomic():
-        for name, items in sorted(by_application.items()):
-            labels: dict[str, str] = {}
-            for deployment in items:
-                for key, value in (deployment.metadata.labels or {}).items():
-                    if key != label:
-                        labels.setdefault(key, value)
-            application, created = Application.objects.select_for_update().get_or_create(
-                name=name,
-                defaults={
-                    "description": f"Synced from cluster {cluster.name}",
-                    "tags": _synced_tags([], labels),
-                },
-            )
-            if created:
-                summary.applications_created += 1
-            else:
-                tags = _synced_tags(application.tags, labels)
-                if tags == application.tags:
-                    summary.applications_unchanged += 1
-                else:
-                    application.tags = tags
-                    application.save(update_fields=["tags", "updated_at"])
-                    summary.applications_updated += 1
-            _sync_owners(
-                application=application, deployments=items, owner_label=owner_label, summary=summary
-            )
-            for deployment in items:
-                _, created = DeploymentBinding.objects.get_or_create(
-                    application=application,
-                    cluster=cluster,
-                    namespace=deployment.metadata.namespace,
-                    deployment_name=deployment.metadata.name,
-                )
-                if created:
-                    summary.bindings_created += 1
-                else:
-                    summary.bindings_present += 1
-        record_event(
-            action=Action.APPLICATIONS_SYNCED,
-            actor=actor,
-            cluster_name=cluster.name,
-            message=f"{summary} (label {label}, owner label {owner_label})",
-        )
-    return summary

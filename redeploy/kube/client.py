@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import chain
 
 import urllib3
 from django.conf import settings
@@ -233,10 +234,9 @@ def _with_retries(function, *, what: str, not_found: NotFoundError = DeploymentN
     raise attempts.last
 
 
-def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> list:
-    """Every item of a LIST, read page by page (LIST_PAGE_SIZE items each); `raw`: as the API's
-    JSON, not the client's models."""
-    items: list = []
+def _pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> Iterator[list]:
+    """The items of a LIST, page by page (LIST_PAGE_SIZE items each), each page asked for only
+    once the one before was taken; `raw`: as the API's JSON, not the client's models."""
     token = None
     while True:
         page = _with_retries(
@@ -252,10 +252,17 @@ def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) 
         )
         if raw:
             page = json.loads(page.data)
-            items.extend(page.get("items") or [])
+            yield page.get("items") or []
             token = (page.get("metadata") or {}).get("continue")
         else:
-            items.extend(page.items or [])
+            yield page.items or []
             token = page.metadata._continue if page.metadata else None
         if not token:
-            return items
+            return
+
+
+def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> list:
+    """Every item of a LIST, read page by page (see _pages)."""
+    return list(
+        chain.from_iterable(_pages(list_page, label_selector=label_selector, what=what, raw=raw))
+    )

@@ -9,6 +9,7 @@ import pytest
 
 from redeploy import kube
 from redeploy.exceptions import DeploymentNotFound, KubeError, KubeTransientError, RestartInDoubt
+from redeploy.kube import client as kube_client
 from redeploy.models import KubernetesCluster
 from tests.kubesim import DEMO, KubeSimulator, seed_demo
 from tests.redeploy.conftest import SIM_TOKEN
@@ -200,18 +201,16 @@ def test_patch_refused_by_the_api_is_a_plain_error(sim):
     assert sim.get_deployment("shop", "web")["metadata"]["generation"] == 1
 
 
-def test_list_deployments_by_label_across_namespaces(sim):
+def test_deployment_pages_list_every_deployment_page_by_page(sim, monkeypatch):
+    monkeypatch.setattr(kube_client, "LIST_PAGE_SIZE", 2)
     seed_demo(sim)
     sim.add_deployment("tools", "unlabelled", labels={"team": "ops"})
 
-    names = {
-        (d.metadata.namespace, d.metadata.name)
-        for d in kube.list_deployments(
-            cluster=cluster_for(sim), label_selector="app.kubernetes.io/name"
-        )
-    }
+    pages = list(kube.deployment_pages(cluster=cluster_for(sim)))
 
-    assert names == {(namespace, name) for namespace, name, *_ in DEMO}
+    assert [len(page) for page in pages] == [2, 2, 2]
+    names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for page in pages for d in page}
+    assert names == {(namespace, name) for namespace, name, *_ in DEMO} | {("tools", "unlabelled")}
 
 
 def test_tls_with_ca_and_client_certificate():
