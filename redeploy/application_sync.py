@@ -108,6 +108,7 @@ class _Run:
     owners: dict[str, set[str]] = field(default_factory=dict)  # application -> team names
     outcomes: dict[str, str] = field(default_factory=dict)  # application -> created/updated/..
     owners_set: set[str] = field(default_factory=set)
+    admin_owned: set[str] = field(default_factory=set)  # applications whose owners stay
 
     def take_page(self, page: list[dict]) -> None:
         """Write what one page of Deployments says, in at most 8 statements."""
@@ -136,29 +137,30 @@ class _Run:
         known.update(added)
         return added
 
-    def _applications(self, by_application: dict[str, list[dict]]) -> dict[str, Application]:
-        """The page's applications, created or their tags updated in one upsert."""
-        existing = {
-            application.name: application
-            for application in Application.objects.select_for_update()
+    def _applications(self, by_application: dict[str, list[dict]]) -> dict[str, int]:
+        """The page's applications by name (their ids), created or their tags updated in one
+        upsert."""
+        rows = (
+            Application.objects.select_for_update()
             .filter(name__in=by_application)
-            .only("id", "name", "tags", "owners_source")
-        }
+            .values_list("name", "pk", "tags", "owners_source")
+        )
+        ids, tags_of = {}, {}
+        for name, pk, tags, owners_source in rows:
+            ids[name], tags_of[name] = pk, tags
+            if owners_source == Application.OwnersSource.ADMIN:
+                self.admin_owned.add(name)
         written: list[Application] = []
         for name, metas in by_application.items():
             labels = self._new_labels(name, metas)
-            application = existing.get(name)
-            if application is None:
+            if name not in ids:
                 self._outcome(name, "created")
+                description = f"Synced from cluster {self.cluster.name}"
                 tags = _synced_tags([], labels)
-                written.append(
-                    Application(
-                        name=name, description=f"Synced from cluster {self.cluster.name}", tags=tags
-                    )
-                )
+                written.append(Application(name=name, description=description, tags=tags))
                 continue
-            tags = _synced_tags(application.tags, labels)
-            if tags == application.tags:
+            tags = _synced_tags(tags_of[name], labels)
+            if tags == tags_of[name]:
                 self._outcome(name, "unchanged")
             else:
                 self._outcome(name, "updated")
@@ -172,8 +174,7 @@ class _Run:
                 unique_fields=["name"],
                 update_fields=["tags", "updated_at"],
             )
-        # The ones read keep what the page needs of them (their owners' source).
-        return {application.name: application for application in written} | existing
+        return ids | {application.name: application.pk for application in written}
 
     def _outcome(self, name: str, outcome: str) -> None:
         # An application is counted once: created wins over updated over unchanged.
@@ -181,19 +182,16 @@ class _Run:
         previous = self.outcomes.get(name, "unchanged")
         self.outcomes[name] = max(previous, outcome, key=order.index)
 
-    def _owners(
-        self, by_application: dict[str, list[dict]], applications: dict[str, Application]
-    ) -> None:
+    def _owners(self, by_application: dict[str, list[dict]], applications: dict[str, int]) -> None:
         """Owner teams from the `owner_label` values (teams created when missing), unless the
         admin set them; an application none of whose Deployments is labelled keeps its own."""
         wanted: dict[int, set[str]] = {}
         for name, metas in by_application.items():
-            application = applications[name]
             teams = {(meta.get("labels") or {}).get(self.owner_label, "") for meta in metas}
             teams = self.owners.setdefault(name, set()) | (teams - {""})
             self.owners[name] = teams
-            if teams and application.owners_source != Application.OwnersSource.ADMIN:
-                wanted[application.pk] = teams
+            if teams and name not in self.admin_owned:
+                wanted[applications[name]] = teams
         if not wanted:
             return
         names = set().union(*wanted.values())
@@ -220,23 +218,23 @@ class _Run:
                 ignore_conflicts=True,
             )
         changed = {app for app, _ in added | set(stale)}
-        self.owners_set |= {name for name, a in applications.items() if a.pk in changed}
+        self.owners_set |= {name for name, pk in applications.items() if pk in changed}
 
     def _bindings(
-        self, by_application: dict[str, list[dict]], applications: dict[str, Application]
+        self, by_application: dict[str, list[dict]], applications: dict[str, int]
     ) -> None:
         """A binding per (namespace, Deployment) of each application, created in one insert."""
         new = []
         for name, metas in by_application.items():
-            application = applications[name]
+            application_id = applications[name]
             for meta in metas:
-                if (meta["namespace"], meta["name"], application.pk) in self.bindings:
+                if (meta["namespace"], meta["name"], application_id) in self.bindings:
                     self.summary.bindings_present += 1
                     continue
                 new.append(
                     DeploymentBinding(
-                        application=application,
-                        cluster=self.cluster,
+                        application_id=application_id,
+                        cluster_id=self.cluster.pk,
                         namespace=meta["namespace"],
                         deployment_name=meta["name"],
                     )

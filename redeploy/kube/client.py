@@ -235,12 +235,13 @@ def _with_retries(function, *, what: str, not_found: NotFoundError = DeploymentN
 
 
 def _pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> Iterator[list]:
-    """The items of a LIST, page by page (LIST_PAGE_SIZE items each), each page asked for only
-    once the one before was taken; `raw`: as the API's JSON, not the client's models."""
-    token = None
-    while True:
+    """The items of a LIST, page by page (LIST_PAGE_SIZE items each); `raw`: as the API's JSON,
+    not the client's models. While the caller takes a page the next is on its way (on the
+    background threads), so a sync writes one page while the API server reads the next."""
+
+    def read(token: str | None) -> tuple[list, str | None]:
         page = _with_retries(
-            lambda token=token: list_page(
+            lambda: list_page(
                 label_selector=label_selector or None,
                 limit=LIST_PAGE_SIZE,
                 _continue=token,
@@ -252,13 +253,15 @@ def _pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> I
         )
         if raw:
             page = json.loads(page.data)
-            yield page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue")
-        else:
-            yield page.items or []
-            token = page.metadata._continue if page.metadata else None
-        if not token:
-            return
+            return page.get("items") or [], (page.get("metadata") or {}).get("continue")
+        return page.items or [], page.metadata._continue if page.metadata else None
+
+    items, token = read(None)
+    while token:
+        ahead = in_background(read, token=token)
+        yield items
+        items, token = ahead.result()
+    yield items
 
 
 def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> list:

@@ -2,10 +2,13 @@
 HTTP(S), with the unmodified official client. The rollout rules, kubeconfig files and pods have
 test_kube_rollout.py, test_kube_config.py and test_kube_pods.py."""
 
+import json
 import re
 import time
+from types import SimpleNamespace
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from redeploy import kube
 from redeploy.exceptions import DeploymentNotFound, KubeError, KubeTransientError, RestartInDoubt
@@ -236,3 +239,21 @@ def test_stored_kubeconfig_and_context(sim, tmp_path):
     cluster = KubernetesCluster(name="lab", kubeconfig=path.read_text(), kubeconfig_context="lab")
 
     assert kube.get_deployment(cluster=cluster, namespace="shop", name="web").metadata.name == "web"
+
+
+def test_a_list_reads_the_next_page_ahead_and_raises_its_failure_when_taken():
+    asked = []
+
+    def list_page(*, _continue, **options):
+        asked.append(_continue)
+        if _continue == "page-2":
+            raise ApiException(status=410, reason="Gone")
+        page = {"items": [{"metadata": {"name": "web"}}], "metadata": {"continue": "page-2"}}
+        return SimpleNamespace(data=json.dumps(page).encode())
+
+    pages = kube_client._pages(list_page, label_selector="", what="LIST deployments", raw=True)
+
+    assert next(pages) == [{"metadata": {"name": "web"}}]
+    with pytest.raises(KubeError, match="Gone"):
+        next(pages)
+    assert asked == [None, "page-2"]
