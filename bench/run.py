@@ -177,6 +177,9 @@ def setup_django() -> None:
         DEBUG="false",
         LOG_LEVEL="WARNING",
     )
+    # With DEBUG off the product refuses the demo's keys; the web and worker processes inherit.
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
+    os.environ.setdefault("FIELD_ENCRYPTION_KEY", "bench-only-field-encryption-key")
     import django
 
     django.setup()

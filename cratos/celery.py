@@ -3,8 +3,17 @@ import os
 import threading
 
 from celery import Celery, Task
-from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
+from celery.signals import (
+    beat_init,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
 from django.db import close_old_connections, connections
+
+from cratos.startup import refuse_unsafe_keys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cratos.settings")
 
@@ -37,6 +46,12 @@ class CratosTask(Task):
 app = Celery("cratos", task_cls=CratosTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_unsafe_keys(**kwargs):
+    refuse_unsafe_keys()
 
 
 @task_prerun.connect

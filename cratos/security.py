@@ -1,17 +1,21 @@
 """Web hardening that settings alone cannot express: login rate limiting and the CSP header.
 
-Failed sign-ins are counted per (user name, client address) in the cache: Redis in production,
-so every web process shares the count; the in-process cache in the demo. After
-LOGIN_FAILURE_LIMIT failures within LOGIN_FAILURE_WINDOW seconds, sign-in for that pair is
-refused with HTTP 429 for the next LOGIN_FAILURE_WINDOW seconds, before any password is checked.
-A successful sign-in resets the count. Other users, and the same user elsewhere, are unaffected.
+Sign-in attempts are counted in the cache (Redis in production, so every web process shares
+the counts; the in-process cache in the demo) before any password is checked: per user name
+and client address (LOGIN_FAILURE_LIMIT), per user name (LOGIN_ACCOUNT_LIMIT) and per address
+(LOGIN_ADDRESS_LIMIT), within LOGIN_FAILURE_WINDOW seconds. The attempt that reaches a limit is
+still checked; from then on, for a whole window, sign-in in that scope is refused with HTTP 429
+unchecked, and the lockout is audited. A successful sign-in starts the user name's counts again.
 """
 
+import contextlib
 import hashlib
 import ipaddress
 import logging
 import math
 import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
@@ -21,7 +25,10 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import transaction
 from django.utils.translation import gettext_lazy as _
+
+from cratos.audit.recorder import Action, Outcome, record_event
 
 logger = logging.getLogger(__name__)
 
@@ -55,52 +62,117 @@ def client_ip(request) -> str:
 
 
 # -- the login throttle ---------------------------------------------------------------------
+#
+# Every attempt is counted BEFORE its password is checked, with the cache's atomic increment:
+# of a burst of parallel attempts each gets its own number, so at most the limit of them reach
+# the (slow) password check, however many arrive at once. Three counts, each with its limit:
+# the user name from this address, the user name from anywhere (guesses spread over many
+# addresses) and this address for any user name (one address trying many names).
 
 
-def _key(kind: str, *, username: str, ip: str) -> str:
-    # Hashed: user names are free text, and cache keys must stay short and printable.
-    digest = hashlib.sha256(f"{username.casefold()}\0{ip}".encode()).hexdigest()
-    return f"cratos:login:{kind}:{digest}"
+@dataclass(frozen=True)
+class Scope:
+    name: str
+    limit_setting: str
+    default_limit: int
+
+    def key(self, kind: str, *, username: str, ip: str) -> str:
+        parts = {"pair": (username.casefold(), ip), "account": (username.casefold(),)}
+        # Hashed: user names are free text, and cache keys must stay short and printable.
+        digest = hashlib.sha256("\0".join(parts.get(self.name, (ip,))).encode()).hexdigest()
+        return f"cratos:login:{kind}:{self.name}:{digest}"
+
+    @property
+    def limit(self) -> int:
+        return _setting(self.limit_setting, self.default_limit)
 
 
-def _limit() -> int:
-    return _setting("LOGIN_FAILURE_LIMIT", 5)
+PAIR = Scope("pair", "LOGIN_FAILURE_LIMIT", 5)
+SCOPES = (
+    PAIR,
+    Scope("account", "LOGIN_ACCOUNT_LIMIT", 20),
+    Scope("address", "LOGIN_ADDRESS_LIMIT", 50),
+)
 
 
 def _window() -> int:
     return _setting("LOGIN_FAILURE_WINDOW", 15 * 60)
 
 
+def _count(key: str, window: int) -> int:
+    # The first attempt opens the window; INCR keeps the key's expiry, so it does not slide.
+    cache.add(key, 0, timeout=window)
+    try:
+        return cache.incr(key)
+    except ValueError:  # the window closed between add and incr: this attempt opens a new one
+        cache.add(key, 1, timeout=window)
+        return 1
+
+
 def seconds_locked(*, username: str, ip: str) -> int:
     """How long sign-in stays refused for this user name from this address; 0: not refused."""
-    until = cache.get(_key("locked", username=username, ip=ip))
-    return max(0, math.ceil(until - time.time())) if until else 0
+    untils = cache.get_many([scope.key("locked", username=username, ip=ip) for scope in SCOPES])
+    return max((math.ceil(until - time.time()) for until in untils.values()), default=0)
 
 
-def record_failure(*, username: str, ip: str) -> None:
-    failures_key = _key("failures", username=username, ip=ip)
+@dataclass(frozen=True)
+class Attempt:
+    """A sign-in attempt, counted: refused for `retry_after` seconds (0: its password may be
+    checked); the scopes it locked, being the attempt that reached their limit."""
+
+    retry_after: int
+    locked: tuple[Scope, ...] = ()
+
+
+def count_attempt(*, username: str, ip: str) -> Attempt:
+    locked_for = seconds_locked(username=username, ip=ip)
+    if locked_for:
+        return Attempt(retry_after=locked_for)
     window = _window()
-    # The first failure opens the window; INCR keeps the key's expiry, so it does not slide.
-    cache.add(failures_key, 0, timeout=window)
-    try:
-        failures = cache.incr(failures_key)
-    except ValueError:  # the window closed between add and incr: this failure opens a new one
-        cache.set(failures_key, 1, timeout=window)
-        failures = 1
-    if failures >= _limit():
-        cache.set(_key("locked", username=username, ip=ip), time.time() + window, timeout=window)
-        cache.delete(failures_key)
+    locked = []
+    for scope in SCOPES:
+        attempts = _count(scope.key("attempts", username=username, ip=ip), window)
+        if attempts > scope.limit:
+            # Refused here: the wider scopes do not count an attempt that was never checked.
+            return Attempt(retry_after=window, locked=tuple(locked))
+        if attempts == scope.limit:
+            # Locked for a whole window from now on; this attempt itself is still checked.
+            until = time.time() + window
+            cache.set(scope.key("locked", username=username, ip=ip), until, timeout=window)
+            locked.append(scope)
+    return Attempt(retry_after=0, locked=tuple(locked))
 
 
-def reset(*, username: str, ip: str) -> None:
+def signed_in(*, username: str, ip: str) -> None:
+    """A right password: this user name's counts start again, and the attempt does not count
+    against the address (colleagues behind one NAT sign in all day)."""
     cache.delete_many(
-        [_key("failures", username=username, ip=ip), _key("locked", username=username, ip=ip)]
+        [
+            scope.key(kind, username=username, ip=ip)
+            for scope in SCOPES[:2]
+            for kind in ("attempts", "locked")
+        ]
     )
+    with contextlib.suppress(ValueError):  # its window closed meanwhile
+        cache.decr(SCOPES[2].key("attempts", username=username, ip=ip))
+
+
+def _audit_lockout(*, username: str, ip: str, scopes: tuple[Scope, ...]) -> None:
+    minutes = math.ceil(_window() / 60)
+    with transaction.atomic():
+        record_event(
+            action=Action.LOGIN_LOCKED,
+            outcome=Outcome.FAILURE,
+            message=f"Sign-in refused for {minutes} min after "
+            + ", ".join(f"{scope.limit} attempts per {scope.name}" for scope in scopes),
+            actor_username=username[:150],
+            request_ip=ip or None,
+        )
 
 
 class LoginThrottleMixin:
-    """For authentication forms: refuses a locked (user name, address) before authenticating,
-    counts failed authentications and resets the count on success.
+    """For authentication forms: counts the attempt, refuses it unchecked when over a limit,
+    and starts the user name's counts again on success.
 
     If the cache does not answer, sign-in goes on unthrottled (and says so in the log): the
     password check still stands, and nobody is locked out of the admin by a Redis outage.
@@ -112,10 +184,13 @@ class LoginThrottleMixin:
         username = self.cleaned_data.get("username") or ""
         ip = client_ip(self.request)
         try:
-            self.retry_after = seconds_locked(username=username, ip=ip)
+            attempt = count_attempt(username=username, ip=ip)
         except (redis.ConnectionError, redis.TimeoutError):
             logger.error("Login throttling is unavailable: the cache does not answer.")
             return super().clean()
+        self.retry_after = attempt.retry_after
+        if attempt.locked:
+            _audit_lockout(username=username, ip=ip, scopes=attempt.locked)
         if self.retry_after:
             raise ValidationError(
                 TOO_MANY_ATTEMPTS_MESSAGE,
@@ -126,10 +201,10 @@ class LoginThrottleMixin:
             cleaned = super().clean()
         except ValidationError:
             # A known user refused for another reason (e.g. not staff) gave the right password.
-            if self.user_cache is None:
-                record_failure(username=username, ip=ip)
+            if self.user_cache is not None:
+                signed_in(username=username, ip=ip)
             raise
-        reset(username=username, ip=ip)
+        signed_in(username=username, ip=ip)
         return cleaned
 
 
@@ -166,15 +241,31 @@ def admin_login(request, extra_context=None):
 # -- Content-Security-Policy ----------------------------------------------------------------
 
 
+def _policy() -> str:
+    """settings.CONTENT_SECURITY_POLICY; with company sign-in, its logout (a form posted here,
+    answered with a redirect to the provider) is a form target too: browsers hold redirects
+    after a form post to form-action."""
+    policy = _setting("CONTENT_SECURITY_POLICY", "")
+    parts = urlsplit(_setting("OIDC_OP_LOGOUT_ENDPOINT", ""))
+    if not (policy and parts.scheme and parts.netloc):
+        return policy
+    provider = f"{parts.scheme}://{parts.netloc}"
+    return "; ".join(
+        f"{directive} {provider}" if directive.split()[0] == "form-action" else directive
+        for directive in (part.strip() for part in policy.split(";"))
+        if directive
+    )
+
+
 class ContentSecurityPolicyMiddleware:
-    """Sends settings.CONTENT_SECURITY_POLICY (when set) on every response that has none."""
+    """Sends the policy (when set) on every response that has none."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         response = self.get_response(request)
-        policy = _setting("CONTENT_SECURITY_POLICY", "")
+        policy = _policy()
         if policy:
             response.headers.setdefault("Content-Security-Policy", policy)
         return response

@@ -15,11 +15,16 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
-SECRET_KEY = env("SECRET_KEY", default="insecure-demo-key-change-me-in-production")
+# With DEBUG off the product refuses to start on this key (cratos.startup).
+DEMO_SECRET_KEY = "insecure-demo-key-change-me-in-production"
+SECRET_KEY = env("SECRET_KEY", default=DEMO_SECRET_KEY)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 # Key for cluster credentials at rest; separate from SECRET_KEY so sessions can be rotated alone.
-FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default=SECRET_KEY)
+# It encrypts; the FIELD_ENCRYPTION_OLD_KEYS (comma-separated) only decrypt, until
+# `manage.py reencrypt_credentials` has moved every stored credential to the new key.
+FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+FIELD_ENCRYPTION_OLD_KEYS = env.list("FIELD_ENCRYPTION_OLD_KEYS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -50,6 +55,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "cratos.middleware.EdgeInputMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "cratos.middleware.DomainErrorMiddleware",
 ]
@@ -211,6 +217,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "EXCEPTION_HANDLER": "cratos.api.exception_handler",
+    # Refuses JSON nested too deeply and NUL characters with 400 (cratos.validation).
+    "DEFAULT_PARSER_CLASSES": [
+        "cratos.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": None,
     # \u-escape non-ASCII: a lone surrogate echoed from a request (an unknown field's name)
     # cannot be encoded as UTF-8 and would turn a 400 into a 500.
@@ -336,15 +348,24 @@ LOGGING = {
 }
 
 # -- Web hardening (docs/operations.md, "Web hardening") ------------------------------------
-# DJANGO_SECURE=true once the site is served over HTTPS only: secure cookies, HSTS, redirect to
-# HTTPS and a Content-Security-Policy. The rest holds in every mode; most are Django's defaults,
-# spelled out so that nothing weakens them unnoticed.
+# Outside DEBUG the web, worker and beat refuse to start on the demo's SECRET_KEY or without a
+# FIELD_ENCRYPTION_KEY of its own (cratos.startup). In DEBUG, credentials are encrypted with
+# SECRET_KEY unless a key of their own is set.
+if DEBUG:
+    FIELD_ENCRYPTION_KEY = FIELD_ENCRYPTION_KEY or SECRET_KEY
+
+# DJANGO_SECURE=true once the site is served over HTTPS only: secure cookies, HSTS and redirect
+# to HTTPS. The rest (the Content-Security-Policy too) holds in every mode; most are Django's
+# defaults, spelled out so that nothing weakens them unnoticed.
 DJANGO_SECURE = env.bool("DJANGO_SECURE", default=False)
 SECURE_SSL_REDIRECT = DJANGO_SECURE and env.bool("SECURE_SSL_REDIRECT", default=True)
 # The kubelet probes over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 SESSION_COOKIE_SECURE = DJANGO_SECURE
 CSRF_COOKIE_SECURE = DJANGO_SECURE
+LANGUAGE_COOKIE_SECURE = DJANGO_SECURE
+# A sign-in lasts this long (seconds; default a working day), however active the session.
+SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=8 * 3600)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000) if DJANGO_SECURE else 0
 # Both bind every subdomain / the browsers' preload list for a long time: opt in knowingly.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
@@ -359,21 +380,22 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 # No script reads the CSRF cookie: forms carry the token, DRF's browsable API reads the page.
 CSRF_COOKIE_HTTPONLY = True
-# Sent by cratos.security.ContentSecurityPolicyMiddleware. Pages load scripts and styles from
-# static/ only: no inline script or style, so no 'unsafe-inline'. data: images are Pico's icons.
-CONTENT_SECURITY_POLICY = (
-    env(
-        "CONTENT_SECURITY_POLICY",
-        default="default-src 'self'; script-src 'self'; style-src 'self'; "
-        "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
-        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    )
-    if DJANGO_SECURE
-    else ""
+# Sent by cratos.security.ContentSecurityPolicyMiddleware in every mode (it needs no HTTPS; an
+# empty value turns it off). Pages load scripts and styles from static/ only: no inline script
+# or style, so no 'unsafe-inline'. data: images are Pico's icons.
+CONTENT_SECURITY_POLICY = env(
+    "CONTENT_SECURITY_POLICY",
+    default="default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
 )
-# Login rate limiting (cratos.security): LOGIN_FAILURE_LIMIT failed sign-ins per user name and
-# client address within LOGIN_FAILURE_WINDOW seconds lock that pair out for the window.
+# Login rate limiting (cratos.security): sign-in attempts within LOGIN_FAILURE_WINDOW seconds,
+# counted before the password is checked, per user name and client address (LOGIN_FAILURE_LIMIT),
+# per user name from anywhere (LOGIN_ACCOUNT_LIMIT) and per address for any user name
+# (LOGIN_ADDRESS_LIMIT). Reaching one locks that scope out for a window.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_ACCOUNT_LIMIT = env.int("LOGIN_ACCOUNT_LIMIT", default=20)
+LOGIN_ADDRESS_LIMIT = env.int("LOGIN_ADDRESS_LIMIT", default=50)
 LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", default=15 * 60)
 # Proxies in front of the app that append to X-Forwarded-For (0: trust only the peer address).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)

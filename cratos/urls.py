@@ -3,6 +3,11 @@ from django.urls import include, path
 
 from cratos import health, security
 
+# Django's own refusals and failures in the app's format: JSON under /api/, the error page else.
+handler400 = "cratos.middleware.bad_request"
+handler404 = "cratos.middleware.page_not_found"
+handler500 = "cratos.middleware.server_error"
+
 # The admin's own login form, throttled like the site's (cratos.security).
 admin.site.login_form = security.ThrottledAdminAuthenticationForm
 

@@ -119,6 +119,7 @@ class KubernetesClusterForm(WriteOnlyCredentialsForm):
             "server",
             "ca_data",
             "insecure_skip_tls_verify",
+            "allow_plain_http",
             "in_cluster",
             "token",
             "client_cert_data",
@@ -133,6 +134,21 @@ class KubernetesClusterForm(WriteOnlyCredentialsForm):
             "kubeconfig": WriteOnlyTextarea(attrs={"rows": 8}),
         }
 
+    def clean(self):
+        typed = [name for name in self.credential_fields if name in self.changed_data]
+        cleaned = super().clean()
+        # Stored credentials never follow a cluster to a new server (one that could be the
+        # attacker's): a new URL needs its credentials typed again, and drops the others.
+        if self.instance.pk and "server" in self.changed_data:
+            if not typed and not cleaned.get("in_cluster"):
+                self.add_error(
+                    "server",
+                    _("A new server URL needs its credentials again: enter them below."),
+                )
+            for name in set(self.credential_fields) - set(typed):
+                cleaned[name] = ""
+        return cleaned
+
 
 @admin.register(KubernetesCluster)
 class KubernetesClusterAdmin(admin.ModelAdmin):
@@ -140,7 +156,18 @@ class KubernetesClusterAdmin(admin.ModelAdmin):
     list_display = ("name", "server", "credential_kind", "updated_at")
     search_fields = ("name", "server")
     fieldsets = [
-        (None, {"fields": ("name", "server", "ca_data", "insecure_skip_tls_verify")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "server",
+                    "ca_data",
+                    "insecure_skip_tls_verify",
+                    "allow_plain_http",
+                )
+            },
+        ),
         (
             _("Credentials"),
             {

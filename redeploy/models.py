@@ -78,6 +78,12 @@ class KubernetesCluster(models.Model):
     server = models.URLField(_("API server URL"), max_length=512, blank=True)
     ca_data = models.TextField(_("CA certificate (PEM)"), blank=True)
     insecure_skip_tls_verify = models.BooleanField(default=False)
+    # Plain http:// sends the credentials in clear text: allowed only when asked for.
+    allow_plain_http = models.BooleanField(
+        _("allow plain HTTP"),
+        default=False,
+        help_text=_("Talk to an http:// API server: credentials travel unencrypted."),
+    )
     # Credentials, encrypted at rest and never rendered back. A kubeconfig, when given, wins.
     token = EncryptedTextField(blank=True)
     client_cert_data = EncryptedTextField(_("client certificate (PEM)"), blank=True)
@@ -102,6 +108,14 @@ class KubernetesCluster(models.Model):
         if not (self.in_cluster or self.kubeconfig or self.server):
             raise ValidationError(
                 gettext("Give an API server URL, a kubeconfig, or choose in-cluster.")
+            )
+        if self.server.lower().startswith("http://") and not self.allow_plain_http:
+            raise ValidationError(
+                {
+                    "server": gettext(
+                        "This server speaks plain HTTP: use https://, or allow plain HTTP."
+                    )
+                }
             )
 
 

@@ -7,6 +7,7 @@ from django.db.models import Count, Prefetch, QuerySet
 
 from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
+from cratos.validation import parse_id
 from tickets.grants import GrantKind
 from tickets.selectors import LiveAuthorization, live_authorizations
 
@@ -55,10 +56,11 @@ _CLUSTER_CREDENTIALS = [
 
 def binding_shown(*, application_name: str, binding_id: str) -> DeploymentBinding | None:
     """The application's binding of that id, its cluster without credentials (None if none)."""
-    if not binding_id.isdigit():
+    binding_pk = parse_id(binding_id)
+    if binding_pk is None:
         return None
     bindings = bindings_for(application_name=application_name).defer(*_CLUSTER_CREDENTIALS)
-    return bindings.filter(pk=binding_id).first()
+    return bindings.filter(pk=binding_pk).first()
 
 
 def bindings_for(*, application_name: str) -> QuerySet[DeploymentBinding]:

@@ -8,6 +8,11 @@ The server comes from REDIS_URL (scripts/test sets it); its database number is i
 import os
 from urllib.parse import urlsplit, urlunsplit
 
+# Keys of the tests' own: with DEBUG off the product refuses the demo's. In os.environ, so the
+# worker processes that tests start (on cratos.settings) decrypt what the tests stored.
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-" + "x" * 40)
+os.environ.setdefault("FIELD_ENCRYPTION_KEY", "tests-only-field-encryption-key")
+
 from cratos.settings import *  # noqa: F403
 from cratos.settings import CACHES, REDIS_URL
 

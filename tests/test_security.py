@@ -26,6 +26,7 @@ from tests.support import redis_down
 SETTINGS_FILE = Path(settings.BASE_DIR) / "cratos" / "settings.py"
 SECURITY_ENV = [
     "DJANGO_SECURE",
+    "SESSION_COOKIE_AGE",
     "SECURE_SSL_REDIRECT",
     "SECURE_HSTS_SECONDS",
     "SECURE_HSTS_INCLUDE_SUBDOMAINS",
@@ -93,7 +94,6 @@ def test_without_django_secure_the_demo_runs_on_plain_http(monkeypatch):
     assert loaded["SESSION_COOKIE_SECURE"] is False
     assert loaded["CSRF_COOKIE_SECURE"] is False
     assert loaded["SECURE_HSTS_SECONDS"] == 0
-    assert loaded["CONTENT_SECURITY_POLICY"] == ""
     assert "SECURE_PROXY_SSL_HEADER" not in loaded
     # What holds in every mode.
     assert loaded["SECURE_CONTENT_TYPE_NOSNIFF"] is True
@@ -102,6 +102,15 @@ def test_without_django_secure_the_demo_runs_on_plain_http(monkeypatch):
     assert loaded["SESSION_COOKIE_HTTPONLY"] is True
     assert loaded["CSRF_COOKIE_HTTPONLY"] is True
     assert "cratos.security.ContentSecurityPolicyMiddleware" in loaded["MIDDLEWARE"]
+    assert "default-src 'self'" in loaded["CONTENT_SECURITY_POLICY"]
+    assert loaded["SESSION_COOKIE_AGE"] == 8 * 3600
+
+
+def test_the_session_lifetime_and_the_policy_come_from_the_environment(monkeypatch):
+    loaded = load_settings(monkeypatch, SESSION_COOKIE_AGE="600", CONTENT_SECURITY_POLICY="")
+
+    assert loaded["SESSION_COOKIE_AGE"] == 600
+    assert loaded["CONTENT_SECURITY_POLICY"] == ""
 
 
 def test_django_secure_turns_on_https_only_settings(monkeypatch):
@@ -111,6 +120,7 @@ def test_django_secure_turns_on_https_only_settings(monkeypatch):
     assert loaded["SECURE_REDIRECT_EXEMPT"] == [r"^healthz$", r"^readyz$"]
     assert loaded["SESSION_COOKIE_SECURE"] is True
     assert loaded["CSRF_COOKIE_SECURE"] is True
+    assert loaded["LANGUAGE_COOKIE_SECURE"] is True
     assert loaded["SECURE_HSTS_SECONDS"] == 31536000
     assert loaded["SECURE_HSTS_INCLUDE_SUBDOMAINS"] is False
     assert loaded["SECURE_HSTS_PRELOAD"] is False
@@ -204,11 +214,20 @@ def test_the_proxy_header_marks_a_request_as_https(secure, client):
 
 
 @pytest.mark.django_db
-def test_without_django_secure_no_csp_and_no_redirect(client):
+@override_settings(OIDC_OP_LOGOUT_ENDPOINT="https://idp.example.com:8443/logout?x=1")
+def test_with_company_sign_in_its_logout_is_a_form_target_too(client):
+    policy = client.get(reverse("login"))["Content-Security-Policy"]
+
+    assert "form-action 'self' https://idp.example.com:8443;" in policy
+    assert policy.count("idp.example.com") == 1
+
+
+@pytest.mark.django_db
+def test_without_django_secure_the_csp_but_no_redirect(client):
     response = client.get(reverse("login"))
 
     assert response.status_code == 200
-    assert "Content-Security-Policy" not in response
+    assert response["Content-Security-Policy"] == settings.CONTENT_SECURITY_POLICY
     assert "Strict-Transport-Security" not in response
     assert response["X-Frame-Options"] == "DENY"
 

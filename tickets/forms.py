@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from cratos.exceptions import DomainError
+from cratos.validation import parse_id
 
 from . import selectors, services
 from .models import ApprovalNode, Ticket, WorkOrder
@@ -159,10 +160,11 @@ class VotesField(forms.Field):
     def to_python(self, value) -> dict[str, int]:
         votes = {}
         for item in value or []:
-            ticket_no, _separator, node_id = str(item).partition(":")
-            if not ticket_no or not node_id.isdigit():
+            ticket_no, _separator, node_text = str(item).partition(":")
+            node_id = parse_id(node_text)
+            if not ticket_no or node_id is None:
                 raise ValidationError(self.error_messages["invalid"], code="invalid")
-            votes[ticket_no] = int(node_id)
+            votes[ticket_no] = node_id
         return votes
 
 

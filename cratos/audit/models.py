@@ -6,7 +6,8 @@ from django.utils.translation import gettext_lazy as _
 
 
 class AuditEvent(models.Model):
-    """Append-only record of every step. Written by services only; never updated or deleted."""
+    """Append-only record of every step. Written by services only; never updated or deleted:
+    on PostgreSQL a trigger refuses UPDATE and DELETE (installed by the append_only migration)."""
 
     class Action(models.TextChoices):
         # Labels as Django derives them from the names (so no migration), made translatable.
@@ -39,6 +40,7 @@ class AuditEvent(models.Model):
         ROLLOUT_FAILED = "rollout.failed", _("Rollout Failed")
         CLUSTER_IMPORTED = "cluster.imported", _("Cluster Imported")
         APPLICATIONS_SYNCED = "applications.synced", _("Applications Synced")
+        LOGIN_LOCKED = "login.locked", _("Login Locked")
         IDENTITY_ACCESS_CHANGED = "identity.access_changed", _("Identity Access Changed")
         NOTICE_CHANNEL_FAILED = "notice.channel_failed", _("Notice Channel Failed")
         AUTHORIZATION_EXPIRY_WARNED = (
@@ -52,11 +54,13 @@ class AuditEvent(models.Model):
         INFO = "INFO", _("Info")
 
     created_at = models.DateTimeField(auto_now_add=True)
+    # DO_NOTHING: deleting a user must not rewrite history (the table refuses UPDATE); the id
+    # stays as it was, and actor_username keeps the name.
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.DO_NOTHING,
         related_name="+",
         db_constraint=False,
     )

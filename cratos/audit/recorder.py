@@ -13,6 +13,7 @@ def build_event(
     *,
     action: str,
     actor=None,
+    actor_username: str = "",
     outcome: str = Outcome.SUCCESS,
     ticket=None,
     operation_id=None,
@@ -28,11 +29,12 @@ def build_event(
 ) -> AuditEvent:
     """An audit event, not yet written: give it to record_events. `ticket` is anything with a
     `pk` and a `ticket_no`: the log keeps its id and number (and an operation's id), so it reads
-    the same after they change."""
+    the same after they change. `actor_username` names an actor who is no user (a user name
+    tried at sign-in)."""
     return AuditEvent(
         action=action,
         actor=actor if actor is not None and actor.pk else None,
-        actor_username=actor.get_username() if actor is not None else "",
+        actor_username=actor.get_username() if actor is not None else actor_username,
         outcome=outcome,
         ticket_id=ticket.pk if ticket is not None else None,
         ticket_no=(ticket.ticket_no or "") if ticket is not None else "",

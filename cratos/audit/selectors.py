@@ -11,7 +11,7 @@ import json
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import reduce
 from urllib.parse import urlencode
 
@@ -91,12 +91,14 @@ def decode_cursor(*, cursor: str, sort: str, ordering: Sequence[str]) -> list | 
                 value = datetime.fromisoformat(value)
                 if value.tzinfo is None:
                     return None
+                # In UTC, as the database compares it: 0001-01-01T00:00+14:00 is no date there.
+                value = value.astimezone(UTC)
             elif model_field.get_internal_type() in ("BigAutoField", "AutoField"):
                 if not isinstance(value, int) or isinstance(value, bool):
                     return None
             elif not isinstance(value, str):
                 return None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
         decoded.append(value)
     return decoded

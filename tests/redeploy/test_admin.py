@@ -160,11 +160,11 @@ class TestKubernetesClusterAdmin:
 
     def test_blank_credentials_keep_the_stored_ones(self, client, root, cluster):
         url = reverse("admin:redeploy_kubernetescluster_change", args=[cluster.pk])
-        response = client.post(url, cluster_form(cluster, server="https://10.0.0.2:6443"))
+        response = client.post(url, cluster_form(cluster, kubeconfig_context="prod-ops"))
         assert response.status_code == 302
 
         cluster.refresh_from_db()
-        assert cluster.server == "https://10.0.0.2:6443"
+        assert cluster.kubeconfig_context == "prod-ops"
         assert (cluster.token, cluster.client_cert_data, cluster.client_key_data) == (
             TOKEN,
             CERT,
