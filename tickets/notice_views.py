@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy
 
 from cratos.exceptions import DomainError
 
-from . import notice_links, selectors, services
+from . import link_decisions, notice_links, selectors
 from .rules import decision_refusal
 
 
@@ -40,7 +40,9 @@ def decide(request, token: str):
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
-            services.decide_by_link(link=link, user=request.user, text=form.cleaned_data["text"])
+            link_decisions.decide_by_link(
+                link=link, user=request.user, text=form.cleaned_data["text"]
+            )
         except DomainError as exc:
             form.add_error(None, exc.message)
             status = exc.status_code

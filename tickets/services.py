@@ -9,22 +9,19 @@ from collections.abc import Mapping
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from cratos.audit.recorder import Action, Outcome, record_event
-from cratos.exceptions import DomainError, InvalidTransition, PermissionRefused, ValidationFailed
+from cratos.exceptions import DomainError, InvalidTransition, ValidationFailed
 
 from . import grants
 from .models import (
     Approval,
     ApprovalNode,
-    DecisionLinkUse,
     Ticket,
     TicketEntry,
     TicketNodeApprover,
     WorkOrder,
 )
-from .notice_links import DecisionLink
 from .notifications import (
     notify_authorization_revoked,
     notify_ticket_decided,
@@ -484,32 +481,3 @@ def revoke_authorization(*, entry: TicketEntry, actor, reason: str) -> TicketEnt
     if grant is not None and grant.ticket_id == ticket.pk:
         grants.revoke(kind=kind, username=username, application_name=entry.name)
     return entry
-
-
-def decide_by_link(*, link: DecisionLink, user, text: str = "") -> Ticket:
-    """Approve (`text`: optional comment) or reject (`text`: the reason) as the link says,
-    through the services, on the link's node only.
-
-    The use is recorded in the decision's transaction: a refused decision leaves the link
-    usable, and of two requests racing with one link the second waits on the nonce and is
-    refused. Nothing follows the decision in that transaction, so its Redis writes stay last.
-    """
-    if user.pk != link.user_id:
-        raise PermissionRefused(
-            _("This decision link was sent to another approver; sign in as that approver.")
-        )
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                DecisionLinkUse.objects.create(
-                    nonce=link.nonce,
-                    ticket=link.ticket,
-                    node=link.node,
-                    user=user,
-                    decision=link.decision,
-                )
-        except IntegrityError:
-            raise InvalidTransition(_("This decision link was already used.")) from None
-        if link.rejects:
-            return reject_ticket(ticket=link.ticket, approver=user, reason=text, node=link.node)
-        return approve_ticket(ticket=link.ticket, approver=user, comment=text, node=link.node)

@@ -59,8 +59,9 @@ def expire_unused_authorizations(*, now: datetime | None = None) -> int:
 
     An entry in use is left to the operation that took its authorization, which settles it
     USED or gives it back; an operation that stays unsettled is settled by the reconciler
-    (redeploy.reconcile), so no entry stays in use for good. One transaction per entry; a ticket locked by anyone else (a redeploy
-    settling, a revocation, another sweep) is left for the next run.
+    (redeploy.reconcile), so no entry stays in use for good. One transaction per entry; a ticket
+    locked by anyone else (a redeploy settling, a revocation, another sweep) is left for the next
+    run.
     """
     now = now or timezone.now()
     unused = TicketEntry.objects.filter(
