@@ -708,6 +708,9 @@ class KubeSimulator(PodController):
             for o in self._objects(res, ns, now)
             if match_labels(o["metadata"].get("labels")) and match_fields(o)
         ]
+        # Pagination: the API server lists in key order (namespace/name, as etcd stores them),
+        # and a continue token resumes after the last key of the page before.
+        items.sort(key=_key)
         meta = {"resourceVersion": str(self._rv)}
         if query.get("continue"):
             try:

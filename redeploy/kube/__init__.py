@@ -7,7 +7,8 @@ are that interface, whichever module of the package holds them:
   into a kubeconfig;
 - client: one kept client per cluster, timeouts, the API's errors as the product's exceptions,
   bounded retries, paged LISTs;
-- deployments: reading Deployments and `kubectl rollout restart`;
+- deployments: reading Deployments (one, or a cluster's page by page) and
+  `kubectl rollout restart`;
 - rollout: the pure rules of `kubectl rollout status`;
 - pods: a Deployment's own pods, listed and deleted;
 - watch: Deployments watched (and LISTed) to follow their rollouts.
@@ -22,8 +23,8 @@ from .deployments import (
     RestartCheck,
     check_restart,
     check_restarts_in,
+    deployment_pages,
     get_deployment,
-    list_deployments,
     now_restarted_at,
     progress_deadline_seconds,
     restart_deployment,
@@ -58,10 +59,10 @@ __all__ = [
     "check_restart",
     "check_restarts_in",
     "delete_pod",
+    "deployment_pages",
     "deployment_pods",
     "get_deployment",
     "in_background",
-    "list_deployments",
     "list_namespace",
     "now_restarted_at",
     "pick_pods",

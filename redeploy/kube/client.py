@@ -18,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
+from itertools import chain
 
 import urllib3
 from django.conf import settings
@@ -235,41 +237,59 @@ def _with_retries(function, *, what: str, not_found: NotFoundError = DeploymentN
     raise attempts.last
 
 
+def _read_page(
+    list_page, *, token: str | None, label_selector: str, what: str, raw: bool
+) -> tuple[list, str | None, str]:
+    """One page of a LIST (LIST_PAGE_SIZE items): its items, the continue token and its
+    resourceVersion; `raw`: as the API's JSON, not the client's models."""
+    page = _with_retries(
+        lambda: list_page(
+            label_selector=label_selector or None,
+            limit=LIST_PAGE_SIZE,
+            _continue=token,
+            _request_timeout=_timeout(),
+            _preload_content=not raw,
+        ),
+        what=what,
+        not_found=None,
+    )
+    if raw:
+        page = json.loads(page.data)
+        meta = page.get("metadata") or {}
+        return page.get("items") or [], meta.get("continue"), meta.get("resourceVersion") or ""
+    meta = page.metadata
+    if meta is None:
+        return page.items or [], None, ""
+    return page.items or [], meta._continue, meta.resource_version or ""
+
+
+def _pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> Iterator[list]:
+    """The items of a LIST, page by page. While the caller takes a page the next is on its way
+    (on the background threads), so a sync writes one page while the API server reads the next."""
+    read = partial(_read_page, list_page, label_selector=label_selector, what=what, raw=raw)
+    items, token, _version = read(token=None)
+    while token:
+        ahead = in_background(read, token=token)
+        yield items
+        items, token, _version = ahead.result()
+    yield items
+
+
 def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> list:
-    """Every item of a LIST, read page by page (LIST_PAGE_SIZE items each); `raw`: as the API's
-    JSON, not the client's models."""
-    return _all_pages_at(list_page, label_selector=label_selector, what=what, raw=raw)[0]
+    """Every item of a LIST, read page by page (see _pages)."""
+    return list(
+        chain.from_iterable(_pages(list_page, label_selector=label_selector, what=what, raw=raw))
+    )
 
 
 def _all_pages_at(
     list_page, *, label_selector: str, what: str, raw: bool = False
 ) -> tuple[list, str]:
-    """_all_pages, with the list's resourceVersion (a watch resumes after it): the first
-    page's, since the later ones belong to its snapshot."""
-    items: list = []
-    token = None
-    version = None
-    while True:
-        page = _with_retries(
-            lambda token=token: list_page(
-                label_selector=label_selector or None,
-                limit=LIST_PAGE_SIZE,
-                _continue=token,
-                _request_timeout=_timeout(),
-                _preload_content=not raw,
-            ),
-            what=what,
-            not_found=None,
-        )
-        if raw:
-            page = json.loads(page.data)
-            items.extend(page.get("items") or [])
-            meta = page.get("metadata") or {}
-            token = meta.get("continue")
-            version = version or meta.get("resourceVersion")
-        else:
-            items.extend(page.items or [])
-            token = page.metadata._continue if page.metadata else None
-            version = version or (page.metadata.resource_version if page.metadata else None)
-        if not token:
-            return items, version or ""
+    """Every item of a LIST with the list's resourceVersion (a watch resumes after it): the
+    first page's, since the later ones belong to its snapshot."""
+    read = partial(_read_page, list_page, label_selector=label_selector, what=what, raw=raw)
+    items, token, version = read(token=None)
+    while token:
+        more, token, _version = read(token=token)
+        items.extend(more)
+    return items, version
