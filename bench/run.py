@@ -53,7 +53,7 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 sys.path.insert(0, str(REPO))
 
-from bench import adapters  # noqa: E402
+from bench import adapters, sync_bench  # noqa: E402
 from bench.sim import APP_NAMESPACE, app_name  # noqa: E402
 
 DATABASE_URL = os.environ.get(
@@ -93,6 +93,7 @@ FIGURES = {
     4: "throughput",
     5: "peak_memory",
     6: "rollout_following",
+    7: "sync_applications",
 }
 TARGETS = {
     "redeploy_vs_kubectl": (
@@ -118,6 +119,7 @@ TARGETS = {
         "<= 5 API requests per rollout, delay ratio <= 1.2",
         lambda f: f["requests_one_minute_rollout"] <= 5 and f["ratio_delay_median"] <= 1.2,
     ),
+    "sync_applications": ("ratio <= 2, constant queries per page", lambda f: f["ratio"] <= 2),
 }
 
 
@@ -1260,6 +1262,20 @@ def rows(figures: dict) -> list[tuple]:
             f"{each['kubectl']:g}",
             "",
         )
+    if f := figures.get("sync_applications"):
+        add(
+            f"7 sync_applications, {f['deployments']:,} Deployments",
+            f"{f['sync_seconds']:.2f} s",
+            f"{f['list_seconds']:.2f} s bare LIST",
+            f"{f['ratio']:.2f}",
+            f,
+        )
+        add(
+            f"  again, nothing to write ({f['queries_per_page']:g} queries a page)",
+            f"{f['resync_seconds']:.2f} s",
+            "",
+            f"{f['ratio_resync']:.2f}",
+        )
     if f := figures.get("peak_memory"):
         for role in ("web", "worker"):
             add(
@@ -1385,6 +1401,9 @@ def main() -> int:
     if 3 in wanted:
         log("figure 3: audit list page (fills 1,000,000 events)")
         figures["audit_list_page"] = figure_audit(requests=args.audit_requests, logs=logs)
+    if 7 in wanted:
+        log("figure 7: sync_applications over 5,000 Deployments vs a bare paginated LIST")
+        sync_bench.run(figures)
     figures = {name: figures[name] for name in FIGURES.values() if name in figures}
     passed = verdicts(figures)
     facts["load_average_at_end"] = _load_average()
