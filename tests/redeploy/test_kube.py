@@ -21,7 +21,12 @@ RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 def cluster_for(sim, **fields) -> KubernetesCluster:
-    return KubernetesCluster(name="sim", server=sim.url, **({"token": SIM_TOKEN} | fields))
+    """The simulator's cluster (plain HTTP on loopback unless it serves TLS: opted in)."""
+    return KubernetesCluster(
+        name="sim",
+        server=sim.url,
+        **({"token": SIM_TOKEN, "allow_plain_http": not sim.tls} | fields),
+    )
 
 
 def test_restart_is_kubectls_strategic_merge_patch_with_our_field_manager(sim, settings):
@@ -99,7 +104,9 @@ def test_transient_errors_give_up_after_the_bounded_attempts(sim, settings):
 
 
 def test_unreachable_api_is_transient_and_not_in_doubt():
-    cluster = KubernetesCluster(name="gone", server="http://127.0.0.1:1", token="x")
+    cluster = KubernetesCluster(
+        name="gone", server="http://127.0.0.1:1", token="x", allow_plain_http=True
+    )
     with pytest.raises(KubeTransientError) as refused:
         kube.get_deployment(cluster=cluster, namespace="shop", name="web")
     assert "Connection refused" in refused.value.message
@@ -236,7 +243,9 @@ def test_tls_with_ca_and_client_certificate():
 def test_stored_kubeconfig_and_context(sim, tmp_path):
     sim.add_deployment("shop", "web")
     path = sim.kubeconfig(tmp_path / "config", context="lab")
-    cluster = KubernetesCluster(name="lab", kubeconfig=path.read_text(), kubeconfig_context="lab")
+    cluster = KubernetesCluster(
+        name="lab", kubeconfig=path.read_text(), kubeconfig_context="lab", allow_plain_http=True
+    )
 
     assert kube.get_deployment(cluster=cluster, namespace="shop", name="web").metadata.name == "web"
 
