@@ -2,7 +2,7 @@
 decision's own transaction, then the usual approve/reject services decide."""
 
 from django.db import IntegrityError, transaction
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 
 from cratos.exceptions import InvalidTransition, PermissionRefused
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from cratos.audit.recorder import Action, Outcome, record_event
 from cratos.exceptions import DomainError, InvalidTransition, ValidationFailed
@@ -78,10 +80,14 @@ def _gating_nodes(work_order: WorkOrder) -> list[ApprovalNode]:
 def _add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list[TicketEntry]:
     names = list(dict.fromkeys(name.strip() for name in application_names if name.strip()))
     if not names:
-        raise ValidationFailed("Choose at least one application.")
+        raise ValidationFailed(_("Choose at least one application."))
     duplicates = sorted(set(ticket.entries.values_list("name", flat=True)).intersection(names))
     if duplicates:
-        raise ValidationFailed(f"Already on the ticket: {', '.join(duplicates)}")
+        raise ValidationFailed(
+            format_lazy(
+                _("Already on the ticket: {applications}"), applications=", ".join(duplicates)
+            )
+        )
     entries = []
     for snapshot in provider_for(ticket.work_order).snapshots(names=names):
         entries.append(
@@ -142,7 +148,9 @@ def _create_ticket(
     *, applicant, work_order: WorkOrder, application_names: list[str], reason: str
 ) -> Ticket:
     if not work_order.enabled:
-        raise ValidationFailed(f"Work order {work_order.key} is disabled.")
+        raise ValidationFailed(
+            format_lazy(_("Work order {work_order} is disabled."), work_order=work_order.key)
+        )
     # Serialise one applicant's creations so the draft limit holds under concurrent requests.
     get_user_model().objects.select_for_update().filter(pk=applicant.pk).first()
     drafts = Ticket.objects.filter(
@@ -150,8 +158,14 @@ def _create_ticket(
     ).count()
     if drafts >= MAX_UNSUBMITTED_TICKETS:
         raise ValidationFailed(
-            f"You already have {drafts} unsubmitted {work_order.key} tickets; "
-            "submit or cancel one first."
+            format_lazy(
+                _(
+                    "You already have {drafts} unsubmitted {work_order} tickets; "
+                    "submit or cancel one first."
+                ),
+                drafts=drafts,
+                work_order=work_order.key,
+            )
         )
     ticket = Ticket.objects.create(
         work_order=work_order, applicant=applicant, reason=(reason or "").strip()
@@ -182,9 +196,15 @@ def add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list[
 def remove_entry(*, ticket: Ticket, actor, entry_name: str) -> None:
     ticket = _locked(ticket)
     _refuse(entries_refusal(ticket=ticket, user=actor))
-    deleted, _ = ticket.entries.filter(name=entry_name).delete()
+    deleted, _by_model = ticket.entries.filter(name=entry_name).delete()
     if not deleted:
-        raise ValidationFailed(f"{entry_name} is not on ticket {ticket.ticket_no}.")
+        raise ValidationFailed(
+            format_lazy(
+                _("{application} is not on ticket {ticket_no}."),
+                application=entry_name,
+                ticket_no=ticket.ticket_no,
+            )
+        )
     record_event(
         action=Action.TICKET_ENTRY_REMOVED, actor=actor, ticket=ticket, application_name=entry_name
     )
@@ -200,22 +220,35 @@ def _chosen_approvers(
     unknown = sorted(set(approvers) - set(picking))
     if unknown:
         raise ValidationFailed(
-            f"Work order {ticket.work_order.key} has no node to choose an approver for: "
-            f"{', '.join(unknown)}."
+            format_lazy(
+                _("Work order {work_order} has no node to choose an approver for: {nodes}."),
+                work_order=ticket.work_order.key,
+                nodes=", ".join(unknown),
+            )
         )
     users = get_user_model().objects
     chosen = []
     for name, node in picking.items():
         pick = approvers.get(name)
         if not pick:
-            raise ValidationFailed(f"Choose the approver for node {name}.")
+            raise ValidationFailed(
+                format_lazy(_("Choose the approver for node {node}."), node=name)
+            )
         user = pick if hasattr(pick, "pk") else users.filter(username=pick).first()
         if user is not None and user.pk == ticket.applicant_id:
-            raise ValidationFailed("You cannot choose yourself as an approver.")
+            raise ValidationFailed(_("You cannot choose yourself as an approver."))
         if user is None or not user.is_active or not user.groups.filter(pk=node.group_id).exists():
-            raise ValidationFailed(f"{pick} is not a candidate approver of node {name}.")
+            raise ValidationFailed(
+                format_lazy(
+                    _("{user} is not a candidate approver of node {node}."), user=pick, node=name
+                )
+            )
         if any(c.user.pk == user.pk for c in chosen):
-            raise ValidationFailed(f"Choose a different approver for each node ({pick} twice).")
+            raise ValidationFailed(
+                format_lazy(
+                    _("Choose a different approver for each node ({user} twice)."), user=pick
+                )
+            )
         chosen.append(TicketNodeApprover(ticket=ticket, node=node, user=user))
     return chosen
 
@@ -250,14 +283,19 @@ def _submit_ticket(
     if reason is not None:
         ticket.reason = reason.strip()
     if not ticket.reason:
-        raise ValidationFailed("Give a reason for the redeploy.")
+        raise ValidationFailed(_("Give a reason for the redeploy."))
     if not ticket.entries.exists():
-        raise ValidationFailed("A ticket without entries cannot be submitted.")
+        raise ValidationFailed(_("A ticket without entries cannot be submitted."))
     nodes = _gating_nodes(ticket.work_order)
     if not nodes:
         raise ValidationFailed(
-            f"Work order {ticket.work_order.key} has no approval node that decides; "
-            "ask an administrator to configure its approval chain."
+            format_lazy(
+                _(
+                    "Work order {work_order} has no approval node that decides; "
+                    "ask an administrator to configure its approval chain."
+                ),
+                work_order=ticket.work_order.key,
+            )
         )
     chosen = _chosen_approvers(ticket=ticket, nodes=nodes, approvers=approvers or {})
     TicketNodeApprover.objects.bulk_create(chosen)
@@ -284,9 +322,7 @@ def _decide(
     ticket = _locked(ticket)
     reject = decision == Approval.Decision.REJECT
     if node is not None and ticket.current_node_id != node.pk:
-        raise InvalidTransition(
-            f"Node {node.name} of ticket {ticket.ticket_no} was already decided."
-        )
+        raise InvalidTransition(_already_decided(node=node, ticket=ticket))
     _refuse(decision_refusal(ticket=ticket, user=approver, reject=reject))
     current = ticket.current_node
     # At an APPLICATION_OWNER node the approver decides for each owner team of theirs still
@@ -309,9 +345,7 @@ def _decide(
             )
     except IntegrityError:
         # Unreachable while the row lock holds; the constraint is the last line of defence.
-        raise InvalidTransition(
-            f"Node {current.name} of ticket {ticket.ticket_no} was already decided."
-        ) from None
+        raise InvalidTransition(_already_decided(node=current, ticket=ticket)) from None
     record_event(
         action=Action.TICKET_REJECTED if reject else Action.TICKET_APPROVED,
         actor=approver,
@@ -323,6 +357,14 @@ def _decide(
     # Sent after commit; a mint that fails rolls the decision back and nothing is sent.
     notify_ticket_decided(ticket=ticket, approval=approvals[0])
     return ticket, current
+
+
+def _already_decided(*, node: ApprovalNode, ticket: Ticket):
+    return format_lazy(
+        _("Node {node} of ticket {ticket_no} was already decided."),
+        node=node.name,
+        ticket_no=ticket.ticket_no,
+    )
 
 
 def _for_teams(approvals: list[Approval]) -> str:
@@ -382,8 +424,8 @@ def reject_ticket(
     """Reject the current node (a reason is required): the ticket is REJECTED, entries cancelled."""
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationFailed("Give a reason for the rejection.")
-    ticket, _ = _decide(
+        raise ValidationFailed(_("Give a reason for the rejection."))
+    ticket, _approvals = _decide(
         ticket=ticket,
         approver=approver,
         decision=Approval.Decision.REJECT,
@@ -459,7 +501,7 @@ def revoke_authorization(*, entry: TicketEntry, actor, reason: str) -> TicketEnt
     entry settles REVOKED, which may complete the ticket, and its Redis key is deleted at once."""
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationFailed("Give a reason for the revocation.")
+        raise ValidationFailed(_("Give a reason for the revocation."))
     ticket = _locked(entry.ticket)
     entry = TicketEntry.objects.select_for_update().get(pk=entry.pk)
     entry.ticket = ticket
