@@ -206,6 +206,7 @@ def scenarios(size: int) -> dict[str, dict]:
         "one ticket": {"ticket_no": page().newest(100).ticket_no},
         "search (1% match)": {"q": "deadline"},
         "search (no match)": {"q": "no-such-text"},
+        "no match (actor)": {"actor": "nobody"},
         "sorted by actor": {"sort": "actor"},
         "sorted by -outcome": {"sort": "-outcome"},
     }
@@ -255,6 +256,35 @@ def measure(client, url: str, params: dict[int, dict], *, requests: int, warmup:
     return figures
 
 
+def measure_rendering(client, anonymous, url: str, *, size: int, requests: int) -> dict:
+    """What a page's rows cost to render: the unfiltered page (50 rows) vs the same page with
+    a filter that matches nothing on an index (0 rows) vs the login page, requests taking
+    turns; p50s in ms, with the ratios issue 15 sets (<= 1.5 and <= 2)."""
+    from django.urls import reverse
+
+    use_size(size)
+    pages = {
+        "rows_50": lambda: client.get(url),
+        "rows_0": lambda: client.get(url, {"actor": "nobody"}),
+        "login": lambda: anonymous.get(reverse("login")),
+    }
+    timings = {name: [] for name in pages}
+    for round_no in range(requests + 3):
+        for name, get in pages.items():
+            started = time.perf_counter()
+            response = get()
+            if round_no >= 3:  # warm-up
+                timings[name].append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, (name, response.status_code)
+    p50 = {name: statistics.median(values) for name, values in timings.items()}
+    return {
+        "size": size,
+        "p50_ms": p50,
+        "ratio_rows": p50["rows_50"] / p50["rows_0"],
+        "ratio_empty_to_login": p50["rows_0"] / p50["login"],
+    }
+
+
 def time_query(sql: str) -> float:
     """The page's audit query alone, as the page sent it (values inlined), in ms."""
     from django.db import connection
@@ -300,9 +330,18 @@ def main() -> int:
             )
             for size, figure in figures.items():
                 results[size][name] = figure
+        rendering = measure_rendering(
+            client, Client(), url, size=max(args.sizes), requests=args.requests
+        )
 
     small, large = args.sizes
     print()
+    print(
+        f"Rendering at {rendering['size']:,} events (p50, ms): 50 rows "
+        f"{rendering['p50_ms']['rows_50']:.1f}, 0 rows {rendering['p50_ms']['rows_0']:.1f}, "
+        f"login {rendering['p50_ms']['login']:.1f}; ratios {rendering['ratio_rows']:.2f} "
+        f"(<= 1.5), {rendering['ratio_empty_to_login']:.2f} (<= 2)"
+    )
     print(
         f"Audit list page, {args.requests} requests per size, alternating (ms); "
         f"target p95({large:,}) <= {TARGET_RATIO} x p95({small:,}), same queries"
@@ -339,6 +378,7 @@ def main() -> int:
                     "extra_indexes": args.extra_indexes,
                     "results": {str(size): figures for size, figures in results.items()},
                     "verdicts": verdicts,
+                    "rendering": rendering,
                 },
                 indent=2,
             )

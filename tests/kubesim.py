@@ -383,6 +383,7 @@ class KubeSimulator(PodController):
         client_cert=False,
         verbose=False,
         replacement_ready_seconds=None,
+        bookmark_seconds=60.0,
     ):
         self.token, self.step, self.port, self.verbose = token, rollout_step_seconds, port, verbose
         # How long a pod that replaces a deleted one takes to become ready; tests may change
@@ -391,6 +392,9 @@ class KubeSimulator(PodController):
             rollout_step_seconds if replacement_ready_seconds is None else replacement_ready_seconds
         )
         self.tls, self.client_cert = tls or client_cert, client_cert
+        # Seconds between two BOOKMARK events of a watch that allows them (the apiserver's
+        # cacher sends one about every minute).
+        self.bookmark_seconds = bookmark_seconds
         self.ca_pem = self.client_cert_pem = self.client_key_pem = None
         self._cond = threading.Condition()  # guards all state; notified on every write
         self._deployments = {}  # (namespace, name) -> _Deployment
@@ -555,6 +559,7 @@ class KubeSimulator(PodController):
     def compact(self):
         """Drops the event history like etcd compaction: watches from before now get 410."""
         with self._cond:
+            self._advance(time.time())  # what the controllers wrote meanwhile goes too
             self._events.clear()
             self._window_start = self._rv
 
@@ -703,6 +708,9 @@ class KubeSimulator(PodController):
             for o in self._objects(res, ns, now)
             if match_labels(o["metadata"].get("labels")) and match_fields(o)
         ]
+        # Pagination: the API server lists in key order (namespace/name, as etcd stores them),
+        # and a continue token resumes after the last key of the page before.
+        items.sort(key=_key)
         meta = {"resourceVersion": str(self._rv)}
         if query.get("continue"):
             try:
@@ -1013,10 +1021,8 @@ class KubeSimulator(PodController):
             if send_initial == "true" or (not send_initial and since in (None, "", "0")):
                 initial = [("ADDED", o) for o in self._objects(res, ns, now) if wanted(o)]
                 if send_initial and query.get("allowWatchBookmarks") == "true":
-                    meta = {"resourceVersion": str(self._rv)}
-                    meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-                    version = "v1" if res == "pods" else "apps/v1"
-                    end = {"kind": KINDS[res], "apiVersion": version, "metadata": meta}
+                    end = _bookmark(res, self._rv)
+                    end["metadata"]["annotations"] = {"k8s.io/initial-events-end": "true"}
                     initial.append(("BOOKMARK", end))
                 return wanted, initial, self._rv
             if since in (None, "", "0"):  # sendInitialEvents=false: only what comes next
@@ -1364,14 +1370,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         deadline = time.monotonic() + float(query.get("timeoutSeconds") or DEFAULT_WATCH_TIMEOUT)
         poll = max(0.01, min(sim.step / 2, 0.5))  # look at the rollouts twice a step
+        bookmarks = query.get("allowWatchBookmarks") == "true"
+        bookmarked = time.monotonic()
         try:
             while True:
                 for event_type, obj in events:
                     self._chunk({"type": event_type, "object": obj})
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or sim._stopping.is_set():
+                if sim._stopping.is_set():
                     break
-                events, after = sim._watch_next(wanted, after, min(poll, remaining))
+                # Bookmarks: every bookmark_seconds, and as the watch times out (KEP-956), so
+                # a client resumes after what it was not sent, not from its last event.
+                if bookmarks and (
+                    remaining <= 0 or time.monotonic() - bookmarked >= sim.bookmark_seconds
+                ):
+                    self._chunk({"type": "BOOKMARK", "object": _bookmark(res, after)})
+                    bookmarked = time.monotonic()
+                if remaining <= 0:
+                    break
+                wait = min(poll, remaining, sim.bookmark_seconds if bookmarks else poll)
+                events, after = sim._watch_next(wanted, after, wait)
         except ApiError as error:  # e.g. 410 Expired: an ERROR event, as the apiserver sends
             with contextlib.suppress(OSError):
                 self._chunk({"type": "ERROR", "object": error.status()})
@@ -1384,6 +1402,13 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(event).encode() + b"\n"
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
+
+
+def _bookmark(res, resource_version):
+    """A BOOKMARK's object: only the kind and the resourceVersion the stream has reached."""
+    version = "v1" if res == "pods" else "apps/v1"
+    meta = {"resourceVersion": str(resource_version)}
+    return {"kind": KINDS[res], "apiVersion": version, "metadata": meta}
 
 
 def _injected(rule, path):

@@ -508,6 +508,41 @@ def test_watch_from_a_compacted_resource_version_is_gone(sim, api):
     assert gone.value.status == 410 and gone.value.reason.startswith("Expired: too old")
 
 
+def test_watch_sends_bookmarks_when_allowed_and_one_as_it_times_out(sim, api):
+    sim.bookmark_seconds = 0.4
+    start = api.list_namespaced_deployment("default").metadata.resource_version
+    api.patch_namespaced_deployment("worker", "other", {"metadata": {"labels": {"x": "y"}}})
+    stream = watch.Watch().stream(
+        api.list_namespaced_deployment,
+        "default",
+        resource_version=start,
+        allow_watch_bookmarks=True,
+        timeout_seconds=1,
+    )
+    events = list(stream)
+    assert {e["type"] for e in events} == {"BOOKMARK"}  # nothing changed in "default"
+    assert len(events) >= 2  # every bookmark_seconds, and the last as the watch timed out
+    last = events[-1]["raw_object"]
+    assert last["kind"] == "Deployment" and int(last["metadata"]["resourceVersion"]) > int(start)
+    # Resuming from a bookmark skips what this watch was not interested in.
+    resumed = watch.Watch().stream(
+        api.list_namespaced_deployment,
+        "default",
+        resource_version=last["metadata"]["resourceVersion"],
+        timeout_seconds=1,
+    )
+    assert list(resumed) == []
+
+
+def test_watch_without_bookmarks_allowed_sends_none(sim, api):
+    sim.bookmark_seconds = 0.2
+    start = api.list_namespaced_deployment("default").metadata.resource_version
+    stream = watch.Watch().stream(
+        api.list_namespaced_deployment, "default", resource_version=start, timeout_seconds=1
+    )
+    assert list(stream) == []
+
+
 def test_tls_with_ca_data_in_kubeconfig(tmp_path):
     with KubeSimulator(token=TOKEN, tls=True) as sim:
         sim.add_deployment("default", "web")

@@ -7,9 +7,11 @@ are that interface, whichever module of the package holds them:
   into a kubeconfig;
 - client: one kept client per cluster, timeouts, the API's errors as the product's exceptions,
   bounded retries, paged LISTs;
-- deployments: reading Deployments and `kubectl rollout restart`;
+- deployments: reading Deployments (one, or a cluster's page by page) and
+  `kubectl rollout restart`;
 - rollout: the pure rules of `kubectl rollout status`;
-- pods: a Deployment's own pods, listed and deleted.
+- pods: a Deployment's own pods, listed and deleted;
+- watch: Deployments watched (and LISTed) to follow their rollouts.
 """
 
 from ..exceptions import KubeError
@@ -21,8 +23,8 @@ from .deployments import (
     RestartCheck,
     check_restart,
     check_restarts_in,
+    deployment_pages,
     get_deployment,
-    list_deployments,
     now_restarted_at,
     progress_deadline_seconds,
     restart_deployment,
@@ -39,9 +41,11 @@ from .pods import (
     pods_ready,
 )
 from .rollout import Rollout, RolloutStatus, rollout_status
+from .watch import Change, Watches, list_namespace
 
 __all__ = [
     "PAUSED_MESSAGE",
+    "Change",
     "DeletedPod",
     "KubeError",
     "PodDeleteInDoubt",
@@ -51,13 +55,15 @@ __all__ = [
     "RestartCheck",
     "Rollout",
     "RolloutStatus",
+    "Watches",
     "check_restart",
     "check_restarts_in",
     "delete_pod",
+    "deployment_pages",
     "deployment_pods",
     "get_deployment",
     "in_background",
-    "list_deployments",
+    "list_namespace",
     "now_restarted_at",
     "pick_pods",
     "pods_ready",

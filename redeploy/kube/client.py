@@ -18,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
+from itertools import chain
 
 import urllib3
 from django.conf import settings
@@ -71,13 +73,15 @@ def _credentials_key(cluster: KubernetesCluster) -> str:
 
 
 @contextmanager
-def api_client(cluster: KubernetesCluster) -> Iterator[ApiClient]:
+def api_client(cluster: KubernetesCluster, *, watching: bool = False) -> Iterator[ApiClient]:
     """The cluster's client, shared and kept open (thread-safe); use it as a context manager.
 
     Changed credentials get a new client. Tokens that expire (exec plugins, in-cluster service
-    account tokens) are refreshed by the client itself before a request.
+    account tokens) are refreshed by the client itself before a request. `watching`: the
+    client that follows rollouts, with connections of its own: a watch cut short leaves its
+    connection dead, and the next restart must not be the one to find it in the pool.
     """
-    key = _credentials_key(cluster)
+    key = _credentials_key(cluster) + (":watching" if watching else "")
     with _clients_lock:
         client = _clients.get(key)
         if client is not None:
@@ -233,29 +237,59 @@ def _with_retries(function, *, what: str, not_found: NotFoundError = DeploymentN
     raise attempts.last
 
 
+def _read_page(
+    list_page, *, token: str | None, label_selector: str, what: str, raw: bool
+) -> tuple[list, str | None, str]:
+    """One page of a LIST (LIST_PAGE_SIZE items): its items, the continue token and its
+    resourceVersion; `raw`: as the API's JSON, not the client's models."""
+    page = _with_retries(
+        lambda: list_page(
+            label_selector=label_selector or None,
+            limit=LIST_PAGE_SIZE,
+            _continue=token,
+            _request_timeout=_timeout(),
+            _preload_content=not raw,
+        ),
+        what=what,
+        not_found=None,
+    )
+    if raw:
+        page = json.loads(page.data)
+        meta = page.get("metadata") or {}
+        return page.get("items") or [], meta.get("continue"), meta.get("resourceVersion") or ""
+    meta = page.metadata
+    if meta is None:
+        return page.items or [], None, ""
+    return page.items or [], meta._continue, meta.resource_version or ""
+
+
+def _pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> Iterator[list]:
+    """The items of a LIST, page by page. While the caller takes a page the next is on its way
+    (on the background threads), so a sync writes one page while the API server reads the next."""
+    read = partial(_read_page, list_page, label_selector=label_selector, what=what, raw=raw)
+    items, token, _version = read(token=None)
+    while token:
+        ahead = in_background(read, token=token)
+        yield items
+        items, token, _version = ahead.result()
+    yield items
+
+
 def _all_pages(list_page, *, label_selector: str, what: str, raw: bool = False) -> list:
-    """Every item of a LIST, read page by page (LIST_PAGE_SIZE items each); `raw`: as the API's
-    JSON, not the client's models."""
-    items: list = []
-    token = None
-    while True:
-        page = _with_retries(
-            lambda token=token: list_page(
-                label_selector=label_selector or None,
-                limit=LIST_PAGE_SIZE,
-                _continue=token,
-                _request_timeout=_timeout(),
-                _preload_content=not raw,
-            ),
-            what=what,
-            not_found=None,
-        )
-        if raw:
-            page = json.loads(page.data)
-            items.extend(page.get("items") or [])
-            token = (page.get("metadata") or {}).get("continue")
-        else:
-            items.extend(page.items or [])
-            token = page.metadata._continue if page.metadata else None
-        if not token:
-            return items
+    """Every item of a LIST, read page by page (see _pages)."""
+    return list(
+        chain.from_iterable(_pages(list_page, label_selector=label_selector, what=what, raw=raw))
+    )
+
+
+def _all_pages_at(
+    list_page, *, label_selector: str, what: str, raw: bool = False
+) -> tuple[list, str]:
+    """Every item of a LIST with the list's resourceVersion (a watch resumes after it): the
+    first page's, since the later ones belong to its snapshot."""
+    read = partial(_read_page, list_page, label_selector=label_selector, what=what, raw=raw)
+    items, token, version = read(token=None)
+    while token:
+        more, token, _version = read(token=token)
+        items.extend(more)
+    return items, version

@@ -1,7 +1,7 @@
 """Deployments: read them, list them, check and apply a restart (`kubectl rollout restart`)."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -11,7 +11,7 @@ from kubernetes.client import AppsV1Api, V1Deployment
 
 from ..exceptions import KubeTransientError, RestartInDoubt
 from ..models import KubernetesCluster
-from .client import _all_pages, _Attempts, _call, _timeout, _with_retries, api_client
+from .client import _all_pages, _Attempts, _call, _pages, _timeout, _with_retries, api_client
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -61,29 +61,22 @@ def get_deployment(*, cluster: KubernetesCluster, namespace: str, name: str) -> 
         )
 
 
-def list_deployments(
-    *, cluster: KubernetesCluster, label_selector: str = "", namespaces: Sequence[str] = ()
-) -> list[V1Deployment]:
-    """The cluster's Deployments matching the label selector: in the given namespaces, one
-    namespaced LIST each (what a namespaced Role allows), or else in all namespaces at once."""
-    deployments: list[V1Deployment] = []
+def deployment_pages(
+    *, cluster: KubernetesCluster, namespaces: Sequence[str] = ()
+) -> Iterator[list[dict]]:
+    """Every Deployment of the cluster as the API's JSON, page by page (a page asked for once
+    the one before was taken): in the given namespaces, one namespaced LIST each (what a
+    namespaced Role allows), or else in all namespaces at once."""
     with api_client(cluster) as client:
         apps = AppsV1Api(client)
-        if not namespaces:
-            return _all_pages(
-                apps.list_deployment_for_all_namespaces,
-                label_selector=label_selector,
-                what=f"LIST deployments of {cluster.name}",
+        lists = {
+            f"LIST deployments of {cluster.name}/{namespace}": partial(
+                apps.list_namespaced_deployment, namespace
             )
-        for namespace in namespaces:
-            deployments.extend(
-                _all_pages(
-                    partial(apps.list_namespaced_deployment, namespace),
-                    label_selector=label_selector,
-                    what=f"LIST deployments of {cluster.name}/{namespace}",
-                )
-            )
-    return deployments
+            for namespace in namespaces
+        } or {f"LIST deployments of {cluster.name}": apps.list_deployment_for_all_namespaces}
+        for what, list_page in lists.items():
+            yield from _pages(list_page, label_selector="", what=what, raw=True)
 
 
 # A restart's checks read the API's JSON for their two fields: turning a Deployment into the

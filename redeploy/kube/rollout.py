@@ -1,15 +1,15 @@
 """Where a Deployment's rollout stands, by the rules of `kubectl rollout status`.
 
-Pure: it reads a Deployment already fetched and makes no call, so the follow-up loop decides
-how often to read, and these rules are tested on hand-made objects.
+Pure: it reads a Deployment already fetched, as the API's JSON (a watch event's object: turning
+it into the client's models would cost more than the rules, between the rollout's end and its
+verdict), and makes no call, so the follow-up decides how to read, and these rules are tested
+on hand-made objects.
 """
 
 from dataclasses import dataclass
 from enum import StrEnum
 
-from kubernetes.client import V1Deployment
-
-from .deployments import progress_deadline_seconds
+from .deployments import RestartCheck
 
 # The Progressing condition's reason once the controller gave up (kubectl's TimedOutReason).
 TIMED_OUT_REASON = "ProgressDeadlineExceeded"
@@ -31,15 +31,16 @@ class RolloutStatus:
     progress_deadline_seconds: int
 
 
-def rollout_status(deployment: V1Deployment) -> RolloutStatus:
+def rollout_status(deployment: dict) -> RolloutStatus:
     """Where the rollout stands, by the rules of kubectl's DeploymentStatusViewer."""
-    name = deployment.metadata.name
-    spec, status = deployment.spec, deployment.status
-    replicas = spec.replicas if spec else None
-    updated = (status and status.updated_replicas) or 0
-    total = (status and status.replicas) or 0
-    available = (status and status.available_replicas) or 0
-    observed = (status and status.observed_generation) or 0
+    meta = deployment.get("metadata") or {}
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    name = meta.get("name")
+    replicas = spec.get("replicas")
+    updated = status.get("updatedReplicas") or 0
+    total = status.get("replicas") or 0
+    available = status.get("availableReplicas") or 0
+    observed = status.get("observedGeneration") or 0
 
     def result(state: Rollout, message: str) -> RolloutStatus:
         return RolloutStatus(
@@ -48,16 +49,16 @@ def rollout_status(deployment: V1Deployment) -> RolloutStatus:
             replicas=replicas,
             updated_replicas=updated,
             available_replicas=available,
-            progress_deadline_seconds=progress_deadline_seconds(deployment),
+            progress_deadline_seconds=RestartCheck.of(deployment).progress_deadline_seconds,
         )
 
     waiting = f'Waiting for deployment "{name}" rollout to finish: '
-    if (deployment.metadata.generation or 0) > observed:
+    if (meta.get("generation") or 0) > observed:
         return result(Rollout.PROGRESSING, "Waiting for deployment spec update to be observed...")
     progressing = next(
-        (c for c in (status and status.conditions) or [] if c.type == "Progressing"), None
+        (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), None
     )
-    if progressing is not None and progressing.reason == TIMED_OUT_REASON:
+    if progressing is not None and progressing.get("reason") == TIMED_OUT_REASON:
         return result(Rollout.FAILED, f'deployment "{name}" exceeded its progress deadline')
     if replicas is not None and updated < replicas:
         return result(

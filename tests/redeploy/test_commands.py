@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 
 from cratos.audit.models import AuditEvent
 from redeploy import kube
-from redeploy.clusters import managed_by
+from redeploy.application_sync import managed_by
 from redeploy.models import Application, DeploymentBinding, KubernetesCluster
 from tests.factories import ApplicationFactory
 from tests.kubesim import DEMO, KubeSimulator, seed_demo
@@ -109,13 +109,13 @@ def test_sync_applications_is_idempotent(sim, tmp_path):
     count = len(demo)
     assert first.strip() == (
         f"Cluster lab: {count} Deployment(s); applications {count - 1} created, 1 updated, "
-        f"0 unchanged; bindings {count} created, 0 already present; owners set on {count}, "
-        "teams 2 created."
+        f"0 unchanged; bindings {count} created, 0 already present, 0 unbound (Deployment gone); "
+        f"owners set on {count}, teams 2 created."
     )
     assert second.strip() == (
         f"Cluster lab: {count} Deployment(s); applications 0 created, 0 updated, "
-        f"{count} unchanged; bindings 0 created, {count} already present; owners set on 0, "
-        "teams 0 created."
+        f"{count} unchanged; bindings 0 created, {count} already present, 0 unbound (Deployment "
+        "gone); owners set on 0, teams 0 created."
     )
     assert AuditEvent.objects.filter(action="applications.synced").count() == 2
 
@@ -277,8 +277,8 @@ def test_sync_applications_in_named_namespaces_lists_only_those(demo_cluster):
     count = len(demo)
     assert output.strip() == (
         f"Cluster lab (namespaces shop, payments): {count} Deployment(s); applications "
-        f"{count} created, 0 updated, 0 unchanged; bindings {count} created, 0 already present; "
-        f"owners set on {count}, teams 2 created."
+        f"{count} created, 0 updated, 0 unchanged; bindings {count} created, 0 already present, "
+        f"0 unbound (Deployment gone); owners set on {count}, teams 2 created."
     )
     event = AuditEvent.objects.get(action="applications.synced")
     assert "namespaces shop, payments" in event.message

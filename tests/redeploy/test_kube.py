@@ -2,13 +2,17 @@
 HTTP(S), with the unmodified official client. The rollout rules, kubeconfig files and pods have
 test_kube_rollout.py, test_kube_config.py and test_kube_pods.py."""
 
+import json
 import re
 import time
+from types import SimpleNamespace
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from redeploy import kube
 from redeploy.exceptions import DeploymentNotFound, KubeError, KubeTransientError, RestartInDoubt
+from redeploy.kube import client as kube_client
 from redeploy.models import KubernetesCluster
 from tests.kubesim import DEMO, KubeSimulator, seed_demo
 from tests.redeploy.conftest import SIM_TOKEN
@@ -200,18 +204,16 @@ def test_patch_refused_by_the_api_is_a_plain_error(sim):
     assert sim.get_deployment("shop", "web")["metadata"]["generation"] == 1
 
 
-def test_list_deployments_by_label_across_namespaces(sim):
+def test_deployment_pages_list_every_deployment_page_by_page(sim, monkeypatch):
+    monkeypatch.setattr(kube_client, "LIST_PAGE_SIZE", 2)
     seed_demo(sim)
     sim.add_deployment("tools", "unlabelled", labels={"team": "ops"})
 
-    names = {
-        (d.metadata.namespace, d.metadata.name)
-        for d in kube.list_deployments(
-            cluster=cluster_for(sim), label_selector="app.kubernetes.io/name"
-        )
-    }
+    pages = list(kube.deployment_pages(cluster=cluster_for(sim)))
 
-    assert names == {(namespace, name) for namespace, name, *_ in DEMO}
+    assert [len(page) for page in pages] == [2, 2, 2]
+    names = {(d["metadata"]["namespace"], d["metadata"]["name"]) for page in pages for d in page}
+    assert names == {(namespace, name) for namespace, name, *_ in DEMO} | {("tools", "unlabelled")}
 
 
 def test_tls_with_ca_and_client_certificate():
@@ -237,3 +239,21 @@ def test_stored_kubeconfig_and_context(sim, tmp_path):
     cluster = KubernetesCluster(name="lab", kubeconfig=path.read_text(), kubeconfig_context="lab")
 
     assert kube.get_deployment(cluster=cluster, namespace="shop", name="web").metadata.name == "web"
+
+
+def test_a_list_reads_the_next_page_ahead_and_raises_its_failure_when_taken():
+    asked = []
+
+    def list_page(*, _continue, **options):
+        asked.append(_continue)
+        if _continue == "page-2":
+            raise ApiException(status=410, reason="Gone")
+        page = {"items": [{"metadata": {"name": "web"}}], "metadata": {"continue": "page-2"}}
+        return SimpleNamespace(data=json.dumps(page).encode())
+
+    pages = kube_client._pages(list_page, label_selector="", what="LIST deployments", raw=True)
+
+    assert next(pages) == [{"metadata": {"name": "web"}}]
+    with pytest.raises(KubeError, match="Gone"):
+        next(pages)
+    assert asked == [None, "page-2"]

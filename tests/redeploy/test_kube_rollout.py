@@ -4,26 +4,23 @@ on a real rollout of the simulator."""
 import time
 
 import pytest
-from kubernetes.client import V1Deployment
 
 from redeploy import kube
 from tests.redeploy.test_kube import cluster_for
 
 
-def deployment(**status) -> V1Deployment:
+def deployment(**status) -> dict:
     """A Deployment as the API returns it: generation 2, 3 replicas, the given status."""
-    return V1Deployment.from_dict(
-        {
-            "metadata": {"name": "web", "generation": 2},
-            "spec": {
-                "replicas": 3,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}},
-                "progressDeadlineSeconds": 60,
-            },
-            "status": {"observedGeneration": 2, **status},
-        }
-    )
+    return {
+        "metadata": {"name": "web", "generation": 2},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}},
+            "progressDeadlineSeconds": 60,
+        },
+        "status": {"observedGeneration": 2, **status},
+    }
 
 
 @pytest.mark.parametrize(
@@ -81,9 +78,8 @@ def test_rollout_status_of_a_real_rollout(sim):
     kube.restart_deployment(cluster=cluster, namespace="shop", name="web", restarted_at="now")
     seen = []
     for _ in range(40):
-        status = kube.rollout_status(
-            kube.get_deployment(cluster=cluster, namespace="shop", name="web")
-        )
+        (listed,), _version = kube.list_namespace(cluster=cluster, namespace="shop", names=["web"])
+        status = kube.rollout_status(listed)
         seen.append(status.message)
         if status.state != kube.Rollout.PROGRESSING:
             break

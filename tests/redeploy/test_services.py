@@ -393,7 +393,7 @@ def test_an_unforeseen_error_looking_at_one_rollout_spares_the_others(
     status = kube.rollout_status
 
     def broken_for_api(deployment):
-        if deployment.metadata.name == "api":
+        if deployment["metadata"]["name"] == "api":
             raise TypeError("unforeseen")
         return status(deployment)
 

@@ -6,6 +6,7 @@ from celery.exceptions import Retry
 from django.db import InterfaceError, OperationalError
 
 from cratos.audit.models import AuditEvent
+from cratos.celery import app as celery_app
 from cratos.exceptions import ServiceUnavailable
 from redeploy import redeploys, restarts, tasks
 from redeploy.models import RedeployOperation, RedeployTarget
@@ -68,6 +69,13 @@ def test_a_database_error_is_retried_and_the_last_try_fails_the_queued_redeploy(
     assert (operation.state, operation.message) == ("FAILED", tasks.DATABASE_AWAY)
     assert sim.requests == []
     assert_grant_ttl(redis_client, KEY, remaining)
+
+
+def test_rollouts_are_watched_from_a_queue_of_their_own():
+    """A watch holds its worker for a while: the next redeploy must not wait behind it."""
+    route = celery_app.amqp.router.route
+    assert route({}, tasks.follow_rollouts.name)["queue"].name == "rollouts"
+    assert route({}, tasks.run_redeploys.name)["queue"].name == "celery"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -153,7 +153,8 @@ def test_the_database_cut_while_the_rollout_is_followed(
         log=lambda: worker.log,
     )
     looked = len(gets(sim))
-    sim.hang_next("GET", "/deployments/web$", seconds=1, times=1)
+    # The follow-up's first look is a LIST of the namespace (then it watches).
+    sim.hang_next("GET", "/namespaces/shop/deployments$", seconds=1, times=1)
     wait_for(lambda: len(gets(sim)) > looked, "a look at the rollout", log=lambda: worker.log)
     cut_database_connections()
     assert RedeployOperation.objects.get(pk=operation.pk).state == "RUNNING"  # cut mid-follow

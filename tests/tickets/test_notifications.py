@@ -627,4 +627,4 @@ def test_notices_have_a_queue_of_their_own_that_a_worker_consumes_by_default():
     assert route({}, notification_tasks.deliver_notice.name)["queue"].name == "notice_channels"
     assert route({}, "redeploy.run_redeploys")["queue"].name == "celery"
     queues = {queue.name for queue in celery_app.amqp.queues.values()}
-    assert queues == {"celery", "notices", "notice_channels"}
+    assert queues == {"celery", "notices", "notice_channels", "rollouts"}

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from cratos.exceptions import DomainError
 from cratos.roles import ensure_roles
 from cratos.teams.models import Team
-from redeploy import clusters
+from redeploy import application_sync, clusters
 from redeploy.exceptions import KubeTransientError
 from tickets.models import ApprovalNode
 
@@ -100,7 +100,7 @@ class Command(BaseCommand):
         deadline = time.monotonic() + 15
         while True:
             try:
-                return clusters.sync_applications(
+                return application_sync.sync_applications(
                     cluster_name=CLUSTER_NAME, label=label, owner_label=OWNER_LABEL
                 )
             except KubeTransientError:

@@ -1,13 +1,18 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from cratos.exceptions import DomainError
-from redeploy.clusters import DEFAULT_APPLICATION_LABEL, DEFAULT_OWNER_LABEL, sync_applications
+from redeploy.application_sync import (
+    DEFAULT_APPLICATION_LABEL,
+    DEFAULT_OWNER_LABEL,
+    sync_applications,
+)
 
 
 class Command(BaseCommand):
     help = (
         "Create or update one application per distinct label value among a cluster's "
-        "Deployments (tags from their labels) and a binding per (namespace, Deployment)."
+        "Deployments (tags from their labels) and a binding per (namespace, Deployment); "
+        "the bindings of Deployments that disappeared are deleted."
     )
 
     def add_arguments(self, parser):

@@ -1,0 +1,212 @@
+"""Watching Deployments as `kubectl rollout status` does: one watch per namespace, resumed by
+resourceVersion, bounded in time, with bookmarks; when the API answers 410 Gone (its history
+was compacted past our resourceVersion) the namespace is LISTed again and watched from there.
+
+Deployments come as the API's JSON (see rollout.py). Each watch streams on a thread of its own
+into one queue, which the caller drains on its thread: database work stays there, as with
+in_background.
+"""
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import urllib3
+from kubernetes.client import AppsV1Api
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from ..models import KubernetesCluster
+from .client import _all_pages_at, _timeout, _translate, api_client
+
+logger = logging.getLogger(__name__)
+
+GONE = 410
+# Seconds a client waits on a watch beyond the timeout the API server was asked to keep.
+READ_MARGIN = 10.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a watch of one namespace said: a Deployment as it now stands (`deployment`, the
+    API's JSON; None once `deleted`), a bookmark (neither), or that the watch `ended`: its
+    time was up, its resourceVersion `expired`, or `trouble`. With the resourceVersion to
+    resume after."""
+
+    cluster_name: str
+    namespace: str
+    name: str = ""
+    deployment: dict | None = None
+    deleted: bool = False
+    resource_version: str = ""
+    expired: bool = False
+    trouble: str = ""
+    ended: bool = False
+
+
+def _name_selector(names: Sequence[str]) -> str | None:
+    # One Deployment: the API server sends nothing of the others (what kubectl asks for).
+    return f"metadata.name={names[0]}" if len(names) == 1 else None
+
+
+def list_namespace(
+    *, cluster: KubernetesCluster, namespace: str, names: Sequence[str]
+) -> tuple[list[dict], str]:
+    """The Deployments named `names` in the namespace as they stand (the API's JSON), with the
+    list's resourceVersion to watch from (one LIST, paged)."""
+    with api_client(cluster, watching=True) as client:
+        items, version = _all_pages_at(
+            partial(
+                AppsV1Api(client).list_namespaced_deployment,
+                namespace,
+                field_selector=_name_selector(names),
+            ),
+            label_selector="",
+            what=f"LIST deployments of {cluster.name}/{namespace}",
+            raw=True,
+        )
+    wanted = set(names)
+    return [item for item in items if item["metadata"]["name"] in wanted], version
+
+
+class Watches:
+    """The watches of one follow-up task, each ending by its `seconds` at most. Use as a
+    context manager: leaving it closes the watches still open."""
+
+    def __init__(self):
+        self._changes: queue.Queue[Change] = queue.Queue()
+        self._open: dict[tuple[str, str], urllib3.BaseHTTPResponse] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._streams = 0  # started and not yet seen to end (the caller's thread counts)
+
+    def start(
+        self,
+        *,
+        cluster: KubernetesCluster,
+        namespace: str,
+        names: Sequence[str],
+        resource_version: str,
+        seconds: float,
+    ) -> None:
+        self._streams += 1
+        threading.Thread(
+            target=self._stream,
+            kwargs={
+                "cluster": cluster,
+                "namespace": namespace,
+                "names": list(names),
+                "resource_version": resource_version,
+                "seconds": max(1, round(seconds)),
+            },
+            name=f"watch-{namespace}",
+            daemon=True,
+        ).start()
+
+    def _stream(self, *, cluster, namespace, names, resource_version, seconds) -> None:
+        last, expired, trouble = resource_version, False, ""
+        try:
+            with api_client(cluster, watching=True) as client:
+                response = AppsV1Api(client).list_namespaced_deployment(
+                    namespace,
+                    watch=True,
+                    field_selector=_name_selector(names),
+                    resource_version=resource_version,
+                    allow_watch_bookmarks=True,
+                    timeout_seconds=seconds,
+                    _preload_content=False,
+                    _request_timeout=(_timeout()[0], seconds + READ_MARGIN),
+                )
+            if self._opened((cluster.name, namespace), response):
+                for line in iter_resp_lines(response):
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":
+                        status = event["object"]
+                        expired = status.get("code") == GONE
+                        trouble = "" if expired else status.get("message", "watch error")
+                        break
+                    last = event["object"]["metadata"].get("resourceVersion") or last
+                    self._changes.put(_change(cluster.name, namespace, event, last))
+        except ApiException as error:  # refused at once (a 410 too, from some API servers)
+            expired = error.status == GONE
+            trouble = "" if expired else _trouble(error)
+        except Exception as error:  # the stream broke (or __exit__ cut it): the next task resumes
+            trouble = _trouble(error)
+        finally:
+            self._close((cluster.name, namespace))
+        self._changes.put(
+            Change(
+                cluster.name,
+                namespace,
+                resource_version=last,
+                expired=expired,
+                trouble=trouble,
+                ended=True,
+            )
+        )
+
+    def _opened(self, key: tuple[str, str], response) -> bool:
+        with self._lock:
+            if not self._closed:
+                self._open[key] = response
+                return True
+        response.release_conn()
+        return False
+
+    def _close(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            response = self._open.pop(key, None)
+        if response is not None:
+            response.release_conn()
+
+    def changes(self, *, until: float) -> Iterator[Change]:
+        """The changes as they come, until time.monotonic() reaches `until` or every watch
+        started has ended."""
+        while self._streams:
+            try:
+                change = self._changes.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                return
+            if change.ended:
+                self._streams -= 1
+            yield change
+
+    def __enter__(self) -> "Watches":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        with self._lock:
+            self._closed = True
+            responses = list(self._open.values())
+        for response in responses:
+            # Wakes the thread blocked reading it; it then ends on its own.
+            response.shutdown()
+
+
+def _change(cluster_name: str, namespace: str, event: dict, resource_version: str) -> Change:
+    if event["type"] == "BOOKMARK":
+        return Change(cluster_name, namespace, resource_version=resource_version)
+    deployment = event["object"]
+    deleted = event["type"] == "DELETED"
+    return Change(
+        cluster_name,
+        namespace,
+        name=deployment["metadata"]["name"],
+        deployment=None if deleted else deployment,
+        deleted=deleted,
+        resource_version=resource_version,
+    )
+
+
+def _trouble(error: Exception) -> str:
+    if isinstance(error, ApiException | urllib3.exceptions.HTTPError):
+        return _translate(error, not_found=None).message
+    logger.warning("A watch of Deployments ended: %r", error)
+    return str(error) or error.__class__.__name__
