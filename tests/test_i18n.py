@@ -246,6 +246,21 @@ def test_an_api_refusal_follows_accept_language(alice, shop_owned_web, headers, 
     assert response.json()["message"].startswith(expected)
 
 
+def test_a_refused_batch_is_chinese_to_its_reader_and_audited_in_english(db):
+    api = APIClient()
+    api.force_authenticate(UserFactory(username="mallory"))
+    batch = [{"applicationName": n, "namespace": "shop", "deploymentName": n} for n in ("a", "b")]
+
+    response = api.post("/api/v1/redeploys/", batch, format="json", **ZH)
+
+    assert response.status_code == 403
+    assert response.json()["message"] == "你无权重新部署应用。"
+    (message,) = AuditEvent.objects.filter(action="redeploy.refused").values_list(
+        "message", flat=True
+    )
+    assert message == "You may not redeploy applications. (2 redeploys requested)"
+
+
 def test_a_refusal_is_worded_when_it_is_read(alice, bob, web):
     ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
     refusal = transition_refusal(ticket=ticket, to_state="REJECTED")
