@@ -39,11 +39,22 @@ def _register_cluster(
 
 @transaction.atomic
 def import_cluster(
-    *, name: str, kubeconfig_path: str | Path, context: str | None = None, actor=None
+    *,
+    name: str,
+    kubeconfig_path: str | Path,
+    context: str | None = None,
+    allow_plain_http: bool = False,
+    actor=None,
 ) -> tuple[KubernetesCluster, bool]:
-    """Register or update the cluster NAME from one context of a kubeconfig file."""
+    """Register or update the cluster NAME from one context of a kubeconfig file. A plain
+    http:// server is refused unless `allow_plain_http`: its token would travel in clear text."""
     name = _cluster_name(name)
     credentials = kube.read_kubeconfig(Path(kubeconfig_path), context)
+    if credentials.server.lower().startswith("http://") and not allow_plain_http:
+        raise ValidationFailed(
+            f"The server of this context speaks plain HTTP ({credentials.server}): use https://, "
+            "or allow plain HTTP explicitly (--allow-plain-http)."
+        )
     return _register_cluster(
         name=name,
         actor=actor,
@@ -57,6 +68,7 @@ def import_cluster(
         kubeconfig=credentials.kubeconfig,
         kubeconfig_context=credentials.kubeconfig_context,
         in_cluster=False,
+        allow_plain_http=allow_plain_http,
     )
 
 

@@ -60,6 +60,8 @@ class ClusterFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"cluster-{n}")
     server = "http://127.0.0.1:1"
     token = "cluster-token"
+    # The test simulator speaks plain HTTP on loopback: opted in, as an admin would.
+    allow_plain_http = factory.LazyAttribute(lambda cluster: cluster.server.startswith("http://"))
 
 
 class BindingFactory(factory.django.DjangoModelFactory):

@@ -113,6 +113,12 @@ def _new_client(cluster: KubernetesCluster) -> ApiClient:
         raise KubeError(
             f"The configuration of cluster {cluster.name} is not usable: {error}"
         ) from error
+    if configuration.host.lower().startswith("http://") and not cluster.allow_plain_http:
+        # Its token would cross the network in clear text: only an explicit opt-in allows it.
+        raise KubeError(
+            f"Cluster {cluster.name} speaks plain HTTP ({configuration.host}); use https://, "
+            "or allow plain HTTP on the cluster."
+        )
     # Retries are ours (bounded, with backoff, aware of what a repeated PATCH means).
     configuration.retries = False
     # A connection kept for each call that may be in flight at once (in_background).

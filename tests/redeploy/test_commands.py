@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from cratos.audit.models import AuditEvent
 from redeploy import kube
 from redeploy.application_sync import managed_by
+from redeploy.exceptions import KubeError
 from redeploy.models import Application, DeploymentBinding, KubernetesCluster
 from tests.factories import ApplicationFactory
 from tests.kubesim import DEMO, KubeSimulator, seed_demo
@@ -26,7 +27,7 @@ def command(*args) -> str:
 def test_import_cluster_with_a_token(sim, tmp_path):
     path = sim.kubeconfig(tmp_path / "config", context="lab")
 
-    output = command("import_cluster", "lab", "--kubeconfig", str(path))
+    output = command("import_cluster", "lab", "--allow-plain-http", "--kubeconfig", str(path))
 
     cluster = KubernetesCluster.objects.get(name="lab")
     assert output.strip() == f"Registered cluster lab ({sim.url})"
@@ -40,12 +41,26 @@ def test_import_cluster_with_a_token(sim, tmp_path):
 
 
 def test_import_cluster_with_a_client_certificate_updates_the_same_cluster(sim, tmp_path):
-    command("import_cluster", "lab", "--kubeconfig", str(sim.kubeconfig(tmp_path / "a")))
+    command(
+        "import_cluster",
+        "lab",
+        "--allow-plain-http",
+        "--kubeconfig",
+        str(sim.kubeconfig(tmp_path / "a")),
+    )
     with KubeSimulator(client_cert=True) as tls:
         tls.add_deployment("shop", "web")
         path = tls.kubeconfig(tmp_path / "b", context="tls")
 
-        output = command("import_cluster", "lab", "--kubeconfig", str(path), "--context", "tls")
+        output = command(
+            "import_cluster",
+            "lab",
+            "--allow-plain-http",
+            "--kubeconfig",
+            str(path),
+            "--context",
+            "tls",
+        )
 
         cluster = KubernetesCluster.objects.get()
         assert output.startswith("Updated cluster lab")
@@ -65,13 +80,37 @@ def test_import_cluster_keeps_a_context_it_cannot_split_whole(sim, tmp_path):
     config["clusters"][0]["cluster"]["tls-server-name"] = "kubernetes"
     path.write_text(yaml.safe_dump(config))
 
-    command("import_cluster", "lab", "--kubeconfig", str(path))
+    command("import_cluster", "lab", "--allow-plain-http", "--kubeconfig", str(path))
 
     cluster = KubernetesCluster.objects.get(name="lab")
     assert cluster.kubeconfig_context == "lab"
     assert yaml.safe_load(cluster.kubeconfig)["users"][0]["user"]["token"] == SIM_TOKEN
     sim.add_deployment("shop", "web")
     assert kube.get_deployment(cluster=cluster, namespace="shop", name="web")
+
+
+def test_import_cluster_refuses_a_plain_http_server_unless_allowed(sim, tmp_path):
+    path = sim.kubeconfig(tmp_path / "config", context="lab")
+
+    with pytest.raises(CommandError, match=r"speaks plain HTTP .*--allow-plain-http"):
+        command("import_cluster", "lab", "--kubeconfig", str(path))
+
+    assert not KubernetesCluster.objects.exists()
+    assert not AuditEvent.objects.exists()
+    command("import_cluster", "lab", "--allow-plain-http", "--kubeconfig", str(path))
+    assert KubernetesCluster.objects.get(name="lab").allow_plain_http
+
+
+def test_the_worker_never_sends_credentials_to_a_plain_http_server_not_opted_in(sim):
+    cluster = KubernetesCluster.objects.create(
+        name="lab", server=sim.url, token=SIM_TOKEN, allow_plain_http=False
+    )
+    sim.add_deployment("shop", "web")
+
+    with pytest.raises(KubeError, match="speaks plain HTTP"):
+        kube.get_deployment(cluster=cluster, namespace="shop", name="web")
+
+    assert sim.requests == []
 
 
 def test_import_cluster_refuses_what_it_cannot_read(sim, tmp_path):
@@ -85,13 +124,21 @@ def test_import_cluster_refuses_what_it_cannot_read(sim, tmp_path):
             "nope",
         )
     with pytest.raises(CommandError, match="Cannot read"):
-        command("import_cluster", "lab", "--kubeconfig", str(tmp_path / "missing"))
+        command(
+            "import_cluster", "lab", "--allow-plain-http", "--kubeconfig", str(tmp_path / "missing")
+        )
     assert not KubernetesCluster.objects.exists()
 
 
 def test_sync_applications_is_idempotent(sim, tmp_path):
     seed_demo(sim)
-    command("import_cluster", "lab", "--kubeconfig", str(sim.kubeconfig(tmp_path / "config")))
+    command(
+        "import_cluster",
+        "lab",
+        "--allow-plain-http",
+        "--kubeconfig",
+        str(sim.kubeconfig(tmp_path / "config")),
+    )
     ApplicationFactory(name="web", tags=[{"key": "owner", "value": "ana"}])
 
     first = command("sync_applications", "--cluster", "lab")
@@ -131,7 +178,13 @@ def test_sync_stores_what_the_pages_show_of_each_deployment(sim, tmp_path):
         paused=True,
         labels={"app.kubernetes.io/name": "cron", "app.kubernetes.io/managed-by": "Helm"},
     )
-    command("import_cluster", "lab", "--kubeconfig", str(sim.kubeconfig(tmp_path / "config")))
+    command(
+        "import_cluster",
+        "lab",
+        "--allow-plain-http",
+        "--kubeconfig",
+        str(sim.kubeconfig(tmp_path / "config")),
+    )
 
     command("sync_applications", "--cluster", "lab")
 
@@ -165,7 +218,13 @@ def test_who_manages_a_deployment_is_read_from_its_marks(labels, annotations, ma
 
 def test_sync_applications_with_another_label(sim, tmp_path):
     seed_demo(sim)
-    command("import_cluster", "lab", "--kubeconfig", str(sim.kubeconfig(tmp_path / "config")))
+    command(
+        "import_cluster",
+        "lab",
+        "--allow-plain-http",
+        "--kubeconfig",
+        str(sim.kubeconfig(tmp_path / "config")),
+    )
 
     command("sync_applications", "--cluster", "lab", "--label", "app.kubernetes.io/part-of")
 
@@ -196,7 +255,7 @@ def test_import_cluster_in_cluster_needs_no_kubeconfig():
 
 def test_import_cluster_in_cluster_drops_the_stored_credentials(sim, tmp_path, monkeypatch):
     path = sim.kubeconfig(tmp_path / "config")
-    command("import_cluster", "lab", "--kubeconfig", str(path))
+    command("import_cluster", "lab", "--allow-plain-http", "--kubeconfig", str(path))
     sim.add_deployment("shop", "web")
 
     output = command("import_cluster", "lab", "--in-cluster")
@@ -211,7 +270,7 @@ def test_import_cluster_in_cluster_drops_the_stored_credentials(sim, tmp_path, m
     with pytest.raises(kube.KubeError, match="configuration of cluster lab is not usable"):
         kube.get_deployment(cluster=cluster, namespace="shop", name="web")
     # And back to the kubeconfig.
-    command("import_cluster", "lab", "--kubeconfig", str(path))
+    command("import_cluster", "lab", "--allow-plain-http", "--kubeconfig", str(path))
     cluster.refresh_from_db()
     assert not cluster.in_cluster
     assert kube.get_deployment(cluster=cluster, namespace="shop", name="web")
@@ -250,7 +309,13 @@ def demo_cluster(sim, tmp_path):
     """The demo Deployments plus one in a namespace nobody named, and the cluster imported."""
     seed_demo(sim)
     sim.add_deployment("kube-system", "coredns")
-    command("import_cluster", "lab", "--kubeconfig", str(sim.kubeconfig(tmp_path / "config")))
+    command(
+        "import_cluster",
+        "lab",
+        "--allow-plain-http",
+        "--kubeconfig",
+        str(sim.kubeconfig(tmp_path / "config")),
+    )
     sim.reset_requests()
     return sim
 

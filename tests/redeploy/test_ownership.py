@@ -97,7 +97,13 @@ def owners() -> dict[str, list[str]]:
 
 def test_sync_takes_owner_teams_from_the_part_of_label(sim, tmp_path):
     seed_demo(sim)
-    call_command("import_cluster", "lab", "--kubeconfig", str(sim.kubeconfig(tmp_path / "c")))
+    call_command(
+        "import_cluster",
+        "lab",
+        "--allow-plain-http",
+        "--kubeconfig",
+        str(sim.kubeconfig(tmp_path / "c")),
+    )
 
     first = sync()
     second = sync()
@@ -117,7 +123,13 @@ def test_sync_takes_owner_teams_from_the_part_of_label(sim, tmp_path):
 
 def test_sync_with_another_owner_label_keeps_owners_set_in_the_admin(sim, tmp_path):
     seed_demo(sim)
-    call_command("import_cluster", "lab", "--kubeconfig", str(sim.kubeconfig(tmp_path / "c")))
+    call_command(
+        "import_cluster",
+        "lab",
+        "--allow-plain-http",
+        "--kubeconfig",
+        str(sim.kubeconfig(tmp_path / "c")),
+    )
     web = ApplicationFactory(name="web", owners_source=Application.OwnersSource.ADMIN)
     web.owner_teams.add(Team.objects.create(name="platform"))
 

@@ -22,8 +22,13 @@ class Command(BaseCommand):
             help="the cluster the product runs in (the worker's ServiceAccount; no kubeconfig)",
         )
         parser.add_argument("--context", help="kubeconfig context (default: current-context)")
+        parser.add_argument(
+            "--allow-plain-http",
+            action="store_true",
+            help="accept an http:// API server (its credentials travel unencrypted)",
+        )
 
-    def handle(self, *args, name, kubeconfig, in_cluster, context, **options):
+    def handle(self, *args, name, kubeconfig, in_cluster, context, allow_plain_http, **options):
         if in_cluster and context:
             raise CommandError("--context names a kubeconfig context; give --kubeconfig with it.")
         try:
@@ -32,7 +37,10 @@ class Command(BaseCommand):
                 where = "in-cluster"
             else:
                 cluster, created = import_cluster(
-                    name=name, kubeconfig_path=kubeconfig, context=context
+                    name=name,
+                    kubeconfig_path=kubeconfig,
+                    context=context,
+                    allow_plain_http=allow_plain_http,
                 )
                 where = cluster.server
         except DomainError as error:

@@ -93,7 +93,10 @@ class Command(BaseCommand):
         with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig") as file:
             json.dump(kubeconfig, file)
             file.flush()
-            clusters.import_cluster(name=CLUSTER_NAME, kubeconfig_path=file.name)
+            # The demo's own simulator, on loopback.
+            clusters.import_cluster(
+                name=CLUSTER_NAME, kubeconfig_path=file.name, allow_plain_http=True
+            )
 
     def _sync(self, label: str):
         # The demo cluster may still be starting: give it a few seconds before giving up.
