@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.text import format_lazy
 from kombu.exceptions import OperationalError
 
 from cratos import queue
@@ -142,7 +143,10 @@ def _audit_refusal(
             for item in items
         ]
     else:
-        audited = [(items[0], f"{refusal.message} ({len(items)} redeploys requested)")]
+        # Lazily joined: the recorder words the refusal in English, whatever the actor reads.
+        audited = [
+            (items[0], format_lazy("{} ({} redeploys requested)", refusal.message, len(items)))
+        ]
     with transaction.atomic():
         record_events(
             *[

@@ -5,12 +5,20 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from cratos.exceptions import PermissionRefused
 
 from .models import Application
 
 REDEPLOY_PERMISSION = "redeploy.redeploy_application"
+_VERB = {
+    "request": pgettext_lazy("you may not", "request"),
+    "redeploy": pgettext_lazy("you may not", "redeploy"),
+    "delete pods of": pgettext_lazy("you may not", "delete pods of"),
+}
 
 
 def requestable_applications(*, user) -> QuerySet[Application]:
@@ -33,7 +41,7 @@ def ownership_refusal(
     """Why `user` may not `verb` some of these applications (unknown names are not this rule's):
     they are owned by teams `user` is not a member of."""
     if not user.is_active:
-        return PermissionRefused("Your account is deactivated.")
+        return PermissionRefused(_("Your account is deactivated."))
     names = set(application_names)
     allowed = set(
         requestable_applications(user=user).filter(name__in=names).values_list("name", flat=True)
@@ -45,24 +53,36 @@ def ownership_refusal(
     )
     if not refused:
         return None
-    owned_by = "; ".join(
-        f"{application.name} (owned by {', '.join(t.name for t in application.owner_teams.all())})"
+    parts = [
+        format_lazy(
+            _("{application} (owned by {teams})"),
+            application=application.name,
+            teams=", ".join(t.name for t in application.owner_teams.all()),
+        )
         for application in refused
-    )
+    ]
+    # Joined lazily too, so each part reads in the language the whole is rendered in.
+    owned_by = format_lazy("; ".join(["{}"] * len(parts)), *parts)
     return PermissionRefused(
-        f"You may not {verb} {owned_by}: only members of an owner team may. "
-        "Ask one of them, or an administrator to add you to the team."
+        format_lazy(
+            _(
+                "You may not {verb} {owned_by}: only members of an owner team may. "
+                "Ask one of them, or an administrator to add you to the team."
+            ),
+            verb=_VERB[verb],
+            owned_by=owned_by,
+        )
     )
 
 
 def redeploy_refusal(*, user, application_names: Iterable[str] = ()) -> PermissionRefused | None:
     if not user.has_perm(REDEPLOY_PERMISSION):
-        return PermissionRefused("You may not redeploy applications.")
+        return PermissionRefused(_("You may not redeploy applications."))
     return ownership_refusal(user=user, application_names=application_names, verb="redeploy")
 
 
 def pod_delete_refusal(*, user, application_names: Iterable[str] = ()) -> PermissionRefused | None:
     # Deleting pods is as risky as restarting them: the same permission allows both.
     if not user.has_perm(REDEPLOY_PERMISSION):
-        return PermissionRefused("You may not delete pods of applications.")
+        return PermissionRefused(_("You may not delete pods of applications."))
     return ownership_refusal(user=user, application_names=application_names, verb="delete pods of")

@@ -3,6 +3,7 @@
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import translation
 
 from tests.factories import RedeployWorkOrderFactory, UserFactory
 from tests.support import redis_down
@@ -42,6 +43,14 @@ def _fast_password_hashing(settings):
 def unreachable_redis():
     with redis_down():
         yield
+
+
+@pytest.fixture(autouse=True)
+def _back_to_the_default_language():
+    # LocaleMiddleware leaves the request's language active in this thread; later tests must
+    # not run in Chinese (refusals are translated when rendered).
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,8 @@ from django.urls import reverse
 from django.utils import translation
 from rest_framework.test import APIClient
 
+from cratos.audit.models import AuditEvent
+from cratos.teams.models import Team
 from redeploy.exceptions import binding_missing_message
 from redeploy.models import RedeployOperation
 from tests.factories import (
@@ -23,6 +25,7 @@ from tests.factories import (
     TicketFactory,
     UserFactory,
 )
+from tickets.rules import transition_refusal
 
 ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
 # What a browser set to Chinese (China) sends.
@@ -31,14 +34,6 @@ EN = {"HTTP_ACCEPT_LANGUAGE": "en-US,en;q=0.9"}
 UNAUTHORIZED = {"error": "unauthorized_access", "message": "Unauthorized access"}
 CATALOG = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES"
 TEMPLATES = Path(settings.BASE_DIR) / "templates"
-
-
-@pytest.fixture(autouse=True)
-def _back_to_the_default_language():
-    # LocaleMiddleware leaves the request's language active in this thread; later tests must
-    # not run in Chinese.
-    yield
-    translation.deactivate()
 
 
 @pytest.fixture
@@ -199,6 +194,88 @@ def test_signed_in_user_keeps_the_chosen_language_across_pages(client, alice):
     assert "新建重新部署工单" in text(client.get(reverse("tickets:create")))
 
 
+# --- refusals read in the reader's language; the audit log keeps English --------------------
+
+
+@pytest.fixture
+def shop_owned_web(db):
+    application = ApplicationFactory(name="web")
+    application.owner_teams.add(Team.objects.create(name="shop"))
+    return application
+
+
+def test_a_refusal_on_a_page_is_chinese_and_audited_in_english(client, alice, shop_owned_web):
+    client.force_login(alice)
+
+    response = client.post(
+        reverse("tickets:create"),
+        {"applications": ["web"], "reason": "Try", "action": "draft"},
+        **ZH,
+    )
+
+    assert response.status_code == 200
+    assert "你不能申请 web" in text(response)
+    assert "只有所属团队的成员可以" in text(response)
+    (message,) = AuditEvent.objects.filter(action="ticket.refused").values_list(
+        "message", flat=True
+    )
+    assert message.startswith("You may not request web (owned by shop): only members")
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (ZH, "你不能申请 web"),
+        ({}, "You may not request web (owned by shop)"),
+    ],
+    ids=["zh-hans", "no language"],
+)
+def test_an_api_refusal_follows_accept_language(alice, shop_owned_web, headers, expected):
+    api = APIClient()
+    api.force_authenticate(alice)
+
+    response = api.post(
+        "/api/v1/tickets/",
+        {"workOrderKey": "APPLICATION_REDEPLOY", "applications": ["web"], "reason": "Try"},
+        format="json",
+        **headers,
+    )
+
+    assert response.status_code == 403
+    assert response.json()["error"] == "forbidden"
+    assert response.json()["message"].startswith(expected)
+
+
+def test_a_refused_batch_is_chinese_to_its_reader_and_audited_in_english(db):
+    api = APIClient()
+    api.force_authenticate(UserFactory(username="mallory"))
+    batch = [{"applicationName": n, "namespace": "shop", "deploymentName": n} for n in ("a", "b")]
+
+    response = api.post("/api/v1/redeploys/", batch, format="json", **ZH)
+
+    assert response.status_code == 403
+    assert response.json()["message"] == "你无权重新部署应用。"
+    (message,) = AuditEvent.objects.filter(action="redeploy.refused").values_list(
+        "message", flat=True
+    )
+    assert message == "You may not redeploy applications. (2 redeploys requested)"
+
+
+def test_a_refusal_is_worded_when_it_is_read(alice, bob, web):
+    ticket = TicketFactory(applicant=alice, applications=[web], approved_by=bob)
+    refusal = transition_refusal(ticket=ticket, to_state="REJECTED")
+
+    with translation.override("zh-hans"):
+        worded = str(refusal.message)
+    assert worded.startswith(f"工单 {ticket.ticket_no} 当前为")
+    assert "已通过" in worded
+    assert worded.endswith("不能驳回。")
+    with translation.override("en"):
+        assert str(refusal.message) == (
+            f"Ticket {ticket.ticket_no} is APPROVED; it cannot be rejected."
+        )
+
+
 # --- the seed's messages stay English -------------------------------------------------------
 
 
@@ -316,6 +393,20 @@ def test_zh_hans_translations_keep_their_placeholders(zh_entries):
         for translated in _translations(entry):
             if sorted(placeholder.findall(translated)) != expected:
                 wrong.append(entry["msgid"])
+    assert wrong == []
+
+
+def test_zh_hans_translations_keep_their_named_fields(zh_entries):
+    # Refusals are built with format_lazy: a translation uses the fields the code passes, where
+    # {state_label} (the state's translated name) may stand for the raw {state}.
+    field = re.compile(r"{(\w+)}")
+    wrong = []
+    for entry in zh_entries:
+        expected = set(field.findall(entry["msgid"]))
+        if "state" in expected:
+            expected = expected - {"state"} | {"state_label"}
+        if any(set(field.findall(t)) != expected for t in _translations(entry)):
+            wrong.append(entry["msgid"])
     assert wrong == []
 
 

@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from cratos.admin_forms import ReadOnlyAdminMixin, WriteOnlyCredentialsForm
 from cratos.exceptions import DomainError
+from cratos.security import client_ip
 
 from . import selectors, services
 from .models import (
@@ -173,9 +174,12 @@ class ApproveForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
     )
 
-    def decide(self, *, ticket: Ticket, approver) -> str:
+    def decide(self, *, ticket: Ticket, approver, request_ip: str) -> str:
         ticket = services.approve_ticket(
-            ticket=ticket, approver=approver, comment=self.cleaned_data["comment"]
+            ticket=ticket,
+            approver=approver,
+            comment=self.cleaned_data["comment"],
+            request_ip=request_ip,
         )
         if ticket.state == Ticket.State.APPROVED:
             return gettext("Ticket %(no)s approved.") % {"no": ticket.ticket_no}
@@ -195,9 +199,12 @@ class RejectForm(forms.Form):
         help_text=_("Required; the applicant sees it."),
     )
 
-    def decide(self, *, ticket: Ticket, approver) -> str:
+    def decide(self, *, ticket: Ticket, approver, request_ip: str) -> str:
         ticket = services.reject_ticket(
-            ticket=ticket, approver=approver, reason=self.cleaned_data["reason"]
+            ticket=ticket,
+            approver=approver,
+            reason=self.cleaned_data["reason"],
+            request_ip=request_ip,
         )
         return gettext("Ticket %(no)s rejected.") % {"no": ticket.ticket_no}
 
@@ -295,7 +302,9 @@ class TicketAdmin(admin.ModelAdmin):
         if form.is_valid():
             for ticket in tickets:
                 try:
-                    success = form.decide(ticket=ticket, approver=request.user)
+                    success = form.decide(
+                        ticket=ticket, approver=request.user, request_ip=client_ip(request)
+                    )
                 except DomainError as refusal:
                     messages.error(request, f"{ticket.ticket_no}: {refusal.message}")
                 else:

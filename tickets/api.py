@@ -10,8 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cratos.exceptions import ValidationFailed
+from cratos.security import client_ip
 
-from . import selectors, services
+from . import revocations, selectors, services
 from .models import Ticket, WorkOrder
 from .serializers import (
     AuthorizationSerializer,
@@ -80,6 +81,7 @@ class TicketViewSet(viewsets.GenericViewSet):
             work_order=work_order,
             application_names=data["applications"],
             reason=data["reason"],
+            request_ip=client_ip(request),
         )
         return self._ticket_response(ticket, status.HTTP_201_CREATED)
 
@@ -95,6 +97,7 @@ class TicketViewSet(viewsets.GenericViewSet):
             actor=request.user,
             reason=data.get("reason"),
             approvers=data["approvers"],
+            request_ip=client_ip(request),
         )
         return self._ticket_response(ticket)
 
@@ -103,7 +106,10 @@ class TicketViewSet(viewsets.GenericViewSet):
         ticket = selectors.ticket_for_vote(ticket_no=ticket_no, user=request.user)
         data = self._input(request)
         ticket = services.approve_ticket(
-            ticket=ticket, approver=request.user, comment=data["comment"]
+            ticket=ticket,
+            approver=request.user,
+            comment=data["comment"],
+            request_ip=client_ip(request),
         )
         return self._ticket_response(ticket)
 
@@ -111,14 +117,24 @@ class TicketViewSet(viewsets.GenericViewSet):
     def reject(self, request, ticket_no: str):
         ticket = selectors.ticket_for_vote(ticket_no=ticket_no, user=request.user)
         data = self._input(request)
-        ticket = services.reject_ticket(ticket=ticket, approver=request.user, reason=data["reason"])
+        ticket = services.reject_ticket(
+            ticket=ticket,
+            approver=request.user,
+            reason=data["reason"],
+            request_ip=client_ip(request),
+        )
         return self._ticket_response(ticket)
 
     @action(detail=True, methods=["post"])
     def cancel(self, request, ticket_no: str):
         ticket = self._visible_ticket()
         data = self._input(request)
-        ticket = services.cancel_ticket(ticket=ticket, actor=request.user, reason=data["reason"])
+        ticket = services.cancel_ticket(
+            ticket=ticket,
+            actor=request.user,
+            reason=data["reason"],
+            request_ip=client_ip(request),
+        )
         return self._ticket_response(ticket)
 
     @action(
@@ -133,7 +149,12 @@ class TicketViewSet(viewsets.GenericViewSet):
             ticket_no=ticket_no, entry_id=int(entry_id), user=request.user
         )
         data = self._input(request)
-        services.revoke_authorization(entry=entry, actor=request.user, reason=data["reason"])
+        revocations.revoke_authorization(
+            entry=entry,
+            actor=request.user,
+            reason=data["reason"],
+            request_ip=client_ip(request),
+        )
         return self._ticket_response(entry.ticket)
 
 

@@ -13,8 +13,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from cratos.exceptions import DomainError, ValidationFailed
+from cratos.security import client_ip
 
-from . import selectors, services
+from . import revocations, selectors
 from .forms import RevokeForm, VoteForm
 from .rules import revoke_refusal
 from .views import format_time_left
@@ -52,7 +53,7 @@ def approval_confirm(request):
     if request.POST.get("confirmed") == "yes" and form.is_valid():
         for item in items:
             try:
-                text = form.decide(item=item, approver=request.user)
+                text = form.decide(item=item, approver=request.user, request_ip=client_ip(request))
             except DomainError as refusal:
                 messages.error(request, f"{item.ticket.ticket_no}: {refusal.message}")
             else:
@@ -82,8 +83,11 @@ def revoke(request, ticket_no: str, entry_id: int):
     status = 200
     if form.is_bound and form.is_valid():
         try:
-            services.revoke_authorization(
-                entry=entry, actor=request.user, reason=form.cleaned_data["reason"]
+            revocations.revoke_authorization(
+                entry=entry,
+                actor=request.user,
+                reason=form.cleaned_data["reason"],
+                request_ip=client_ip(request),
             )
         except DomainError as exc:
             form.add_error("reason" if isinstance(exc, ValidationFailed) else None, exc.message)

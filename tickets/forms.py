@@ -198,7 +198,7 @@ class VoteForm(forms.Form):
     def rejecting(self) -> bool:
         return self.data.get("decision") == self.REJECT
 
-    def decide(self, *, item: selectors.TicketForDecision, approver) -> str:
+    def decide(self, *, item: selectors.TicketForDecision, approver, request_ip: str = "") -> str:
         """Hand one vote to its service; returns what to tell the approver."""
         if self.cleaned_data["decision"] == self.REJECT:
             ticket = services.reject_ticket(
@@ -206,6 +206,7 @@ class VoteForm(forms.Form):
                 approver=approver,
                 reason=self.cleaned_data["reason"],
                 node=item.node,
+                request_ip=request_ip,
             )
             return _("Ticket %(no)s rejected.") % {"no": ticket.ticket_no}
         ticket = services.approve_ticket(
@@ -213,6 +214,7 @@ class VoteForm(forms.Form):
             approver=approver,
             comment=self.cleaned_data["comment"],
             node=item.node,
+            request_ip=request_ip,
         )
         if ticket.state == Ticket.State.APPROVED:
             return _("Ticket %(no)s approved.") % {"no": ticket.ticket_no}

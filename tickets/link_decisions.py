@@ -2,7 +2,7 @@
 decision's own transaction, then the usual approve/reject services decide."""
 
 from django.db import IntegrityError, transaction
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _
 
 from cratos.exceptions import InvalidTransition, PermissionRefused
 
@@ -11,7 +11,7 @@ from .notice_links import DecisionLink
 from .services import approve_ticket, reject_ticket
 
 
-def decide_by_link(*, link: DecisionLink, user, text: str = "") -> Ticket:
+def decide_by_link(*, link: DecisionLink, user, text: str = "", request_ip: str = "") -> Ticket:
     """Approve (`text`: optional comment) or reject (`text`: the reason) as the link says,
     through the services, on the link's node only.
 
@@ -36,5 +36,13 @@ def decide_by_link(*, link: DecisionLink, user, text: str = "") -> Ticket:
         except IntegrityError:
             raise InvalidTransition(_("This decision link was already used.")) from None
         if link.rejects:
-            return reject_ticket(ticket=link.ticket, approver=user, reason=text, node=link.node)
-        return approve_ticket(ticket=link.ticket, approver=user, comment=text, node=link.node)
+            return reject_ticket(
+                ticket=link.ticket,
+                approver=user,
+                reason=text,
+                node=link.node,
+                request_ip=request_ip,
+            )
+        return approve_ticket(
+            ticket=link.ticket, approver=user, comment=text, node=link.node, request_ip=request_ip
+        )

@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from cratos.exceptions import DomainError
+from cratos.security import client_ip
 
 from . import link_decisions, notice_links, selectors
 from .rules import decision_refusal
@@ -41,7 +42,10 @@ def decide(request, token: str):
     if request.method == "POST" and form.is_valid():
         try:
             link_decisions.decide_by_link(
-                link=link, user=request.user, text=form.cleaned_data["text"]
+                link=link,
+                user=request.user,
+                text=form.cleaned_data["text"],
+                request_ip=client_ip(request),
             )
         except DomainError as exc:
             form.add_error(None, exc.message)

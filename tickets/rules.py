@@ -6,6 +6,9 @@ and API ask the same function to show or hide an action, so every entry point us
 
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import DomainError, InvalidTransition, NotFound, PermissionRefused
@@ -22,12 +25,20 @@ TRANSITIONS: dict[str, set[str]] = {
     State.APPROVED: {State.COMPLETED},
 }
 _VERB = {
-    State.IN_APPROVAL: "submitted",
-    State.APPROVED: "approved",
-    State.REJECTED: "rejected",
-    State.CLOSED: "cancelled",
-    State.COMPLETED: "completed",
+    State.IN_APPROVAL: pgettext_lazy("a ticket cannot be", "submitted"),
+    State.APPROVED: pgettext_lazy("a ticket cannot be", "approved"),
+    State.REJECTED: pgettext_lazy("a ticket cannot be", "rejected"),
+    State.CLOSED: pgettext_lazy("a ticket cannot be", "cancelled"),
+    State.COMPLETED: pgettext_lazy("a ticket cannot be", "completed"),
 }
+_APPLICANT_ACTION = {
+    "edit": pgettext_lazy("only the applicant may", "edit"),
+    "submit": pgettext_lazy("only the applicant may", "submit"),
+    "cancel": pgettext_lazy("only the applicant may", "cancel"),
+}
+# Refusals are built lazily (format_lazy) so they read in the reader's language. English keeps the
+# raw state ({state}: API scripts match on it); translations name the state's label
+# ({state_label}).
 
 
 def transition_refusal(*, ticket: Ticket, to_state: str) -> InvalidTransition | None:
@@ -35,14 +46,26 @@ def transition_refusal(*, ticket: Ticket, to_state: str) -> InvalidTransition | 
     if to_state in TRANSITIONS.get(ticket.state, set()):
         return None
     return InvalidTransition(
-        f"Ticket {ticket.ticket_no} is {ticket.state}; it cannot be {_VERB[to_state]}."
+        format_lazy(
+            _("Ticket {ticket_no} is {state}; it cannot be {verb}."),
+            ticket_no=ticket.ticket_no,
+            state=ticket.state,
+            state_label=State(ticket.state).label,
+            verb=_VERB[to_state],
+        )
     )
 
 
 def applicant_refusal(*, ticket: Ticket, user, action: str) -> PermissionRefused | None:
     """Why `user` may not change the ticket as its applicant (edit, submit, cancel)."""
     if user.pk != ticket.applicant_id:
-        return PermissionRefused(f"Only the applicant may {action} ticket {ticket.ticket_no}.")
+        return PermissionRefused(
+            format_lazy(
+                _("Only the applicant may {action} ticket {ticket_no}."),
+                action=_APPLICANT_ACTION[action],
+                ticket_no=ticket.ticket_no,
+            )
+        )
     return None
 
 
@@ -51,7 +74,12 @@ def entries_refusal(*, ticket: Ticket, user) -> DomainError | None:
     refusal = applicant_refusal(ticket=ticket, user=user, action="edit")
     if refusal is None and ticket.state != State.NEW:
         refusal = InvalidTransition(
-            f"Ticket {ticket.ticket_no} is {ticket.state}; its entries are frozen."
+            format_lazy(
+                _("Ticket {ticket_no} is {state}; its entries are frozen."),
+                ticket_no=ticket.ticket_no,
+                state=ticket.state,
+                state_label=State(ticket.state).label,
+            )
         )
     return refusal
 
@@ -64,16 +92,22 @@ def decision_refusal(*, ticket: Ticket, user, reject: bool = False) -> DomainErr
     if refusal:
         return refusal
     if not user.is_active:
-        return PermissionRefused("Your account is deactivated; it can no longer decide.")
+        return PermissionRefused(_("Your account is deactivated; it can no longer decide."))
     if user.pk == ticket.applicant_id:
-        return PermissionRefused("You cannot decide on your own ticket.")
+        return PermissionRefused(_("You cannot decide on your own ticket."))
     node = ticket.current_node
     # One person, one node per ticket: whoever decided a node, or was picked for another one,
     # leaves this node to someone else (else a multi-node chain would need only one person).
     if any(approval.approver_id == user.pk for approval in ticket.approvals.all()):
         return PermissionRefused(
-            f"You already decided on ticket {ticket.ticket_no}; "
-            f"another approver must decide node {node.name}."
+            format_lazy(
+                _(
+                    "You already decided on ticket {ticket_no}; "
+                    "another approver must decide node {node}."
+                ),
+                ticket_no=ticket.ticket_no,
+                node=node.name,
+            )
         )
     picked_elsewhere = next(
         (c for c in ticket.chosen_approvers.all() if c.user_id == user.pk and c.node_id != node.pk),
@@ -81,20 +115,33 @@ def decision_refusal(*, ticket: Ticket, user, reject: bool = False) -> DomainErr
     )
     if picked_elsewhere is not None:
         return PermissionRefused(
-            f"You are the chosen approver of node {picked_elsewhere.node.name}; "
-            f"another approver must decide node {node.name}."
+            format_lazy(
+                _(
+                    "You are the chosen approver of node {chosen_node}; "
+                    "another approver must decide node {node}."
+                ),
+                chosen_node=picked_elsewhere.node.name,
+                node=node.name,
+            )
         )
     if node.node_type == ApprovalNode.Type.USER_SPECIFIED:
         chosen = next((c for c in ticket.chosen_approvers.all() if c.node_id == node.pk), None)
         if chosen is None or chosen.user_id != user.pk:
             return PermissionRefused(
-                f"Only the approver the applicant chose may decide on node {node.name}."
+                format_lazy(
+                    _("Only the approver the applicant chose may decide on node {node}."),
+                    node=node.name,
+                )
             )
     # The node's role is read now, whatever the kind: an approver chosen (or sent a link)
     # earlier who has left the group since no longer decides.
     if not user.groups.filter(pk=node.group_id).exists():
         return PermissionRefused(
-            f"Only members of {node.group.name} may decide on node {node.name}."
+            format_lazy(
+                _("Only members of {group} may decide on node {node}."),
+                group=node.group.name,
+                node=node.name,
+            )
         )
     if node.node_type == ApprovalNode.Type.APPLICATION_OWNER:
         return owner_refusal(ticket=ticket, node=node, user=user)
@@ -138,8 +185,12 @@ def owner_refusal(*, ticket: Ticket, node: ApprovalNode, user) -> PermissionRefu
     waiting = entries_awaiting_owners(ticket=ticket, node=node)
     teams = Team.objects.filter(pk__in=set().union(*waiting.values())).order_by("name")
     return PermissionRefused(
-        f"Only members of {', '.join(team.name for team in teams)} (owners of "
-        f"{', '.join(sorted(waiting))}) may decide on node {node.name} now."
+        format_lazy(
+            _("Only members of {teams} (owners of {applications}) may decide on node {node} now."),
+            teams=", ".join(team.name for team in teams),
+            applications=", ".join(sorted(waiting)),
+            node=node.name,
+        )
     )
 
 
@@ -186,7 +237,9 @@ def view_refusal(*, ticket: Ticket, user) -> NotFound | None:
         or decision_refusal(ticket=ticket, user=user) is None
     ):
         return None
-    return NotFound(f"Ticket {ticket.ticket_no} does not exist.")
+    return NotFound(
+        format_lazy(_("Ticket {ticket_no} does not exist."), ticket_no=ticket.ticket_no)
+    )
 
 
 def candidate_of(*, ticket: Ticket, node: ApprovalNode, user) -> bool:
@@ -216,8 +269,13 @@ def revoker_refusal(*, ticket: Ticket, user) -> PermissionRefused | None:
     if approvers_of_work_order:
         return None
     return PermissionRefused(
-        f"Only approvers of work order {ticket.work_order.key} or administrators may revoke "
-        "its authorizations."
+        format_lazy(
+            _(
+                "Only approvers of work order {work_order} or administrators may revoke "
+                "its authorizations."
+            ),
+            work_order=ticket.work_order.key,
+        )
     )
 
 
@@ -229,13 +287,26 @@ def revoke_refusal(*, entry: TicketEntry, user) -> DomainError | None:
         return refusal
     if entry.state == TicketEntry.State.IN_USE:
         return InvalidTransition(
-            f"An operation on {entry.name} is running on this authorization; "
-            "it can no longer be revoked."
+            format_lazy(
+                _(
+                    "An operation on {application} is running on this authorization; "
+                    "it can no longer be revoked."
+                ),
+                application=entry.name,
+            )
         )
     if entry.state != TicketEntry.State.AUTHORIZED:
         return InvalidTransition(
-            f"{entry.name} on ticket {ticket.ticket_no} is {entry.state}; "
-            "only an authorized entry can be revoked."
+            format_lazy(
+                _(
+                    "{application} on ticket {ticket_no} is {state}; "
+                    "only an authorized entry can be revoked."
+                ),
+                application=entry.name,
+                ticket_no=ticket.ticket_no,
+                state=entry.state,
+                state_label=TicketEntry.State(entry.state).label,
+            )
         )
     return None
 

@@ -1,4 +1,4 @@
-"""Ticket writes: create, edit, submit, decide, cancel, settle, revoke, expire.
+"""Ticket writes: create, edit, submit, decide, cancel, settle (revocation: tickets.revocations).
 
 Every function locks the ticket row (`select_for_update`), asks tickets.rules, then writes the
 change, its state history and its audit event in one transaction.
@@ -9,11 +9,13 @@ from collections.abc import Mapping
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from cratos.audit.recorder import Action, Outcome, record_event
 from cratos.exceptions import DomainError, InvalidTransition, ValidationFailed
 
-from . import grants
+from .approver_choice import chosen_approvers
 from .models import (
     Approval,
     ApprovalNode,
@@ -23,7 +25,6 @@ from .models import (
     WorkOrder,
 )
 from .notifications import (
-    notify_authorization_revoked,
     notify_ticket_decided,
     notify_ticket_submitted,
 )
@@ -34,7 +35,6 @@ from .rules import (
     entries_awaiting_owners,
     entries_refusal,
     owner_teams_decided_by,
-    revoke_refusal,
     transition_refusal,
 )
 
@@ -47,7 +47,7 @@ def _refuse(refusal: DomainError | None) -> None:
         raise refusal
 
 
-def _locked(ticket: Ticket) -> Ticket:
+def locked_ticket(ticket: Ticket) -> Ticket:
     # of=("self",): lock the ticket row only, not the joined work order and applicant rows.
     return (
         Ticket.objects.select_for_update(of=("self",))
@@ -75,13 +75,19 @@ def _gating_nodes(work_order: WorkOrder) -> list[ApprovalNode]:
     return [node for node in work_order.nodes.select_related("group") if node.is_gating]
 
 
-def _add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list[TicketEntry]:
+def _add_entries(
+    *, ticket: Ticket, actor, application_names: list[str], request_ip: str
+) -> list[TicketEntry]:
     names = list(dict.fromkeys(name.strip() for name in application_names if name.strip()))
     if not names:
-        raise ValidationFailed("Choose at least one application.")
+        raise ValidationFailed(_("Choose at least one application."))
     duplicates = sorted(set(ticket.entries.values_list("name", flat=True)).intersection(names))
     if duplicates:
-        raise ValidationFailed(f"Already on the ticket: {', '.join(duplicates)}")
+        raise ValidationFailed(
+            format_lazy(
+                _("Already on the ticket: {applications}"), applications=", ".join(duplicates)
+            )
+        )
     entries = []
     for snapshot in provider_for(ticket.work_order).snapshots(names=names):
         entries.append(
@@ -96,12 +102,18 @@ def _add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list
             actor=actor,
             ticket=ticket,
             application_name=snapshot.name,
+            request_ip=request_ip,
         )
     return entries
 
 
 def refuse_unrequestable(
-    *, actor, work_order: WorkOrder, application_names: list[str], ticket: Ticket | None = None
+    *,
+    actor,
+    work_order: WorkOrder,
+    application_names: list[str],
+    ticket: Ticket | None = None,
+    request_ip: str = "",
 ) -> None:
     """Raise the work order's refusal of `actor` asking for these entries (say, applications
     owned by a team `actor` is not in), audited in a transaction of its own: call it outside
@@ -117,32 +129,44 @@ def refuse_unrequestable(
             ticket=ticket,
             application_name=", ".join(application_names)[:128],
             message=refusal.message,
+            request_ip=request_ip,
         )
     raise refusal
 
 
 def create_ticket(
-    *, applicant, work_order: WorkOrder, application_names: list[str], reason: str = ""
+    *,
+    applicant,
+    work_order: WorkOrder,
+    application_names: list[str],
+    reason: str = "",
+    request_ip: str = "",
 ) -> Ticket:
     """A NEW ticket (a draft) with its entries; the reason may wait until it is submitted.
     Applications `applicant` may not request are refused (refuse_unrequestable)."""
     refuse_unrequestable(
-        actor=applicant, work_order=work_order, application_names=application_names
+        actor=applicant,
+        work_order=work_order,
+        application_names=application_names,
+        request_ip=request_ip,
     )
     return _create_ticket(
         applicant=applicant,
         work_order=work_order,
         application_names=application_names,
         reason=reason,
+        request_ip=request_ip,
     )
 
 
 @transaction.atomic
 def _create_ticket(
-    *, applicant, work_order: WorkOrder, application_names: list[str], reason: str
+    *, applicant, work_order: WorkOrder, application_names: list[str], reason: str, request_ip: str
 ) -> Ticket:
     if not work_order.enabled:
-        raise ValidationFailed(f"Work order {work_order.key} is disabled.")
+        raise ValidationFailed(
+            format_lazy(_("Work order {work_order} is disabled."), work_order=work_order.key)
+        )
     # Serialise one applicant's creations so the draft limit holds under concurrent requests.
     get_user_model().objects.select_for_update().filter(pk=applicant.pk).first()
     drafts = Ticket.objects.filter(
@@ -150,8 +174,14 @@ def _create_ticket(
     ).count()
     if drafts >= MAX_UNSUBMITTED_TICKETS:
         raise ValidationFailed(
-            f"You already have {drafts} unsubmitted {work_order.key} tickets; "
-            "submit or cancel one first."
+            format_lazy(
+                _(
+                    "You already have {drafts} unsubmitted {work_order} tickets; "
+                    "submit or cancel one first."
+                ),
+                drafts=drafts,
+                work_order=work_order.key,
+            )
         )
     ticket = Ticket.objects.create(
         work_order=work_order, applicant=applicant, reason=(reason or "").strip()
@@ -160,64 +190,59 @@ def _create_ticket(
     ticket.ticket_no = f"{timezone.now():%Y%m%d}{ticket.pk:06d}"
     ticket.save(update_fields=["ticket_no"])
     ticket.state_changes.create(from_state="", to_state=State.NEW, actor=applicant)
-    record_event(action=Action.TICKET_CREATED, actor=applicant, ticket=ticket)
-    _add_entries(ticket=ticket, actor=applicant, application_names=application_names)
+    record_event(
+        action=Action.TICKET_CREATED, actor=applicant, ticket=ticket, request_ip=request_ip
+    )
+    _add_entries(
+        ticket=ticket,
+        actor=applicant,
+        application_names=application_names,
+        request_ip=request_ip,
+    )
     return ticket
 
 
-def add_entries(*, ticket: Ticket, actor, application_names: list[str]) -> list[TicketEntry]:
+def add_entries(
+    *, ticket: Ticket, actor, application_names: list[str], request_ip: str = ""
+) -> list[TicketEntry]:
     refuse_unrequestable(
         actor=actor,
         work_order=ticket.work_order,
         application_names=application_names,
         ticket=ticket,
+        request_ip=request_ip,
     )
     with transaction.atomic():
-        ticket = _locked(ticket)
+        ticket = locked_ticket(ticket)
         _refuse(entries_refusal(ticket=ticket, user=actor))
-        return _add_entries(ticket=ticket, actor=actor, application_names=application_names)
+        return _add_entries(
+            ticket=ticket,
+            actor=actor,
+            application_names=application_names,
+            request_ip=request_ip,
+        )
 
 
 @transaction.atomic
-def remove_entry(*, ticket: Ticket, actor, entry_name: str) -> None:
-    ticket = _locked(ticket)
+def remove_entry(*, ticket: Ticket, actor, entry_name: str, request_ip: str = "") -> None:
+    ticket = locked_ticket(ticket)
     _refuse(entries_refusal(ticket=ticket, user=actor))
-    deleted, _ = ticket.entries.filter(name=entry_name).delete()
+    deleted, _by_model = ticket.entries.filter(name=entry_name).delete()
     if not deleted:
-        raise ValidationFailed(f"{entry_name} is not on ticket {ticket.ticket_no}.")
-    record_event(
-        action=Action.TICKET_ENTRY_REMOVED, actor=actor, ticket=ticket, application_name=entry_name
-    )
-
-
-def _chosen_approvers(
-    *, ticket: Ticket, nodes: list[ApprovalNode], approvers: Mapping[str, object]
-) -> list[TicketNodeApprover]:
-    """The applicant's pick for each USER_SPECIFIED node, by node name (a user or a username)."""
-    picking = {
-        node.name: node for node in nodes if node.node_type == ApprovalNode.Type.USER_SPECIFIED
-    }
-    unknown = sorted(set(approvers) - set(picking))
-    if unknown:
         raise ValidationFailed(
-            f"Work order {ticket.work_order.key} has no node to choose an approver for: "
-            f"{', '.join(unknown)}."
+            format_lazy(
+                _("{application} is not on ticket {ticket_no}."),
+                application=entry_name,
+                ticket_no=ticket.ticket_no,
+            )
         )
-    users = get_user_model().objects
-    chosen = []
-    for name, node in picking.items():
-        pick = approvers.get(name)
-        if not pick:
-            raise ValidationFailed(f"Choose the approver for node {name}.")
-        user = pick if hasattr(pick, "pk") else users.filter(username=pick).first()
-        if user is not None and user.pk == ticket.applicant_id:
-            raise ValidationFailed("You cannot choose yourself as an approver.")
-        if user is None or not user.is_active or not user.groups.filter(pk=node.group_id).exists():
-            raise ValidationFailed(f"{pick} is not a candidate approver of node {name}.")
-        if any(c.user.pk == user.pk for c in chosen):
-            raise ValidationFailed(f"Choose a different approver for each node ({pick} twice).")
-        chosen.append(TicketNodeApprover(ticket=ticket, node=node, user=user))
-    return chosen
+    record_event(
+        action=Action.TICKET_ENTRY_REMOVED,
+        actor=actor,
+        ticket=ticket,
+        application_name=entry_name,
+        request_ip=request_ip,
+    )
 
 
 def submit_ticket(
@@ -226,6 +251,7 @@ def submit_ticket(
     actor,
     reason: str | None = None,
     approvers: Mapping[str, object] | None = None,
+    request_ip: str = "",
 ) -> Ticket:
     """NEW → IN_APPROVAL: needs a reason, an entry, a gating node and a pick per USER_SPECIFIED
     node (`approvers`: node name → user or username). Entries are frozen from here on.
@@ -236,30 +262,43 @@ def submit_ticket(
             work_order=ticket.work_order,
             application_names=list(ticket.entries.values_list("name", flat=True)),
             ticket=ticket,
+            request_ip=request_ip,
         )
-    return _submit_ticket(ticket=ticket, actor=actor, reason=reason, approvers=approvers)
+    return _submit_ticket(
+        ticket=ticket, actor=actor, reason=reason, approvers=approvers, request_ip=request_ip
+    )
 
 
 @transaction.atomic
 def _submit_ticket(
-    *, ticket: Ticket, actor, reason: str | None, approvers: Mapping[str, object] | None
+    *,
+    ticket: Ticket,
+    actor,
+    reason: str | None,
+    approvers: Mapping[str, object] | None,
+    request_ip: str,
 ) -> Ticket:
-    ticket = _locked(ticket)
+    ticket = locked_ticket(ticket)
     _refuse(applicant_refusal(ticket=ticket, user=actor, action="submit"))
     _refuse(transition_refusal(ticket=ticket, to_state=State.IN_APPROVAL))
     if reason is not None:
         ticket.reason = reason.strip()
     if not ticket.reason:
-        raise ValidationFailed("Give a reason for the redeploy.")
+        raise ValidationFailed(_("Give a reason for the redeploy."))
     if not ticket.entries.exists():
-        raise ValidationFailed("A ticket without entries cannot be submitted.")
+        raise ValidationFailed(_("A ticket without entries cannot be submitted."))
     nodes = _gating_nodes(ticket.work_order)
     if not nodes:
         raise ValidationFailed(
-            f"Work order {ticket.work_order.key} has no approval node that decides; "
-            "ask an administrator to configure its approval chain."
+            format_lazy(
+                _(
+                    "Work order {work_order} has no approval node that decides; "
+                    "ask an administrator to configure its approval chain."
+                ),
+                work_order=ticket.work_order.key,
+            )
         )
-    chosen = _chosen_approvers(ticket=ticket, nodes=nodes, approvers=approvers or {})
+    chosen = chosen_approvers(ticket=ticket, nodes=nodes, approvers=approvers or {})
     TicketNodeApprover.objects.bulk_create(chosen)
     _transition(ticket=ticket, to_state=State.IN_APPROVAL, actor=actor)
     ticket.current_node = nodes[0]
@@ -267,26 +306,34 @@ def _submit_ticket(
     ticket.save()
     picks = "".join(f"\n{c.node.name}: {c.user.get_username()}" for c in chosen)
     record_event(
-        action=Action.TICKET_SUBMITTED, actor=actor, ticket=ticket, message=ticket.reason + picks
+        action=Action.TICKET_SUBMITTED,
+        actor=actor,
+        ticket=ticket,
+        message=ticket.reason + picks,
+        request_ip=request_ip,
     )
     notify_ticket_submitted(ticket=ticket)
     return ticket
 
 
 def _decide(
-    *, ticket: Ticket, approver, decision: str, comment: str, node: ApprovalNode | None
+    *,
+    ticket: Ticket,
+    approver,
+    decision: str,
+    comment: str,
+    node: ApprovalNode | None,
+    request_ip: str,
 ) -> tuple[Ticket, ApprovalNode]:
     """Lock, check and record one decision on the current node; return the locked ticket.
 
     `node`, when given, is the node the approver saw: if it was decided meanwhile, the vote is
     refused instead of landing on the next node.
     """
-    ticket = _locked(ticket)
+    ticket = locked_ticket(ticket)
     reject = decision == Approval.Decision.REJECT
     if node is not None and ticket.current_node_id != node.pk:
-        raise InvalidTransition(
-            f"Node {node.name} of ticket {ticket.ticket_no} was already decided."
-        )
+        raise InvalidTransition(_already_decided(node=node, ticket=ticket))
     _refuse(decision_refusal(ticket=ticket, user=approver, reject=reject))
     current = ticket.current_node
     # At an APPLICATION_OWNER node the approver decides for each owner team of theirs still
@@ -309,9 +356,7 @@ def _decide(
             )
     except IntegrityError:
         # Unreachable while the row lock holds; the constraint is the last line of defence.
-        raise InvalidTransition(
-            f"Node {current.name} of ticket {ticket.ticket_no} was already decided."
-        ) from None
+        raise InvalidTransition(_already_decided(node=current, ticket=ticket)) from None
     record_event(
         action=Action.TICKET_REJECTED if reject else Action.TICKET_APPROVED,
         actor=approver,
@@ -319,10 +364,19 @@ def _decide(
         ticket=ticket,
         message=f"{current.name}{_for_teams(approvals)}: {'rejected' if reject else 'approved'}"
         + (f" — {comment}" if comment else ""),
+        request_ip=request_ip,
     )
     # Sent after commit; a mint that fails rolls the decision back and nothing is sent.
     notify_ticket_decided(ticket=ticket, approval=approvals[0])
     return ticket, current
+
+
+def _already_decided(*, node: ApprovalNode, ticket: Ticket):
+    return format_lazy(
+        _("Node {node} of ticket {ticket_no} was already decided."),
+        node=node.name,
+        ticket_no=ticket.ticket_no,
+    )
 
 
 def _for_teams(approvals: list[Approval]) -> str:
@@ -340,7 +394,12 @@ def _node_done(*, ticket: Ticket, node: ApprovalNode) -> bool:
 
 @transaction.atomic
 def approve_ticket(
-    *, ticket: Ticket, approver, comment: str = "", node: ApprovalNode | None = None
+    *,
+    ticket: Ticket,
+    approver,
+    comment: str = "",
+    node: ApprovalNode | None = None,
+    request_ip: str = "",
 ) -> Ticket:
     """Approve the current node; the last gating node makes the ticket APPROVED and mints.
 
@@ -352,6 +411,7 @@ def approve_ticket(
         decision=Approval.Decision.APPROVE,
         comment=(comment or "").strip(),
         node=node,
+        request_ip=request_ip,
     )
     if not _node_done(ticket=ticket, node=decided):
         ticket.save()
@@ -377,18 +437,24 @@ def approve_ticket(
 
 @transaction.atomic
 def reject_ticket(
-    *, ticket: Ticket, approver, reason: str, node: ApprovalNode | None = None
+    *,
+    ticket: Ticket,
+    approver,
+    reason: str,
+    node: ApprovalNode | None = None,
+    request_ip: str = "",
 ) -> Ticket:
     """Reject the current node (a reason is required): the ticket is REJECTED, entries cancelled."""
     reason = (reason or "").strip()
     if not reason:
-        raise ValidationFailed("Give a reason for the rejection.")
-    ticket, _ = _decide(
+        raise ValidationFailed(_("Give a reason for the rejection."))
+    ticket, _approvals = _decide(
         ticket=ticket,
         approver=approver,
         decision=Approval.Decision.REJECT,
         comment=reason,
         node=node,
+        request_ip=request_ip,
     )
     ticket.decided_at = timezone.now()
     close_unapproved(ticket=ticket, to_state=State.REJECTED, actor=approver, note=reason)
@@ -396,13 +462,19 @@ def reject_ticket(
 
 
 @transaction.atomic
-def cancel_ticket(*, ticket: Ticket, actor, reason: str = "") -> Ticket:
+def cancel_ticket(*, ticket: Ticket, actor, reason: str = "", request_ip: str = "") -> Ticket:
     """The applicant withdraws a ticket not yet approved: CLOSED, entries cancelled."""
     reason = (reason or "").strip()
-    ticket = _locked(ticket)
+    ticket = locked_ticket(ticket)
     _refuse(applicant_refusal(ticket=ticket, user=actor, action="cancel"))
     close_unapproved(ticket=ticket, to_state=State.CLOSED, actor=actor, note=reason)
-    record_event(action=Action.TICKET_CANCELLED, actor=actor, ticket=ticket, message=reason)
+    record_event(
+        action=Action.TICKET_CANCELLED,
+        actor=actor,
+        ticket=ticket,
+        message=reason,
+        request_ip=request_ip,
+    )
     return ticket
 
 
@@ -420,7 +492,7 @@ def settle_entry(
         raise ValidationFailed(
             f"An entry settles as {', '.join(TicketEntry.SETTLED_STATES)}, not as {state}."
         )
-    ticket = _locked(entry.ticket)
+    ticket = locked_ticket(entry.ticket)
     entry = TicketEntry.objects.select_for_update().get(pk=entry.pk)
     settles_from = (
         TicketEntry.State.IN_USE
@@ -450,34 +522,4 @@ def settle_entry(
             if ticket.success
             else "Not every redeploy ran or succeeded.",
         )
-    return entry
-
-
-@transaction.atomic
-def revoke_authorization(*, entry: TicketEntry, actor, reason: str) -> TicketEntry:
-    """Withdraw an entry's live authorization (tickets.rules.revoke_refusal says who may): the
-    entry settles REVOKED, which may complete the ticket, and its Redis key is deleted at once."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationFailed("Give a reason for the revocation.")
-    ticket = _locked(entry.ticket)
-    entry = TicketEntry.objects.select_for_update().get(pk=entry.pk)
-    entry.ticket = ticket
-    _refuse(revoke_refusal(entry=entry, user=actor))
-    username = ticket.applicant.get_username()
-    record_event(
-        action=Action.AUTHORIZATION_REVOKED,
-        actor=actor,
-        ticket=ticket,
-        application_name=entry.name,
-        message=reason,
-    )
-    entry = settle_entry(entry=entry, state=TicketEntry.State.REVOKED, actor=actor)
-    notify_authorization_revoked(entry=entry, actor=actor, reason=reason)
-    # Redis last: a refusal above leaves the key alone, a Redis failure rolls all of it back.
-    # A newer ticket's authorization for the same user and application is not this entry's.
-    kind = provider_for(ticket.work_order).grant_kind
-    grant = grants.live_grant(kind=kind, username=username, application_name=entry.name)
-    if grant is not None and grant.ticket_id == ticket.pk:
-        grants.revoke(kind=kind, username=username, application_name=entry.name)
     return entry

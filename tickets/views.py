@@ -16,6 +16,7 @@ from django_tables2 import RequestConfig
 from cratos.audit.selectors import audit_events_for_ticket
 from cratos.audit.tables import AuditTrailTable
 from cratos.exceptions import DomainError, ValidationFailed
+from cratos.security import client_ip
 
 from . import selectors, services
 from .forms import AddEntriesForm, CancelForm, SubmitForm, TicketCreateForm
@@ -85,10 +86,14 @@ def ticket_create(request):
                     work_order=work_order,
                     application_names=form.application_names(),
                     reason=form.cleaned_data["reason"],
+                    request_ip=client_ip(request),
                 )
                 if submit:
                     services.submit_ticket(
-                        ticket=ticket, actor=request.user, approvers=form.chosen_approvers()
+                        ticket=ticket,
+                        actor=request.user,
+                        approvers=form.chosen_approvers(),
+                        request_ip=client_ip(request),
                     )
         except DomainError as exc:
             form.add_error(None, exc.message)
@@ -213,14 +218,24 @@ def _ticket_action(action):
 @_ticket_action
 def ticket_submit(request, ticket: Ticket) -> str:
     form = _valid(SubmitForm(request.POST, work_order=ticket.work_order, applicant=request.user))
-    services.submit_ticket(ticket=ticket, actor=request.user, approvers=form.chosen_approvers())
+    services.submit_ticket(
+        ticket=ticket,
+        actor=request.user,
+        approvers=form.chosen_approvers(),
+        request_ip=client_ip(request),
+    )
     return _("Ticket %(no)s was submitted for approval.") % {"no": ticket.ticket_no}
 
 
 @_ticket_action
 def ticket_cancel(request, ticket: Ticket) -> str:
     form = _valid(CancelForm(request.POST))
-    services.cancel_ticket(ticket=ticket, actor=request.user, reason=form.cleaned_data["reason"])
+    services.cancel_ticket(
+        ticket=ticket,
+        actor=request.user,
+        reason=form.cleaned_data["reason"],
+        request_ip=client_ip(request),
+    )
     return _("Ticket %(no)s was cancelled.") % {"no": ticket.ticket_no}
 
 
@@ -228,14 +243,18 @@ def ticket_cancel(request, ticket: Ticket) -> str:
 def entries_add(request, ticket: Ticket) -> str:
     form = AddEntriesForm(request.POST, ticket=ticket, applicant=request.user)
     names = _valid(form).application_names()
-    services.add_entries(ticket=ticket, actor=request.user, application_names=names)
+    services.add_entries(
+        ticket=ticket, actor=request.user, application_names=names, request_ip=client_ip(request)
+    )
     return _("Added to the ticket: %(names)s.") % {"names": ", ".join(names)}
 
 
 @_ticket_action
 def entry_remove(request, ticket: Ticket) -> str:
     name = request.POST.get("entry", "")
-    services.remove_entry(ticket=ticket, actor=request.user, entry_name=name)
+    services.remove_entry(
+        ticket=ticket, actor=request.user, entry_name=name, request_ip=client_ip(request)
+    )
     return _("Removed from the ticket: %(name)s.") % {"name": name}
 
 

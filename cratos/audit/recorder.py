@@ -2,6 +2,7 @@
 several at once, one INSERT) inside the transaction of the change they record."""
 
 from django.db import transaction
+from django.utils import translation
 
 from .models import AuditEvent
 
@@ -31,6 +32,9 @@ def build_event(
     `pk` and a `ticket_no`: the log keeps its id and number (and an operation's id), so it reads
     the same after they change. `actor_username` names an actor who is no user (a user name
     tried at sign-in)."""
+    # The log is a record: a refusal's lazy message is kept in English whatever the actor reads.
+    with translation.override("en"):
+        message = str(message)
     return AuditEvent(
         action=action,
         actor=actor if actor is not None and actor.pk else None,

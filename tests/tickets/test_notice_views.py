@@ -7,6 +7,7 @@ import pytest
 from django.core import mail, signing
 from django.urls import reverse
 
+from cratos.audit.models import AuditEvent
 from tests.factories import (
     ApprovalNodeFactory,
     GroupFactory,
@@ -241,3 +242,10 @@ def test_a_refusal_is_shown_in_the_services_words(client, ticket, bob):
     ticket.refresh_from_db()
     assert ticket.state == Ticket.State.IN_APPROVAL
     assert not DecisionLinkUse.objects.exists()  # refused: the link was not spent
+
+
+def test_a_decision_by_link_records_the_address(client, ticket, bob, redis_client):
+    as_user(client, bob).post(links_of(bob)["Reject"], {"text": "No"}, REMOTE_ADDR="203.0.113.7")
+
+    event = AuditEvent.objects.get(action="ticket.rejected", ticket_no=ticket.ticket_no)
+    assert event.request_ip == "203.0.113.7"

@@ -22,7 +22,7 @@ from tests.factories import (
     UserFactory,
     WorkOrderFactory,
 )
-from tickets import grants, selectors, services
+from tickets import grants, revocations, selectors
 from tickets.models import ApprovalNode, Ticket, TicketEntry
 from tickets.rules import revoke_refusal
 
@@ -68,7 +68,7 @@ def test_revoke_deletes_the_key_at_once_marks_the_entry_and_audits(approved, car
     web = entry_of(approved, "web")
     assert live("web") is not None
 
-    revoked = services.revoke_authorization(entry=web, actor=carol, reason="Wrong release")
+    revoked = revocations.revoke_authorization(entry=web, actor=carol, reason="Wrong release")
 
     assert revoked.state == TicketEntry.State.REVOKED
     assert entry_of(approved, "web").state == TicketEntry.State.REVOKED
@@ -88,7 +88,7 @@ def test_revoke_deletes_the_key_at_once_marks_the_entry_and_audits(approved, car
 
 def test_the_last_revocation_completes_the_ticket_unsuccessfully(approved, bob):
     for name in ("web", "api"):
-        services.revoke_authorization(entry=entry_of(approved, name), actor=bob, reason="Stop")
+        revocations.revoke_authorization(entry=entry_of(approved, name), actor=bob, reason="Stop")
     approved.refresh_from_db()
     assert approved.state == Ticket.State.COMPLETED
     assert approved.success is False
@@ -99,7 +99,7 @@ def test_the_last_revocation_completes_the_ticket_unsuccessfully(approved, bob):
 @pytest.mark.parametrize("reason", ["", "   ", None])
 def test_a_reason_is_required(approved, bob, reason):
     with pytest.raises(ValidationFailed, match=r"Give a reason for the revocation\."):
-        services.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason=reason)
+        revocations.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason=reason)
     assert entry_of(approved, "web").state == TicketEntry.State.AUTHORIZED
     assert live("web") is not None
     assert not AuditEvent.objects.filter(action=Action.AUTHORIZATION_REVOKED).exists()
@@ -111,7 +111,9 @@ def test_requesters_and_others_may_not_revoke(approved, alice):
     staff_without_permission = UserFactory(username="sam", is_staff=True)
     for user in (alice, outsider, other_groups_member, staff_without_permission):
         with pytest.raises(PermissionRefused) as refused:
-            services.revoke_authorization(entry=entry_of(approved, "web"), actor=user, reason="x")
+            revocations.revoke_authorization(
+                entry=entry_of(approved, "web"), actor=user, reason="x"
+            )
         assert refused.value.message == (
             "Only approvers of work order APPLICATION_REDEPLOY or administrators may revoke "
             "its authorizations."
@@ -145,25 +147,25 @@ def test_informed_only_members_may_not_revoke(approved, work_order):
 def test_administrators_may_revoke(approved):
     admin = UserFactory(username="root", is_superuser=True, is_staff=True)
     staff = UserFactory(username="sam", is_staff=True, permissions=["tickets.change_ticket"])
-    services.revoke_authorization(entry=entry_of(approved, "web"), actor=admin, reason="Audit")
-    services.revoke_authorization(entry=entry_of(approved, "api"), actor=staff, reason="Audit")
+    revocations.revoke_authorization(entry=entry_of(approved, "web"), actor=admin, reason="Audit")
+    revocations.revoke_authorization(entry=entry_of(approved, "api"), actor=staff, reason="Audit")
     assert live("web") is None and live("api") is None
 
 
 def test_only_an_authorized_entry_can_be_revoked(approved, bob, alice, web):
-    services.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="once")
+    revocations.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="once")
     with pytest.raises(InvalidTransition, match=r"web on ticket \d+ is REVOKED"):
-        services.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="twice")
+        revocations.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="twice")
     pending = TicketFactory(applicant=alice, applications=[web], submitted=True)
     with pytest.raises(InvalidTransition, match="is DRAFT; only an authorized entry"):
-        services.revoke_authorization(entry=entry_of(pending, "web"), actor=bob, reason="early")
+        revocations.revoke_authorization(entry=entry_of(pending, "web"), actor=bob, reason="early")
     assert AuditEvent.objects.filter(action=Action.AUTHORIZATION_REVOKED).count() == 1
 
 
 def test_an_authorization_in_use_by_an_operation_cannot_be_revoked(approved, alice, bob):
     approved.entries.filter(name="web").update(state=TicketEntry.State.IN_USE)
     with pytest.raises(InvalidTransition, match="An operation on web is running"):
-        services.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="stop")
+        revocations.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="stop")
     assert entry_of(approved, "web").state == TicketEntry.State.IN_USE
 
 
@@ -171,7 +173,7 @@ def test_a_newer_tickets_authorization_is_left_alone(approved, alice, carol, web
     newer = TicketFactory(applicant=alice, applications=[web], approved_by=carol)
     assert live("web").ticket_id == newer.pk
 
-    services.revoke_authorization(entry=entry_of(approved, "web"), actor=carol, reason="old")
+    revocations.revoke_authorization(entry=entry_of(approved, "web"), actor=carol, reason="old")
 
     assert entry_of(approved, "web").state == TicketEntry.State.REVOKED
     assert live("web").ticket_id == newer.pk
@@ -179,7 +181,7 @@ def test_a_newer_tickets_authorization_is_left_alone(approved, alice, carol, web
 
 def test_redis_down_changes_nothing(approved, bob, unreachable_redis):
     with pytest.raises(ServiceUnavailable):
-        services.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="x")
+        revocations.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="x")
     assert entry_of(approved, "web").state == TicketEntry.State.AUTHORIZED
     assert not AuditEvent.objects.filter(action=Action.AUTHORIZATION_REVOKED).exists()
 
@@ -189,7 +191,7 @@ def test_revocable_entry_ids_for_the_ticket_page(approved, alice, bob):
     both = {entry_of(approved, "web").pk, entry_of(approved, "api").pk}
     assert selectors.revocable_entry_ids(ticket=ticket, user=bob) == both
     assert selectors.revocable_entry_ids(ticket=ticket, user=alice) == set()
-    services.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="x")
+    revocations.revoke_authorization(entry=entry_of(approved, "web"), actor=bob, reason="x")
     ticket = selectors.ticket_by_no(ticket_no=approved.ticket_no)
     assert selectors.revocable_entry_ids(ticket=ticket, user=bob) == {entry_of(approved, "api").pk}
 
@@ -245,7 +247,7 @@ def test_the_page_refuses_the_applicant_and_hides_the_ticket_from_strangers(
 def test_the_page_refuses_a_settled_entry_and_an_unknown_one(client, approved, bob):
     client.force_login(bob)
     web = entry_of(approved, "web")
-    services.revoke_authorization(entry=web, actor=bob, reason="once")
+    revocations.revoke_authorization(entry=web, actor=bob, reason="once")
     response = client.get(revoke_url(web))
     assert response.status_code == 409
     assert "only an authorized entry can be revoked" in response.content.decode()
