@@ -21,7 +21,7 @@ from cratos.exceptions import ServiceUnavailable
 from . import grants
 from .grants import Grant, GrantKind, UnauthorizedAccess
 from .models import Ticket, TicketEntry
-from .services import settle_entry
+from .settlements import settle_entry
 
 logger = logging.getLogger(__name__)
 

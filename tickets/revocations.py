@@ -11,7 +11,8 @@ from .models import TicketEntry
 from .notifications import notify_authorization_revoked
 from .providers import provider_for
 from .rules import revoke_refusal
-from .services import locked_ticket, settle_entry
+from .settlements import settle_entry
+from .ticket_states import locked_ticket
 
 
 @transaction.atomic

@@ -1,4 +1,5 @@
-"""Ticket writes: create, edit, submit, decide, cancel, settle (revocation: tickets.revocations).
+"""Ticket writes: create, edit, submit, decide, cancel (settling an entry: tickets.settlements;
+revocation: tickets.revocations).
 
 Every function locks the ticket row (`select_for_update`), asks tickets.rules, then writes the
 change, its state history and its audit event in one transaction.
@@ -13,7 +14,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from cratos.audit.recorder import Action, Outcome, record_event
-from cratos.exceptions import DomainError, InvalidTransition, ValidationFailed
+from cratos.exceptions import InvalidTransition, ValidationFailed
 
 from .approver_choice import chosen_approvers
 from .models import (
@@ -37,35 +38,15 @@ from .rules import (
     owner_teams_decided_by,
     transition_refusal,
 )
+from .ticket_states import locked_ticket, refuse, transition
 
 MAX_UNSUBMITTED_TICKETS = 3
 State = Ticket.State
 
 
-def _refuse(refusal: DomainError | None) -> None:
-    if refusal is not None:
-        raise refusal
-
-
-def locked_ticket(ticket: Ticket) -> Ticket:
-    # of=("self",): lock the ticket row only, not the joined work order and applicant rows.
-    return (
-        Ticket.objects.select_for_update(of=("self",))
-        .select_related("work_order", "applicant")
-        .get(pk=ticket.pk)
-    )
-
-
-def _transition(*, ticket: Ticket, to_state: str, actor, note: str = "") -> None:
-    """Move the ticket to `to_state` and keep the step in its state history (caller saves)."""
-    _refuse(transition_refusal(ticket=ticket, to_state=to_state))
-    ticket.state_changes.create(from_state=ticket.state, to_state=to_state, actor=actor, note=note)
-    ticket.state = to_state
-
-
 def close_unapproved(*, ticket: Ticket, to_state: str, actor, note: str) -> None:
     """End a ticket before approval (REJECTED, CLOSED): no current node, entries cancelled."""
-    _transition(ticket=ticket, to_state=to_state, actor=actor, note=note)
+    transition(ticket=ticket, to_state=to_state, actor=actor, note=note)
     ticket.current_node = None
     ticket.save()
     ticket.entries.update(state=TicketEntry.State.CANCELLED)
@@ -214,7 +195,7 @@ def add_entries(
     )
     with transaction.atomic():
         ticket = locked_ticket(ticket)
-        _refuse(entries_refusal(ticket=ticket, user=actor))
+        refuse(entries_refusal(ticket=ticket, user=actor))
         return _add_entries(
             ticket=ticket,
             actor=actor,
@@ -226,7 +207,7 @@ def add_entries(
 @transaction.atomic
 def remove_entry(*, ticket: Ticket, actor, entry_name: str, request_ip: str = "") -> None:
     ticket = locked_ticket(ticket)
-    _refuse(entries_refusal(ticket=ticket, user=actor))
+    refuse(entries_refusal(ticket=ticket, user=actor))
     deleted, _by_model = ticket.entries.filter(name=entry_name).delete()
     if not deleted:
         raise ValidationFailed(
@@ -279,8 +260,8 @@ def _submit_ticket(
     request_ip: str,
 ) -> Ticket:
     ticket = locked_ticket(ticket)
-    _refuse(applicant_refusal(ticket=ticket, user=actor, action="submit"))
-    _refuse(transition_refusal(ticket=ticket, to_state=State.IN_APPROVAL))
+    refuse(applicant_refusal(ticket=ticket, user=actor, action="submit"))
+    refuse(transition_refusal(ticket=ticket, to_state=State.IN_APPROVAL))
     if reason is not None:
         ticket.reason = reason.strip()
     if not ticket.reason:
@@ -300,7 +281,7 @@ def _submit_ticket(
         )
     chosen = chosen_approvers(ticket=ticket, nodes=nodes, approvers=approvers or {})
     TicketNodeApprover.objects.bulk_create(chosen)
-    _transition(ticket=ticket, to_state=State.IN_APPROVAL, actor=actor)
+    transition(ticket=ticket, to_state=State.IN_APPROVAL, actor=actor)
     ticket.current_node = nodes[0]
     ticket.submitted_at = timezone.now()
     ticket.save()
@@ -334,7 +315,7 @@ def _decide(
     reject = decision == Approval.Decision.REJECT
     if node is not None and ticket.current_node_id != node.pk:
         raise InvalidTransition(_already_decided(node=node, ticket=ticket))
-    _refuse(decision_refusal(ticket=ticket, user=approver, reject=reject))
+    refuse(decision_refusal(ticket=ticket, user=approver, reject=reject))
     current = ticket.current_node
     # At an APPLICATION_OWNER node the approver decides for each owner team of theirs still
     # awaited: one decision per team, so a two-team ticket waits for both.
@@ -421,7 +402,7 @@ def approve_ticket(
         ticket.current_node = later[0]
         ticket.save()
         return ticket
-    _transition(ticket=ticket, to_state=State.APPROVED, actor=approver)
+    transition(ticket=ticket, to_state=State.APPROVED, actor=approver)
     ticket.current_node = None
     ticket.decided_at = timezone.now()
     ticket.save()
@@ -466,7 +447,7 @@ def cancel_ticket(*, ticket: Ticket, actor, reason: str = "", request_ip: str = 
     """The applicant withdraws a ticket not yet approved: CLOSED, entries cancelled."""
     reason = (reason or "").strip()
     ticket = locked_ticket(ticket)
-    _refuse(applicant_refusal(ticket=ticket, user=actor, action="cancel"))
+    refuse(applicant_refusal(ticket=ticket, user=actor, action="cancel"))
     close_unapproved(ticket=ticket, to_state=State.CLOSED, actor=actor, note=reason)
     record_event(
         action=Action.TICKET_CANCELLED,
@@ -476,50 +457,3 @@ def cancel_ticket(*, ticket: Ticket, actor, reason: str = "", request_ip: str = 
         request_ip=request_ip,
     )
     return ticket
-
-
-@transaction.atomic
-def settle_entry(
-    *, entry: TicketEntry, state: str, actor=None, success: bool | None = None
-) -> TicketEntry:
-    """Mark an authorized entry EXPIRED or REVOKED, or one in use USED (with `success`); the last
-    one settled makes the ticket COMPLETED, successful only when every entry was USED with
-    success.
-
-    Called by the grant-use, revocation and expiry services, which audit the entry themselves.
-    """
-    if state not in TicketEntry.SETTLED_STATES:
-        raise ValidationFailed(
-            f"An entry settles as {', '.join(TicketEntry.SETTLED_STATES)}, not as {state}."
-        )
-    ticket = locked_ticket(entry.ticket)
-    entry = TicketEntry.objects.select_for_update().get(pk=entry.pk)
-    settles_from = (
-        TicketEntry.State.IN_USE
-        if state == TicketEntry.State.USED
-        else TicketEntry.State.AUTHORIZED
-    )
-    if entry.state != settles_from:
-        raise InvalidTransition(
-            f"{entry.name} on ticket {ticket.ticket_no} is {entry.state}; "
-            f"only an entry {settles_from.label.lower()} can be settled {state}."
-        )
-    entry.state = state
-    entry.success = success if state == TicketEntry.State.USED else None
-    entry.save(update_fields=["state", "success"])
-    entries = list(ticket.entries.all())
-    if all(e.is_settled for e in entries):
-        _transition(ticket=ticket, to_state=State.COMPLETED, actor=actor)
-        ticket.success = all(e.state == TicketEntry.State.USED and e.success for e in entries)
-        ticket.completed_at = timezone.now()
-        ticket.save()
-        record_event(
-            action=Action.TICKET_COMPLETED,
-            actor=actor,
-            outcome=Outcome.SUCCESS if ticket.success else Outcome.FAILURE,
-            ticket=ticket,
-            message="Every redeploy succeeded."
-            if ticket.success
-            else "Not every redeploy ran or succeeded.",
-        )
-    return entry

@@ -11,7 +11,8 @@ from django.utils import timezone
 from cratos.audit.recorder import Action, Outcome, record_event
 
 from .models import Ticket, TicketEntry
-from .services import close_unapproved, settle_entry
+from .services import close_unapproved
+from .settlements import settle_entry
 
 State = Ticket.State
 # An authorization counts as unused only this long after it ran out: an operation that took it

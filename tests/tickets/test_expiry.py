@@ -15,7 +15,7 @@ from tests.factories import (
     TicketFactory,
     UserFactory,
 )
-from tickets import services, sweeps, tasks
+from tickets import settlements, sweeps, tasks
 from tickets.models import Ticket, TicketEntry
 
 pytestmark = pytest.mark.django_db
@@ -266,7 +266,7 @@ def test_an_authorization_just_run_out_gets_a_short_grace(alice, bob, web):
 def test_used_and_expired_entries_complete_the_ticket_unsuccessfully(alice, bob, web, api_app):
     ticket = TicketFactory(applicant=alice, applications=[web, api_app], approved_by=bob)
     ticket.entries.filter(name="web").update(state=TicketEntry.State.IN_USE)
-    services.settle_entry(
+    settlements.settle_entry(
         entry=TicketEntry.objects.get(ticket=ticket, name="web"),
         state=TicketEntry.State.USED,
         actor=alice,
@@ -289,7 +289,7 @@ def test_an_authorization_in_use_by_an_operation_is_left_to_it(alice, bob, web):
     assert states(ticket) == {"web": TicketEntry.State.IN_USE}
 
     # The operation ends and settles the entry USED, as redeploy.operations does.
-    services.settle_entry(
+    settlements.settle_entry(
         entry=TicketEntry.objects.get(ticket=ticket),
         state=TicketEntry.State.USED,
         actor=alice,
@@ -327,7 +327,7 @@ def test_a_redeploy_settling_the_entry_meanwhile_wins_cleanly(alice, bob, web):
     ticket.entries.update(state=TicketEntry.State.IN_USE)
 
     def settle_used():
-        services.settle_entry(
+        settlements.settle_entry(
             entry=TicketEntry.objects.get(ticket=ticket),
             state=TicketEntry.State.USED,
             actor=alice,

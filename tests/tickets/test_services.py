@@ -27,7 +27,7 @@ from tests.factories import (
     approval_chain,
 )
 from tests.support import audit_actions, redis_down
-from tickets import services
+from tickets import services, settlements
 from tickets.models import Approval, ApprovalNode, Ticket, TicketEntry
 
 State = Ticket.State
@@ -663,11 +663,11 @@ def _in_use(ticket, name) -> TicketEntry:
 
 
 def test_every_entry_used_with_success_completes_with_success(approved_two, alice):
-    services.settle_entry(entry=_in_use(approved_two, "web"), state=Entry.USED, success=True)
+    settlements.settle_entry(entry=_in_use(approved_two, "web"), state=Entry.USED, success=True)
     approved_two.refresh_from_db()
     assert approved_two.state == State.APPROVED  # one entry still authorized
 
-    services.settle_entry(
+    settlements.settle_entry(
         entry=_in_use(approved_two, "api"), state=Entry.USED, success=True, actor=alice
     )
     approved_two.refresh_from_db()
@@ -683,9 +683,9 @@ def test_every_entry_used_with_success_completes_with_success(approved_two, alic
     [(Entry.USED, False), (Entry.EXPIRED, None), (Entry.REVOKED, None)],
 )
 def test_completion_fails_unless_every_entry_was_used_with_success(approved_two, state, success):
-    services.settle_entry(entry=_in_use(approved_two, "web"), state=Entry.USED, success=True)
+    settlements.settle_entry(entry=_in_use(approved_two, "web"), state=Entry.USED, success=True)
     api = _in_use(approved_two, "api") if state == Entry.USED else _entry(approved_two, "api")
-    services.settle_entry(entry=api, state=state, success=success)
+    settlements.settle_entry(entry=api, state=state, success=success)
     approved_two.refresh_from_db()
     assert (approved_two.state, approved_two.success) == (State.COMPLETED, False)
     assert _entry(approved_two, "api").state == state
@@ -694,31 +694,31 @@ def test_completion_fails_unless_every_entry_was_used_with_success(approved_two,
 
 
 def test_expired_and_revoked_entries_record_no_success(approved_two):
-    services.settle_entry(entry=_entry(approved_two, "web"), state=Entry.EXPIRED, success=True)
+    settlements.settle_entry(entry=_entry(approved_two, "web"), state=Entry.EXPIRED, success=True)
     assert _entry(approved_two, "web").success is None
 
 
 def test_an_entry_settles_once(approved_two):
-    services.settle_entry(entry=_in_use(approved_two, "web"), state=Entry.USED, success=True)
+    settlements.settle_entry(entry=_in_use(approved_two, "web"), state=Entry.USED, success=True)
     with pytest.raises(
         InvalidTransition, match=r"web on ticket \d+ is USED; only an entry authorized"
     ):
-        services.settle_entry(entry=_entry(approved_two, "web"), state=Entry.REVOKED)
+        settlements.settle_entry(entry=_entry(approved_two, "web"), state=Entry.REVOKED)
 
 
 def test_an_entry_not_yet_authorized_cannot_settle(submitted):
     with pytest.raises(InvalidTransition, match="is DRAFT; only an entry in use"):
-        services.settle_entry(entry=submitted.entries.get(), state=Entry.USED, success=True)
+        settlements.settle_entry(entry=submitted.entries.get(), state=Entry.USED, success=True)
 
 
 @pytest.mark.parametrize("state", [Entry.DRAFT, Entry.AUTHORIZED, Entry.CANCELLED, "DONE"])
 def test_settle_refuses_a_state_that_does_not_settle(approved_two, state):
     with pytest.raises(ValidationFailed, match=f"not as {state}"):
-        services.settle_entry(entry=_entry(approved_two, "web"), state=state)
+        settlements.settle_entry(entry=_entry(approved_two, "web"), state=state)
 
 
 def test_a_completed_ticket_cannot_move_again(approved, alice, bob):
-    services.settle_entry(entry=_in_use(approved, "web"), state=Entry.USED, success=True)
+    settlements.settle_entry(entry=_in_use(approved, "web"), state=Entry.USED, success=True)
     approved.refresh_from_db()
     assert approved.state == State.COMPLETED
     with pytest.raises(InvalidTransition, match="is COMPLETED; it cannot be cancelled"):
@@ -736,7 +736,7 @@ def test_full_life_history_and_audit_trail(alice, bob, work_order, web):
     )
     ticket = services.submit_ticket(ticket=ticket, actor=alice, reason="Config")
     ticket = services.approve_ticket(ticket=ticket, approver=bob)
-    services.settle_entry(entry=_in_use(ticket, "web"), state=Entry.USED, success=True)
+    settlements.settle_entry(entry=_in_use(ticket, "web"), state=Entry.USED, success=True)
     assert history(ticket) == [
         ("", State.NEW),
         (State.NEW, State.IN_APPROVAL),

@@ -1,0 +1,58 @@
+"""Settling a ticket's entry once its authorization was used, expired or revoked; the last one
+settled completes the ticket."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from cratos.audit.recorder import Action, Outcome, record_event
+from cratos.exceptions import InvalidTransition, ValidationFailed
+
+from .models import Ticket, TicketEntry
+from .ticket_states import locked_ticket, transition
+
+
+@transaction.atomic
+def settle_entry(
+    *, entry: TicketEntry, state: str, actor=None, success: bool | None = None
+) -> TicketEntry:
+    """Mark an authorized entry EXPIRED or REVOKED, or one in use USED (with `success`); the last
+    one settled makes the ticket COMPLETED, successful only when every entry was USED with
+    success.
+
+    Called by the grant-use, revocation and expiry services, which audit the entry themselves.
+    """
+    if state not in TicketEntry.SETTLED_STATES:
+        raise ValidationFailed(
+            f"An entry settles as {', '.join(TicketEntry.SETTLED_STATES)}, not as {state}."
+        )
+    ticket = locked_ticket(entry.ticket)
+    entry = TicketEntry.objects.select_for_update().get(pk=entry.pk)
+    settles_from = (
+        TicketEntry.State.IN_USE
+        if state == TicketEntry.State.USED
+        else TicketEntry.State.AUTHORIZED
+    )
+    if entry.state != settles_from:
+        raise InvalidTransition(
+            f"{entry.name} on ticket {ticket.ticket_no} is {entry.state}; "
+            f"only an entry {settles_from.label.lower()} can be settled {state}."
+        )
+    entry.state = state
+    entry.success = success if state == TicketEntry.State.USED else None
+    entry.save(update_fields=["state", "success"])
+    entries = list(ticket.entries.all())
+    if all(e.is_settled for e in entries):
+        transition(ticket=ticket, to_state=Ticket.State.COMPLETED, actor=actor)
+        ticket.success = all(e.state == TicketEntry.State.USED and e.success for e in entries)
+        ticket.completed_at = timezone.now()
+        ticket.save()
+        record_event(
+            action=Action.TICKET_COMPLETED,
+            actor=actor,
+            outcome=Outcome.SUCCESS if ticket.success else Outcome.FAILURE,
+            ticket=ticket,
+            message="Every redeploy succeeded."
+            if ticket.success
+            else "Not every redeploy ran or succeeded.",
+        )
+    return entry
