@@ -6,12 +6,17 @@ web holds no cluster credentials): a pod can only be picked from what runs now. 
 itself is the worker's too (redeploy.pod_deletion_runs).
 """
 
+from http import HTTPStatus
+
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRefresh
 
 from cratos.exceptions import ServiceUnavailable, ValidationFailed
 from cratos.security import client_ip
@@ -100,12 +105,24 @@ def pod_deletion_new(request):
 
 @login_required
 @require_GET
+@vary_on_headers("HX-Request")
 def pod_deletion_detail(request, operation_id):
     operation = selectors.visible_pod_deletion(operation_id=operation_id, user=request.user)
+    if request.htmx:
+        # The page's poll while the deletion runs: nothing new, or reload to show what is.
+        if request.GET.get("seen") == _live_signature(operation):
+            return HttpResponse(status=HTTPStatus.NO_CONTENT)
+        return HttpResponseClientRefresh()
     context = {
         "operation": operation,
         "badge": state_badge(operation.state),
         "targets": [(target, state_badge(target.state)) for target in operation.targets.all()],
         "refresh_seconds": REFRESH_SECONDS,
+        "live_signature": _live_signature(operation),
     }
     return render(request, "redeploy/pod_deletion_detail.html", context)
+
+
+def _live_signature(operation) -> str:
+    """What changes while pods are deleted and replaced: the operation's and each pod's state."""
+    return ":".join([operation.state, *(target.state for target in operation.targets.all())])

@@ -2,6 +2,7 @@
 the deletion, the operation page, and the ticket's records table."""
 
 import re
+from urllib.parse import unquote
 
 import pytest
 from django.urls import reverse
@@ -65,6 +66,31 @@ def test_posting_picked_pods_queues_one_operation_and_shows_it(
     assert "Succeeded" in html
     ticket_page = page(as_alice.get(reverse("tickets:detail", args=[delete_pod_ticket.ticket_no])))
     assert "Delete Operation Time" in ticket_page and names[0] in ticket_page
+
+
+def test_a_running_deletion_page_asks_for_news_and_reloads_only_on_a_change(
+    as_alice, cluster, binding, delete_pod_ticket
+):
+    names = [
+        p.name
+        for p in kube.deployment_pods(cluster=cluster, namespace="shop", deployment_name="web")
+    ]
+    # Queued, not run: the commit hook that enqueues it is left out.
+    as_alice.post(
+        reverse("redeploy:pod-deletion-new"),
+        {"application": "web", "binding": binding.pk, "pods": names[:1]},
+    )
+    operation = PodDeletion.objects.get()
+    url = reverse("redeploy:pod-deletion", args=[operation.pk])
+    html = page(as_alice.get(url))
+    seen = re.search(r'hx-get="[^"?]*\?seen=([^"]+)"', html).group(1)
+    assert 'http-equiv="refresh"' not in html.replace("<noscript><meta http-equiv", "")
+
+    unchanged = as_alice.get(url, {"seen": unquote(seen)}, HTTP_HX_REQUEST="true")
+    assert unchanged.status_code == 204
+    PodDeletion.objects.filter(pk=operation.pk).update(state=PodDeletion.State.RUNNING)
+    changed = as_alice.get(url, {"seen": unquote(seen)}, HTTP_HX_REQUEST="true")
+    assert changed.headers["HX-Refresh"] == "true"
 
 
 def test_a_second_post_is_refused_on_the_form(
