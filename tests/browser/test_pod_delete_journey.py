@@ -44,6 +44,9 @@ def file_delete_pod_ticket(page: Page, screenshots) -> str:
 def pick_and_delete(page: Page, ticket_no: str, screenshots) -> list[str]:
     """alice opens the pod table from her approval, deletes two pods and follows the operation
     to its end; returns the pods' names."""
+    # Her ticket page, still open, updates itself once approved (a reload): wait for it, or the
+    # reload could land after the click below.
+    expect(page.locator("h1 .badge")).to_have_text("Approved", timeout=15_000)
     page.get_by_role("link", name="My authorizations").click()
     row = page.locator(".authorizations-table tbody tr")
     expect(row.locator("td").nth(1)).to_have_text(ticket_no)
