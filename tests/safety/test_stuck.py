@@ -144,6 +144,10 @@ def test_the_database_cut_while_the_rollout_is_followed(
     """Cut during a look at the rollout: that look is lost, the next one (a new task, a new
     connection) decides."""
     worker = start_worker(**WORKER)
+    # The follow-up's first look is a LIST of the namespace (then it watches); the restart
+    # itself reads one Deployment. Hung from the start, so the follow-up cannot pass it before
+    # the test looks.
+    sim.hang_next("GET", "/namespaces/shop/deployments$", seconds=1, times=1)
     operation = request(requester)
     wait_for(
         lambda: RedeployTarget.objects.filter(
@@ -152,10 +156,11 @@ def test_the_database_cut_while_the_rollout_is_followed(
         "the restart recorded",
         log=lambda: worker.log,
     )
-    looked = len(gets(sim))
-    # The follow-up's first look is a LIST of the namespace (then it watches).
-    sim.hang_next("GET", "/namespaces/shop/deployments$", seconds=1, times=1)
-    wait_for(lambda: len(gets(sim)) > looked, "a look at the rollout", log=lambda: worker.log)
+    wait_for(
+        lambda: [r for r in gets(sim) if r.path.endswith("/namespaces/shop/deployments")],
+        "a look at the rollout",
+        log=lambda: worker.log,
+    )
     cut_database_connections()
     assert RedeployOperation.objects.get(pk=operation.pk).state == "RUNNING"  # cut mid-follow
 
