@@ -3,6 +3,8 @@
 Refusals are DomainErrors from the services, rendered by cratos.api.exception_handler.
 """
 
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
@@ -75,7 +77,9 @@ class TicketViewSet(viewsets.GenericViewSet):
         try:
             work_order = selectors.work_order_by_key(key=data["workOrderKey"])
         except WorkOrder.DoesNotExist:
-            raise ValidationFailed(f"Unknown work order: {data['workOrderKey']}") from None
+            raise ValidationFailed(
+                format_lazy(_("Unknown work order: {key}"), key=data["workOrderKey"])
+            ) from None
         ticket = services.create_ticket(
             applicant=request.user,
             work_order=work_order,

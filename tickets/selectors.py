@@ -8,6 +8,8 @@ from uuid import UUID
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from cratos.audit.models import AuditEvent
 from cratos.audit.selectors import may_review_audit
@@ -24,6 +26,11 @@ from .rules import (
     revoker_refusal,
     view_refusal,
 )
+
+
+def _ticket_missing(ticket_no: str):
+    """Worded when shown, in the reader's language."""
+    return format_lazy(_("Ticket {ticket_no} does not exist."), ticket_no=ticket_no)
 
 
 def ticket_queryset() -> QuerySet[Ticket]:
@@ -57,7 +64,7 @@ def visible_ticket(*, ticket_no: str, user) -> Ticket:
     try:
         ticket = ticket_by_no(ticket_no=ticket_no)
     except Ticket.DoesNotExist:
-        raise NotFound(f"Ticket {ticket_no} does not exist.") from None
+        raise NotFound(_ticket_missing(ticket_no)) from None
     refusal = view_refusal(ticket=ticket, user=user)
     if refusal:
         raise refusal
@@ -70,7 +77,7 @@ def ticket_for_vote(*, ticket_no: str, user) -> Ticket:
     try:
         ticket = ticket_by_no(ticket_no=ticket_no)
     except Ticket.DoesNotExist:
-        raise NotFound(f"Ticket {ticket_no} does not exist.") from None
+        raise NotFound(_ticket_missing(ticket_no)) from None
     candidate = ticket.state != Ticket.State.NEW and any(
         candidate_of(ticket=ticket, node=node, user=user)
         for node in ticket.work_order.nodes.all()
@@ -326,7 +333,7 @@ def tickets_for_decision(
                 and not candidate_of(ticket=ticket, node=node, user=user)
             )
         ):
-            refused.append(NotFound(f"Ticket {ticket_no} does not exist."))
+            refused.append(NotFound(_ticket_missing(ticket_no)))
         else:
             found.append((ticket, node))
     return _for_decision(found), refused
@@ -344,7 +351,7 @@ def entry_for_revocation(*, ticket_no: str, entry_id: int, user) -> TicketEntry:
         revoker_refusal(ticket=ticket, user=user) is not None
         and view_refusal(ticket=ticket, user=user) is not None
     ):
-        raise NotFound(f"Ticket {ticket_no} does not exist.")
+        raise NotFound(_ticket_missing(ticket_no))
     entry = ticket.entries.filter(pk=entry_id).first()
     if entry is None:
         raise NotFound(f"Ticket {ticket_no} has no entry {entry_id}.")
