@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import override
+from django.utils.translation import gettext_noop, override
 
 from cratos.audit.models import AuditEvent
 from cratos.audit.recorder import Action, Outcome, build_event, record_events
@@ -274,25 +274,24 @@ def _report(operation: RedeployOperation, targets: list[RedeployTarget]) -> dict
         "no": operation.ticket.ticket_no,
         "message": operation.message,
     }
+    if succeeded:
+        subject = gettext_noop("Redeploy of %(application)s succeeded")
+        summary = gettext_noop(
+            "The redeploy of %(application)s (%(where)s, ticket %(no)s) succeeded."
+        )
+    else:
+        subject = gettext_noop("Redeploy of %(application)s failed")
+        summary = gettext_noop(
+            "The redeploy of %(application)s (%(where)s, ticket %(no)s) failed: %(message)s"
+        )
     with override(settings.LANGUAGE_CODE):
-        if succeeded:
-            subject = _("Redeploy of %(application)s succeeded") % names
-            summary = (
-                _("The redeploy of %(application)s (%(where)s, ticket %(no)s) succeeded.") % names
-            )
-        else:
-            subject = _("Redeploy of %(application)s failed") % names
-            summary = (
-                _("The redeploy of %(application)s (%(where)s, ticket %(no)s) failed: %(message)s")
-                % names
-            )
         rows = [record_row(target) for target in targets]
         title = _("Redeploys")
     return {
         "event": "redeploy.finished",
         "title": title,
-        "subject": subject,
-        "summary": summary,
+        # Untranslated: each recipient reads them in their own language.
+        "words": {"subject": subject, "summary": summary, "names": names},
         "headers": RECORD_HEADERS,
         "rows": rows,
         "fields": {

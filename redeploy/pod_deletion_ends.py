@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import override
+from django.utils.translation import gettext_noop, override
 
 from cratos.audit.models import AuditEvent
 from cratos.audit.recorder import Action, Outcome, record_events
@@ -147,29 +147,24 @@ def _report(operation: PodDeletion, targets: list[PodDeletionTarget]) -> dict:
         "no": operation.ticket.ticket_no,
         "message": operation.message,
     }
+    if succeeded:
+        subject = gettext_noop("Pod deletion of %(application)s succeeded")
+        summary = gettext_noop(
+            "The pod deletion of %(application)s (%(where)s, ticket %(no)s) succeeded."
+        )
+    else:
+        subject = gettext_noop("Pod deletion of %(application)s failed")
+        summary = gettext_noop(
+            "The pod deletion of %(application)s (%(where)s, ticket %(no)s) failed: %(message)s"
+        )
     with override(settings.LANGUAGE_CODE):
-        if succeeded:
-            subject = _("Pod deletion of %(application)s succeeded") % names
-            summary = (
-                _("The pod deletion of %(application)s (%(where)s, ticket %(no)s) succeeded.")
-                % names
-            )
-        else:
-            subject = _("Pod deletion of %(application)s failed") % names
-            summary = (
-                _(
-                    "The pod deletion of %(application)s (%(where)s, ticket %(no)s) failed: "
-                    "%(message)s"
-                )
-                % names
-            )
         rows = [record_row(target) for target in targets]
         title = _("Pod deletions")
     return {
         "event": "pod_deletion.finished",
         "title": title,
-        "subject": subject,
-        "summary": summary,
+        # Untranslated: each recipient reads them in their own language.
+        "words": {"subject": subject, "summary": summary, "names": names},
         "headers": RECORD_HEADERS,
         "rows": rows,
         "fields": {

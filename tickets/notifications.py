@@ -37,7 +37,6 @@ from .notice_queue import (
     SEND_TICKET_SUBMITTED,
     enqueue,
 )
-from .notice_words import finished_words
 from .providers import markdown_table
 from .rules import decision_refusal
 from .selectors import entries_markdown, entries_table, ticket_queryset
@@ -356,7 +355,7 @@ def send_operation_finished(*, ticket_id: int, report: dict) -> None:
         record_rows=report["rows"],
         records_markdown=markdown_table(report["headers"], report["rows"]),
     )
-    words = finished_words(report, ticket_no=ticket.ticket_no)
+    words = _report_words(report["words"])
     recipients = {ticket.applicant_id: ticket.applicant}
     for user in _approvers_of(ticket):
         recipients.setdefault(user.pk, user)
@@ -377,9 +376,15 @@ def send_operation_finished(*, ticket_id: int, report: dict) -> None:
         ticket=ticket,
         event=report["event"],
         context=context,
-        summary=report["summary"],
+        summary=words()[1],
         **report["fields"],
     )
+
+
+def _report_words(report_words: dict) -> Callable[[], tuple[str, str]]:
+    """A kind's report words (untranslated msgids and their names), in the reader's language."""
+    names = report_words["names"]
+    return lambda: (_(report_words["subject"]) % names, _(report_words["summary"]) % names)
 
 
 def _load_ticket(ticket_id: int) -> Ticket:
