@@ -20,18 +20,12 @@ from tickets.grants import GrantKind
 from tickets.notifications import notify_operation_finished
 
 from .models import RedeployOperation, RedeployTarget
-from .providers import REDEPLOY_GRANTS
+from .providers import REDEPLOY_GRANTS, REDEPLOY_RECORD_HEADERS
 
 OperationState = RedeployOperation.State
 TargetState = RedeployTarget.State
 
-RECORD_HEADERS = [
-    "Instance Name",
-    "Namespace",
-    "Deployment Name",
-    "Redeploy Operation Time",
-    "Result",
-]
+RECORD_HEADERS = [*REDEPLOY_RECORD_HEADERS, "Result"]
 
 
 def rollout_poll_seconds() -> float:

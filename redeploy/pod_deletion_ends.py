@@ -23,19 +23,12 @@ from .operations import (
     time_and_result,
 )
 from .operations import locked_operation as locked_any_operation
-from .providers import DELETE_POD_GRANTS
+from .providers import DELETE_POD_GRANTS, POD_DELETION_RECORD_HEADERS
 
 OperationState = PodDeletion.State
 TargetState = PodDeletionTarget.State
 
-RECORD_HEADERS = [
-    "Instance Name",
-    "Namespace",
-    "Deployment Name",
-    "Pod Name",
-    "Delete Operation Time",
-    "Result",
-]
+RECORD_HEADERS = [*POD_DELETION_RECORD_HEADERS, "Result"]
 
 
 def target_event(

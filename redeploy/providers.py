@@ -38,6 +38,9 @@ DELETE_POD_GRANTS = GrantKind(
 
 # The seed's headers of a ticket's records table, in its words (Chinese pages translate them).
 PLACE_HEADERS = ["Instance Name", "Namespace", "Deployment Name"]
+# The seed's records tables (the ticket page adds "Result"; notices carry it too).
+REDEPLOY_RECORD_HEADERS = [*PLACE_HEADERS, "Redeploy Operation Time"]
+POD_DELETION_RECORD_HEADERS = [*PLACE_HEADERS, "Pod Name", "Delete Operation Time"]
 
 
 def records_html(
@@ -151,7 +154,7 @@ class ApplicationRedeployTicketEntryProvider(ApplicationEntryProvider):
             section_id="redeploys",
             title=_("Redeploys"),
             targets=RedeployTarget.objects.filter(ticket=ticket).order_by("operated_at", "pk"),
-            headers=[*PLACE_HEADERS, "Redeploy Operation Time"],
+            headers=REDEPLOY_RECORD_HEADERS,
             cells=lambda target: [],
             url_name="redeploy:operation",
             open_label=_("Open the redeploy"),
@@ -178,7 +181,7 @@ class ApplicationDeletePodTicketEntryProvider(ApplicationEntryProvider):
             section_id="pod-deletions",
             title=_("Pod deletions"),
             targets=PodDeletionTarget.objects.filter(ticket=ticket).order_by("operated_at", "pk"),
-            headers=[*PLACE_HEADERS, "Pod Name", "Delete Operation Time"],
+            headers=POD_DELETION_RECORD_HEADERS,
             cells=lambda target: [target.pod_name],
             url_name="redeploy:pod-deletion",
             open_label=_("Open the pod deletion"),
