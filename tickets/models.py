@@ -5,18 +5,62 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
+from django.utils import translation
+from django.utils.functional import lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from cratos.fields import EncryptedTextField
 
 
-class WorkOrder(models.Model):
+def _name_in_language(name: str, name_zh_hans: str) -> str:
+    if name_zh_hans and (translation.get_language() or "").lower() == "zh-hans":
+        return name_zh_hans
+    return name
+
+
+# Lazy, like a refusal's message: worded when rendered, so a refusal quoting a name reads in the
+# reader's language while the audit recorder (which renders in English) keeps the English one.
+name_in_language = lazy(_name_in_language, str)
+
+
+def english_name_field(*, max_length: int) -> models.CharField:
+    return models.CharField(
+        _("name"),
+        max_length=max_length,
+        help_text=_("In English: shown in English and kept in the audit log."),
+    )
+
+
+def chinese_name_field(*, max_length: int) -> models.CharField:
+    return models.CharField(
+        _("name in Chinese"),
+        max_length=max_length,
+        blank=True,
+        help_text=_("Shown to people reading Chinese; blank: they read the English name."),
+    )
+
+
+class NamedInLanguages(models.Model):
+    """A name people read in their language: `name` (English, the canonical one that keys,
+    logs and webhooks use) and `name_zh_hans`; pages, the admin, refusals and notices show
+    `display_name`."""
+
+    class Meta:
+        abstract = True
+
+    @property
+    def display_name(self) -> str:
+        return name_in_language(self.name, self.name_zh_hans)
+
+
+class WorkOrder(NamedInLanguages):
     """A kind of ticket: what it is for, how long its authorization lives, who approves it."""
 
     key = models.CharField(max_length=64, unique=True)  # e.g. APPLICATION_REDEPLOY
     business_type = models.CharField(max_length=32)  # e.g. APPLICATION
-    name = models.CharField(max_length=128)
+    name = english_name_field(max_length=128)
+    name_zh_hans = chinese_name_field(max_length=128)
     description = models.TextField(blank=True)
     authorization_ttl_seconds = models.PositiveIntegerField(default=7200)
     enabled = models.BooleanField(default=True)
@@ -34,7 +78,7 @@ class WorkOrder(models.Model):
         ordering = ["key"]
 
     def __str__(self) -> str:
-        return self.name
+        return str(self.display_name)
 
     def clean(self) -> None:
         if self.webhook_url and not self.webhook_secret:
@@ -47,7 +91,7 @@ class WorkOrder(models.Model):
         return bool(self.webhook_url and self.webhook_secret)
 
 
-class ApprovalNode(models.Model):
+class ApprovalNode(NamedInLanguages):
     """One step of a work order's approval chain, in `position` order."""
 
     class Type(models.TextChoices):
@@ -59,7 +103,8 @@ class ApprovalNode(models.Model):
 
     work_order = models.ForeignKey(WorkOrder, on_delete=models.CASCADE, related_name="nodes")
     position = models.PositiveSmallIntegerField()
-    name = models.CharField(max_length=64)
+    name = english_name_field(max_length=64)
+    name_zh_hans = chinese_name_field(max_length=64)
     node_type = models.CharField(max_length=20, choices=Type.choices, default=Type.OR_BATCH)
     group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="approval_nodes")
 
@@ -71,7 +116,7 @@ class ApprovalNode(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.work_order.key} #{self.position} {self.name}"
+        return f"{self.work_order.key} #{self.position} {self.display_name}"
 
     @property
     def is_gating(self) -> bool:
@@ -137,7 +182,7 @@ class TicketNodeApprover(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.ticket}: {self.node.name} by {self.user}"
+        return f"{self.ticket}: {self.node.display_name} by {self.user}"
 
 
 class TicketEntry(models.Model):
@@ -221,7 +266,7 @@ class Approval(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.ticket} {self.node.name}: {self.decision} by {self.approver}"
+        return f"{self.ticket} {self.node.display_name}: {self.decision} by {self.approver}"
 
 
 class DecisionLinkUse(models.Model):
@@ -235,7 +280,7 @@ class DecisionLinkUse(models.Model):
     used_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
-        return f"{self.ticket} {self.node.name}: {self.decision} link of {self.user}"
+        return f"{self.ticket} {self.node.display_name}: {self.decision} link of {self.user}"
 
 
 class TicketStateChange(models.Model):
