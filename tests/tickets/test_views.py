@@ -453,6 +453,10 @@ def test_submit_without_entries_is_refused_with_a_message(as_alice, alice, web):
     assert response.status_code == 200
     assert flash(response) == ["A ticket without entries cannot be submitted."]
     assert Ticket.objects.get(pk=ticket.pk).state == Ticket.State.NEW
+    response = as_alice.post(
+        action_url("submit", ticket), follow=True, HTTP_ACCEPT_LANGUAGE="zh-hans"
+    )
+    assert flash(response) == ["没有条目的工单不能提交。"]
 
 
 def test_submit_refusal_keeps_the_services_words(as_alice, alice, web):
