@@ -35,10 +35,10 @@ class Application(models.Model):
         LABEL = "LABEL", _("Deployment label")
         ADMIN = "ADMIN", _("Set in the admin")
 
-    name = models.CharField(max_length=128, unique=True)
-    description = models.TextField(blank=True)
+    name = models.CharField(_("Name"), max_length=128, unique=True)
+    description = models.TextField(_("Description"), blank=True)
     # Ordered key/value pairs, e.g. [{"key": "team", "value": "shop"}]; order is kept for display.
-    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    tags = models.JSONField(_("Tags"), default=list, blank=True, validators=[validate_tags])
     owner_teams = models.ManyToManyField(
         "teams.Team",
         blank=True,
@@ -58,11 +58,13 @@ class Application(models.Model):
         default=False,
         help_text=_("Anyone may request it, not only members of its owner teams."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("Created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("Updated at"), auto_now=True)
 
     class Meta:
         ordering = ["name"]
+        verbose_name = _("application")
+        verbose_name_plural = _("applications")
         permissions = [("redeploy_application", "Can redeploy an application")]
 
     def __str__(self) -> str:
@@ -103,7 +105,8 @@ class KubernetesCluster(models.Model):
 
     class Meta:
         ordering = ["name"]
-        verbose_name = "Kubernetes cluster"
+        verbose_name = _("Kubernetes cluster")
+        verbose_name_plural = _("Kubernetes clusters")
 
     def __str__(self) -> str:
         return self.name
@@ -126,22 +129,34 @@ class KubernetesCluster(models.Model):
 class DeploymentBinding(models.Model):
     """An "application resource": where one application runs as a Deployment."""
 
-    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="bindings")
-    cluster = models.ForeignKey(
-        KubernetesCluster, on_delete=models.CASCADE, related_name="bindings"
+    application = models.ForeignKey(
+        Application,
+        on_delete=models.CASCADE,
+        related_name="bindings",
+        verbose_name=_("Application"),
     )
-    namespace = models.CharField(max_length=63, validators=[validate_dns1123_label])
-    deployment_name = models.CharField(max_length=253, validators=[validate_dns1123_subdomain])
-    created_at = models.DateTimeField(auto_now_add=True)
+    cluster = models.ForeignKey(
+        KubernetesCluster,
+        on_delete=models.CASCADE,
+        related_name="bindings",
+        verbose_name=_("Cluster"),
+    )
+    namespace = models.CharField(_("Namespace"), max_length=63, validators=[validate_dns1123_label])
+    deployment_name = models.CharField(
+        _("Deployment name"), max_length=253, validators=[validate_dns1123_subdomain]
+    )
+    created_at = models.DateTimeField(_("Created"), auto_now_add=True)
     # The Deployment as the last sync saw it (the web never asks the cluster): for pages only.
-    desired_replicas = models.PositiveIntegerField(null=True, blank=True)
-    ready_replicas = models.PositiveIntegerField(null=True, blank=True)
-    paused = models.BooleanField(default=False)
+    desired_replicas = models.PositiveIntegerField(_("Desired replicas"), null=True, blank=True)
+    ready_replicas = models.PositiveIntegerField(_("Ready replicas"), null=True, blank=True)
+    paused = models.BooleanField(_("Paused"), default=False)
     # Argo CD, Flux or Helm, from the Deployment's labels and annotations; empty: none seen.
-    managed_by = models.CharField(max_length=32, blank=True)
-    seen_at = models.DateTimeField(null=True, blank=True)
+    managed_by = models.CharField(_("Managed by"), max_length=32, blank=True)
+    seen_at = models.DateTimeField(_("Seen at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("Deployment binding")
+        verbose_name_plural = _("Deployment bindings")
         ordering = ["application__name", "cluster__name", "namespace", "deployment_name"]
         constraints = [
             models.UniqueConstraint(
@@ -172,7 +187,8 @@ class RedeployOperation(GrantedOperation):
     )
 
     class Meta(GrantedOperation.Meta):
-        pass
+        verbose_name = _("redeploy")
+        verbose_name_plural = _("redeploys")
 
 
 class RedeployTarget(OperationTarget):
@@ -209,6 +225,8 @@ class RedeployTarget(OperationTarget):
     progress_deadline_seconds = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("redeploy target")
+        verbose_name_plural = _("redeploy targets")
         ordering = ["operation", "cluster_name"]
         # The dashboard reads the last 30 days of redeploys.
         indexes = [models.Index(fields=["operated_at"], name="target_operated_at")]

@@ -27,7 +27,8 @@ class PodDeletion(GrantedOperation):
     )
 
     class Meta(GrantedOperation.Meta):
-        pass
+        verbose_name = _("pod deletion")
+        verbose_name_plural = _("pod deletions")
 
 
 class PodDeletionTarget(OperationTarget):
@@ -55,6 +56,8 @@ class PodDeletionTarget(OperationTarget):
     deleted = models.BooleanField(default=False)
 
     class Meta:
+        verbose_name = _("pod deletion target")
+        verbose_name_plural = _("pod deletion targets")
         ordering = ["operation", "pk"]
 
     def __str__(self) -> str:

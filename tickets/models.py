@@ -75,6 +75,8 @@ class WorkOrder(NamedInLanguages):
     )
 
     class Meta:
+        verbose_name = _("work order")
+        verbose_name_plural = _("work orders")
         ordering = ["key"]
 
     def __str__(self) -> str:
@@ -109,6 +111,8 @@ class ApprovalNode(NamedInLanguages):
     group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="approval_nodes")
 
     class Meta:
+        verbose_name = _("approval node")
+        verbose_name_plural = _("approval nodes")
         ordering = ["work_order", "position"]
         constraints = [
             models.UniqueConstraint(fields=["work_order", "position"], name="unique_node_position"),
@@ -135,26 +139,38 @@ class Ticket(models.Model):
 
     # Assigned from the primary key right after insert, so concurrent creation never collides.
     ticket_no = models.CharField(  # noqa: DJ001  (NULL until assigned; many NULLs stay unique)
-        max_length=32, unique=True, null=True, editable=False
+        _("Ticket no."), max_length=32, unique=True, null=True, editable=False
     )
-    work_order = models.ForeignKey(WorkOrder, on_delete=models.PROTECT, related_name="tickets")
+    work_order = models.ForeignKey(
+        WorkOrder, on_delete=models.PROTECT, related_name="tickets", verbose_name=_("Work order")
+    )
     applicant = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tickets"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="tickets",
+        verbose_name=_("Applicant"),
     )
-    reason = models.TextField(blank=True)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.NEW)
+    reason = models.TextField(_("Reason"), blank=True)
+    state = models.CharField(_("State"), max_length=16, choices=State.choices, default=State.NEW)
     current_node = models.ForeignKey(
-        ApprovalNode, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        ApprovalNode,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("Current node"),
     )
     # Set when the ticket reaches COMPLETED: did every redeploy on it succeed?
-    success = models.BooleanField(null=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    submitted_at = models.DateTimeField(null=True, blank=True)
-    decided_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
+    success = models.BooleanField(_("Success"), null=True)
+    created_at = models.DateTimeField(_("Created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("Updated at"), auto_now=True)
+    submitted_at = models.DateTimeField(_("Submitted"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("Decided"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("Completed at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("ticket")
+        verbose_name_plural = _("tickets")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["applicant", "state"]),
@@ -174,9 +190,16 @@ class TicketNodeApprover(models.Model):
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="chosen_approvers")
     node = models.ForeignKey(ApprovalNode, on_delete=models.PROTECT, related_name="+")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("Approver"),
+    )
 
     class Meta:
+        verbose_name = _("chosen approver")
+        verbose_name_plural = _("chosen approvers")
         constraints = [
             models.UniqueConstraint(fields=["ticket", "node"], name="unique_chosen_approver")
         ]
@@ -205,15 +228,16 @@ class TicketEntry(models.Model):
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="entries")
     business_type = models.CharField(max_length=32)
     # The frozen snapshot: what the entry named (an application) and how it was then.
-    name = models.CharField(max_length=128)
+    name = models.CharField(_("Application"), max_length=128)
     content = models.JSONField(default=dict)
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
-    authorization_expires_at = models.DateTimeField(null=True, blank=True)
+    authorization_expires_at = models.DateTimeField(_("Expires"), null=True, blank=True)
     success = models.BooleanField(null=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["ticket", "id"]
+        verbose_name = _("ticket entry")
         verbose_name_plural = _("ticket entries")
         constraints = [
             models.UniqueConstraint(fields=["ticket", "name"], name="unique_entry_per_ticket")
@@ -239,16 +263,21 @@ class Approval(models.Model):
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="approvals")
     node = models.ForeignKey(ApprovalNode, on_delete=models.PROTECT, related_name="+")
     approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="approvals",
+        verbose_name=_("Approver"),
     )
     team = models.ForeignKey(
         "teams.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    decision = models.CharField(max_length=8, choices=Decision.choices)
-    comment = models.TextField(blank=True)
-    decided_at = models.DateTimeField(auto_now_add=True)
+    decision = models.CharField(_("Decision"), max_length=8, choices=Decision.choices)
+    comment = models.TextField(_("Comment"), blank=True)
+    decided_at = models.DateTimeField(_("Decided"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("approval")
+        verbose_name_plural = _("approvals")
         ordering = ["ticket", "decided_at", "id"]
         constraints = [
             # Two approvers racing on one node (or for one owner team): the database keeps
@@ -288,12 +317,19 @@ class TicketStateChange(models.Model):
     from_state = models.CharField(max_length=16, blank=True)
     to_state = models.CharField(max_length=16)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("Actor"),
     )
-    note = models.TextField(blank=True)
-    changed_at = models.DateTimeField(auto_now_add=True)
+    note = models.TextField(_("Note"), blank=True)
+    changed_at = models.DateTimeField(_("Time"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("state change")
+        verbose_name_plural = _("state history")
         ordering = ["ticket", "changed_at", "id"]
 
     def __str__(self) -> str:
@@ -349,6 +385,8 @@ class NoticeChannel(models.Model):
     last_delivered_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
+        verbose_name = _("notice channel")
+        verbose_name_plural = _("notice channels")
         ordering = ["work_order__key", "name"]
 
     def __str__(self) -> str:
@@ -375,6 +413,10 @@ class NoticeProfile(models.Model):
     feishu_open_id = models.CharField(_("Feishu/Lark open_id"), max_length=64, blank=True)
     wecom_user_id = models.CharField(_("WeCom userid"), max_length=64, blank=True)
     slack_member_id = models.CharField(_("Slack member ID"), max_length=32, blank=True)
+
+    class Meta:
+        verbose_name = _("notice profile")
+        verbose_name_plural = _("notice profiles")
 
     def __str__(self) -> str:
         return str(self.user)
@@ -416,6 +458,7 @@ class NoticeDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = _("notice delivery")
         verbose_name_plural = _("notice deliveries")
         constraints = [
             models.UniqueConstraint(fields=["channel", "key"], name="one_delivery_per_event")

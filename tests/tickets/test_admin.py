@@ -325,6 +325,10 @@ def test_ticket_admin_names_the_work_order_and_node_in_the_readers_language(clie
     change = reverse("admin:tickets_ticket_change", args=[ticket.pk])
     html = client.get(change, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     assert "应用重新部署" in html and '<div class="readonly">审批</div>' in html
+    # Its fields and parts are labelled in Chinese too.
+    for label in ("工单号", "申请人", "提交时间", "工单条目", "状态历史"):
+        assert label in html
+    assert "Ticket no" not in html and "Submitted at" not in html
 
 
 def test_entries_of_a_submitted_ticket_await_approval_and_results_read_as_marks(client, alice, bob):
