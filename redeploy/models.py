@@ -80,10 +80,10 @@ class KubernetesCluster(models.Model):
     # decryption, ~0.1 ms, when a row is read).
     CREDENTIAL_FIELDS = ("token", "client_cert_data", "client_key_data", "kubeconfig")
 
-    name = models.CharField(max_length=64, unique=True)
+    name = models.CharField(_("Name"), max_length=64, unique=True)
     server = models.URLField(_("API server URL"), max_length=512, blank=True)
     ca_data = models.TextField(_("CA certificate (PEM)"), blank=True)
-    insecure_skip_tls_verify = models.BooleanField(default=False)
+    insecure_skip_tls_verify = models.BooleanField(_("Skip TLS verification"), default=False)
     # Plain http:// sends the credentials in clear text: allowed only when asked for.
     allow_plain_http = models.BooleanField(
         _("allow plain HTTP"),
@@ -91,17 +91,18 @@ class KubernetesCluster(models.Model):
         help_text=_("Talk to an http:// API server: credentials travel unencrypted."),
     )
     # Credentials, encrypted at rest and never rendered back. A kubeconfig, when given, wins.
-    token = EncryptedTextField(blank=True)
+    token = EncryptedTextField(_("Token"), blank=True)
     client_cert_data = EncryptedTextField(_("client certificate (PEM)"), blank=True)
     client_key_data = EncryptedTextField(_("client key (PEM)"), blank=True)
-    kubeconfig = EncryptedTextField(blank=True)
-    kubeconfig_context = models.CharField(max_length=253, blank=True)
+    kubeconfig = EncryptedTextField(_("kubeconfig"), blank=True)
+    kubeconfig_context = models.CharField(_("kubeconfig context"), max_length=253, blank=True)
     in_cluster = models.BooleanField(
+        _("In-cluster"),
         default=False,
         help_text=_("Use the pod's ServiceAccount instead of stored credentials."),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("Created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("Updated at"), auto_now=True)
 
     class Meta:
         ordering = ["name"]
@@ -174,9 +175,14 @@ class RedeployOperation(GrantedOperation):
     """One redeploy request; it restarts one Deployment in one or several clusters (targets)."""
 
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="redeploy_operations"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="redeploy_operations",
+        verbose_name=_("Requested by"),
     )
-    cluster_name = models.CharField(max_length=64, blank=True, help_text=_("Empty: every cluster."))
+    cluster_name = models.CharField(
+        _("Cluster"), max_length=64, blank=True, help_text=_("Empty: every cluster.")
+    )
     # The ticket whose authorization this operation consumed (set once consumed).
     ticket = models.ForeignKey(
         "tickets.Ticket",
@@ -184,6 +190,7 @@ class RedeployOperation(GrantedOperation):
         blank=True,
         on_delete=models.PROTECT,
         related_name="redeploy_operations",
+        verbose_name=_("Ticket"),
     )
 
     class Meta(GrantedOperation.Meta):
@@ -201,7 +208,10 @@ class RedeployTarget(OperationTarget):
         FAILED = "FAILED", _("Failed")
 
     operation = models.ForeignKey(
-        RedeployOperation, on_delete=models.CASCADE, related_name="targets"
+        RedeployOperation,
+        on_delete=models.CASCADE,
+        related_name="targets",
+        verbose_name=_("Redeploy"),
     )
     ticket = models.ForeignKey(
         "tickets.Ticket",
@@ -209,20 +219,25 @@ class RedeployTarget(OperationTarget):
         blank=True,
         on_delete=models.PROTECT,
         related_name="redeploy_targets",
+        verbose_name=_("Ticket"),
     )
     binding = models.ForeignKey(
         DeploymentBinding, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    state = models.CharField(
+        _("State"), max_length=16, choices=State.choices, default=State.PENDING
+    )
     # The restartedAt value chosen before the PATCH; kept once the restart was (or may have
     # been) applied, so a redelivered task never restarts again.
-    restarted_at = models.CharField(max_length=40, blank=True)
-    generation = models.BigIntegerField(null=True, blank=True)
-    resource_version = models.CharField(max_length=64, blank=True)
-    replicas = models.IntegerField(null=True, blank=True)
-    updated_replicas = models.IntegerField(null=True, blank=True)
-    available_replicas = models.IntegerField(null=True, blank=True)
-    progress_deadline_seconds = models.PositiveIntegerField(null=True, blank=True)
+    restarted_at = models.CharField(_("Restarted at"), max_length=40, blank=True)
+    generation = models.BigIntegerField(_("Generation"), null=True, blank=True)
+    resource_version = models.CharField(_("Resource version"), max_length=64, blank=True)
+    replicas = models.IntegerField(_("Replicas"), null=True, blank=True)
+    updated_replicas = models.IntegerField(_("Updated replicas"), null=True, blank=True)
+    available_replicas = models.IntegerField(_("Available replicas"), null=True, blank=True)
+    progress_deadline_seconds = models.PositiveIntegerField(
+        _("Progress deadline (seconds)"), null=True, blank=True
+    )
 
     class Meta:
         verbose_name = _("redeploy target")

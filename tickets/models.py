@@ -1,5 +1,3 @@
-from urllib.parse import urlsplit
-
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -57,19 +55,25 @@ class NamedInLanguages(models.Model):
 class WorkOrder(NamedInLanguages):
     """A kind of ticket: what it is for, how long its authorization lives, who approves it."""
 
-    key = models.CharField(max_length=64, unique=True)  # e.g. APPLICATION_REDEPLOY
-    business_type = models.CharField(max_length=32)  # e.g. APPLICATION
+    key = models.CharField(_("Key"), max_length=64, unique=True)  # e.g. APPLICATION_REDEPLOY
+    business_type = models.CharField(_("Business type"), max_length=32)  # e.g. APPLICATION
     name = english_name_field(max_length=128)
     name_zh_hans = chinese_name_field(max_length=128)
-    description = models.TextField(blank=True)
-    authorization_ttl_seconds = models.PositiveIntegerField(default=7200)
-    enabled = models.BooleanField(default=True)
+    description = models.TextField(_("Description"), blank=True)
+    authorization_ttl_seconds = models.PositiveIntegerField(
+        _("Authorization lifetime (seconds)"), default=7200
+    )
+    enabled = models.BooleanField(_("Enabled"), default=True)
     # Every notice of this work order's tickets is also POSTed here as signed JSON (a relay
     # turns it into a Lark/Feishu, DingTalk, WeCom or Slack message).
     webhook_url = models.URLField(
-        max_length=512, blank=True, validators=[URLValidator(schemes=["http", "https"])]
+        _("Webhook URL"),
+        max_length=512,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
     )
     webhook_secret = EncryptedTextField(
+        _("Webhook secret"),
         blank=True,
         help_text=_("Key of the HMAC-SHA256 signature in the X-Cratos-Signature header."),
     )
@@ -104,11 +108,17 @@ class ApprovalNode(NamedInLanguages):
         APPLICATION_OWNER = "APPLICATION_OWNER", _("A member of each owner team approves")
 
     work_order = models.ForeignKey(WorkOrder, on_delete=models.CASCADE, related_name="nodes")
-    position = models.PositiveSmallIntegerField()
+    position = models.PositiveSmallIntegerField(
+        _("Position"),
+    )
     name = english_name_field(max_length=64)
     name_zh_hans = chinese_name_field(max_length=64)
-    node_type = models.CharField(max_length=20, choices=Type.choices, default=Type.OR_BATCH)
-    group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="approval_nodes")
+    node_type = models.CharField(
+        _("Node type"), max_length=20, choices=Type.choices, default=Type.OR_BATCH
+    )
+    group = models.ForeignKey(
+        Group, on_delete=models.PROTECT, related_name="approval_nodes", verbose_name=_("Group")
+    )
 
     class Meta:
         verbose_name = _("approval node")
@@ -336,149 +346,11 @@ class TicketStateChange(models.Model):
         return f"{self.ticket}: {self.from_state or '-'} → {self.to_state}"
 
 
-class NoticeChannel(models.Model):
-    """Where a work order's notices go besides its webhook: a chat robot, or email.
-
-    A work order with enabled channels of its own uses those; any other uses the default
-    channels (no work order). With no channel at all, every notice goes by email, as it
-    always did."""
-
-    class Medium(models.TextChoices):
-        EMAIL = "EMAIL", _("Email")
-        DINGTALK = "DINGTALK", _("DingTalk robot")
-        FEISHU = "FEISHU", _("Feishu / Lark bot")
-        WECOM = "WECOM", _("WeCom group robot")
-        SLACK = "SLACK", _("Slack incoming webhook")
-
-    # Robots that sign each message with a secret of their own (timestamp + HMAC-SHA256).
-    SIGNED_MEDIA = (Medium.DINGTALK, Medium.FEISHU)
-
-    name = models.CharField(max_length=64, unique=True)
-    medium = models.CharField(max_length=16, choices=Medium.choices)
-    work_order = models.ForeignKey(
-        WorkOrder,
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="notice_channels",
-        help_text=_("Empty: a default channel, for every work order without channels of its own."),
-    )
-    enabled = models.BooleanField(default=True)
-    # The robot's webhook URL carries its access token: encrypted like cluster credentials.
-    webhook_url = EncryptedTextField(
-        blank=True,
-        help_text=_("The robot's webhook address, as the chat app shows it (token included)."),
-    )
-    secret = EncryptedTextField(
-        blank=True, help_text=_("Signing secret (DingTalk: SEC…; Feishu/Lark: signature key).")
-    )
-    language = models.CharField(
-        max_length=8,
-        choices=settings.LANGUAGES,
-        default=settings.LANGUAGE_CODE,
-        help_text=_("Language of the messages when their recipients chose none."),
-    )
-    # The channel's health, as the admin shows it.
-    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
-    last_error = models.TextField(blank=True, editable=False)
-    last_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    last_delivered_at = models.DateTimeField(null=True, blank=True, editable=False)
-
-    class Meta:
-        verbose_name = _("notice channel")
-        verbose_name_plural = _("notice channels")
-        ordering = ["work_order__key", "name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    def clean(self) -> None:
-        if self.medium == self.Medium.EMAIL:
-            return
-        if urlsplit(self.webhook_url or "").scheme not in ("http", "https"):
-            raise ValidationError({"webhook_url": gettext("A robot needs its http(s) address.")})
-        if self.medium in self.SIGNED_MEDIA and not self.secret:
-            raise ValidationError({"secret": gettext("This robot signs with a secret.")})
-
-
-class NoticeProfile(models.Model):
-    """How a user wants notices: in which language, and who they are in each chat app (so a
-    robot can @-mention them)."""
-
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notice_profile"
-    )
-    language = models.CharField(max_length=8, choices=settings.LANGUAGES, blank=True)
-    dingtalk_user_id = models.CharField(_("DingTalk userId"), max_length=64, blank=True)
-    feishu_open_id = models.CharField(_("Feishu/Lark open_id"), max_length=64, blank=True)
-    wecom_user_id = models.CharField(_("WeCom userid"), max_length=64, blank=True)
-    slack_member_id = models.CharField(_("Slack member ID"), max_length=32, blank=True)
-
-    class Meta:
-        verbose_name = _("notice profile")
-        verbose_name_plural = _("notice profiles")
-
-    def __str__(self) -> str:
-        return str(self.user)
-
-    def chat_id(self, medium: str) -> str:
-        return {
-            NoticeChannel.Medium.DINGTALK: self.dingtalk_user_id,
-            NoticeChannel.Medium.FEISHU: self.feishu_open_id,
-            NoticeChannel.Medium.WECOM: self.wecom_user_id,
-            NoticeChannel.Medium.SLACK: self.slack_member_id,
-        }.get(medium, "")
-
-
-class NoticeDelivery(models.Model):
-    """One notice for one robot channel: written once per event and channel (the idempotency
-    key), so a task run twice never posts twice."""
-
-    class State(models.TextChoices):
-        PENDING = "PENDING", _("Pending")
-        SENDING = "SENDING", _("Sending")
-        SENT = "SENT", _("Sent")
-        FAILED = "FAILED", _("Failed")
-
-    channel = models.ForeignKey(NoticeChannel, on_delete=models.CASCADE, related_name="deliveries")
-    key = models.CharField(max_length=128)
-    event = models.CharField(max_length=32)
-    ticket = models.ForeignKey(
-        Ticket, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
-    language = models.CharField(max_length=8)
-    title = models.CharField(max_length=255)
-    text = models.TextField()
-    mentions = models.JSONField(default=list)
-    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        verbose_name = _("notice delivery")
-        verbose_name_plural = _("notice deliveries")
-        constraints = [
-            models.UniqueConstraint(fields=["channel", "key"], name="one_delivery_per_event")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.channel}: {self.key}"
-
-
-class ExpiryWarning(models.Model):
-    """The "expiring soon" notice of one authorization was sent: it goes out once."""
-
-    entry = models.ForeignKey(TicketEntry, on_delete=models.CASCADE, related_name="+")
-    expires_at = models.DateTimeField()
-    warned_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["entry", "expires_at"], name="one_warning_per_expiry")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.entry} expires {self.expires_at.isoformat()}"
+# Notice channels, profiles and deliveries live in their own module; imported here for Django
+# to find them.
+from .notice_models import (  # noqa: E402, F401
+    ExpiryWarning,
+    NoticeChannel,
+    NoticeDelivery,
+    NoticeProfile,
+)

@@ -81,18 +81,18 @@ class AuditEvent(models.Model):
         _("Outcome"), max_length=8, choices=Outcome.choices, default=Outcome.SUCCESS
     )
     # Plain ids, not foreign keys: the log outlives what it names, and knows no app's models.
-    ticket_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    ticket_id = models.BigIntegerField(_("Ticket ID"), null=True, blank=True, db_index=True)
     ticket_no = models.CharField(_("Ticket no."), max_length=32, blank=True)
-    operation_id = models.UUIDField(null=True, blank=True, db_index=True)
+    operation_id = models.UUIDField(_("Operation ID"), null=True, blank=True, db_index=True)
     application_name = models.CharField(_("Application name"), max_length=128, blank=True)
     cluster_name = models.CharField(_("Cluster"), max_length=64, blank=True)
     namespace = models.CharField(_("Namespace"), max_length=63, blank=True)
     deployment_name = models.CharField(_("Deployment name"), max_length=253, blank=True)
     message = models.TextField(_("Message"), blank=True)
-    generation = models.BigIntegerField(null=True, blank=True)
-    resource_version = models.CharField(max_length=64, blank=True)
-    request_ip = models.GenericIPAddressField(null=True, blank=True)
-    celery_task_id = models.CharField(max_length=64, blank=True)
+    generation = models.BigIntegerField(_("Generation"), null=True, blank=True)
+    resource_version = models.CharField(_("Resource version"), max_length=64, blank=True)
+    request_ip = models.GenericIPAddressField(_("Request IP"), null=True, blank=True)
+    celery_task_id = models.CharField(_("Celery task ID"), max_length=64, blank=True)
 
     class Meta:
         # The table it had when the log lived in the redeploy app: moving code moves no rows.

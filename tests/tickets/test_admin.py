@@ -313,6 +313,10 @@ def test_an_admin_gives_a_work_order_and_its_nodes_their_chinese_names(client):
         reverse("admin:tickets_workorder_changelist"), HTTP_ACCEPT_LANGUAGE="zh-hans"
     ).content.decode()
     assert "重启应用" in listing and "Application redeploy" in listing
+    change = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    for label in ("中文名称", "业务类型", "Webhook 密钥", "节点类型", "顺序"):
+        assert label in change
+    assert "Business type" not in change and "Node type" not in change
 
 
 def test_ticket_admin_names_the_work_order_and_node_in_the_readers_language(client, alice, bob):
