@@ -57,7 +57,9 @@ class ApprovalNodeInline(admin.TabularInline):
 class WorkOrderForm(WriteOnlyCredentialsForm):
     credential_fields = ("webhook_secret",)
     # A webhook URL typed without a scheme means https.
-    webhook_url = forms.URLField(required=False, assume_scheme="https", max_length=512)
+    webhook_url = forms.URLField(
+        label=_("Webhook URL"), required=False, assume_scheme="https", max_length=512
+    )
 
     class Meta:
         model = WorkOrder

@@ -312,3 +312,5 @@ def test_the_admin_names_models_and_fields_in_chinese(client, root):
     ).content.decode()
     for words in ("命名空间", "部署名称", "创建时间"):
         assert words in bindings
+    add_application = client.get(reverse("admin:redeploy_application_add"), **zh).content.decode()
+    assert "标签" in add_application and "Tags:" not in add_application

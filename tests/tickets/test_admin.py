@@ -314,7 +314,7 @@ def test_an_admin_gives_a_work_order_and_its_nodes_their_chinese_names(client):
     ).content.decode()
     assert "重启应用" in listing and "Application redeploy" in listing
     change = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
-    for label in ("中文名称", "业务类型", "Webhook 密钥", "节点类型", "顺序"):
+    for label in ("中文名称", "业务类型", "Webhook 地址", "Webhook 密钥", "节点类型", "顺序"):
         assert label in change
     assert "Business type" not in change and "Node type" not in change
 
