@@ -11,7 +11,8 @@ worker is held for a whole rollout and no change is missed.
 
 import logging
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from . import kube
 from .exceptions import KubeError, KubeTransientError, binding_missing_message
+from .models import KubernetesCluster
 from .operations import rollout_poll_seconds
 from .restarts import failure_message
 
@@ -98,6 +100,18 @@ class Group:
             return self.list()
         except Exception as error:
             return dict.fromkeys(self.targets, trouble_look(error))
+
+
+def grouped(targets: Sequence, *, key: Callable) -> list[tuple[KubernetesCluster | None, list]]:
+    """The targets by `key` (a tuple, the cluster's name first), each group with its cluster
+    (None when it is no longer registered)."""
+    clusters = KubernetesCluster.objects.in_bulk(
+        {target.cluster_name for target in targets}, field_name="name"
+    )
+    groups = defaultdict(list)
+    for target in targets:
+        groups[key(target)].append(target)
+    return [(clusters.get(found[0]), group) for found, group in groups.items()]
 
 
 def _judge(group: Group, looks: dict[str, Look], *, task_id: str) -> bool:

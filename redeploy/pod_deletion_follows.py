@@ -4,7 +4,6 @@ Deployment's pods (following.py: a LIST, then a watch from its resourceVersion, 
 task, a LIST again after 410 Gone). One pod's change does not say how the others stand, so
 every task starts from a LIST of the pods instead of resuming the last task's watch."""
 
-from collections import defaultdict
 from collections.abc import Sequence
 
 from django.utils import timezone
@@ -78,18 +77,14 @@ class _DeploymentPods(following.Group):
 
 
 def _deployments(target_ids: Sequence[int]) -> list[_DeploymentPods]:
-    targets = list(
-        PodDeletionTarget.objects.filter(pk__in=target_ids, state=TargetState.DELETING).order_by(
-            "pk"
+    targets = PodDeletionTarget.objects.filter(pk__in=target_ids, state=TargetState.DELETING)
+    return [
+        _DeploymentPods(cluster, group)
+        for cluster, group in following.grouped(
+            targets.order_by("pk"),
+            key=lambda target: (target.cluster_name, target.namespace, target.deployment_name),
         )
-    )
-    clusters = KubernetesCluster.objects.in_bulk(
-        {target.cluster_name for target in targets}, field_name="name"
-    )
-    grouped = defaultdict(list)
-    for target in targets:
-        grouped[target.cluster_name, target.namespace, target.deployment_name].append(target)
-    return [_DeploymentPods(clusters.get(key[0]), group) for key, group in grouped.items()]
+    ]
 
 
 def check_pod_deletions(*, target_ids: Sequence[int], task_id: str) -> dict[int, float]:

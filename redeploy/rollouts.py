@@ -4,7 +4,6 @@ the resourceVersion of the restart's PATCH on (following.py: one watch per names
 batch, bounded per task, resumed by the next, a LIST first and after 410 Gone)."""
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 
 from django.db import transaction
@@ -70,16 +69,13 @@ class _Namespace(following.Group):
 
 
 def _namespaces(target_ids: Sequence[int]) -> list[_Namespace]:
-    targets = list(
-        RedeployTarget.objects.filter(pk__in=target_ids, state=TargetState.ROLLING).order_by("pk")
-    )
-    clusters = KubernetesCluster.objects.in_bulk(
-        {target.cluster_name for target in targets}, field_name="name"
-    )
-    grouped = defaultdict(list)
-    for target in targets:
-        grouped[target.cluster_name, target.namespace].append(target)
-    return [_Namespace(clusters.get(cluster), group) for (cluster, _), group in grouped.items()]
+    targets = RedeployTarget.objects.filter(pk__in=target_ids, state=TargetState.ROLLING)
+    return [
+        _Namespace(cluster, group)
+        for cluster, group in following.grouped(
+            targets.order_by("pk"), key=lambda target: (target.cluster_name, target.namespace)
+        )
+    ]
 
 
 def check_rollouts(*, target_ids: Sequence[int], task_id: str = "") -> dict[int, float]:
