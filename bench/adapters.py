@@ -7,12 +7,14 @@ product's modules move, only the functions here change; each says which figures 
 - setup_product      figures 1, 2, 4: users, API token, clusters and deployment bindings
 - approve            figures 1, 2, 4: a ticket filed, submitted and approved (mints authorizations)
 - wait_finished      figures 1, 4:    the redeploy operations' end states
+- FinishCommits      figure 6:        the moment a redeploy's end is committed
 - authorization_check  figure 2:      the product's authorization check, and its Redis key
 - audit_page         figure 3:        what bench/audit_bench.py needs to know of the audit page
 
 Django must be set up before any of them is called.
 """
 
+import time
 from dataclasses import dataclass
 
 WORK_ORDER = "APPLICATION_REDEPLOY"
@@ -110,6 +112,52 @@ def wait_finished(operation_ids: list[str], *, until) -> list:
     if failed:
         raise RuntimeError(f"{len(failed)} redeploys failed, e.g.: {failed[0].message}")
     return operations
+
+
+class FinishCommits:
+    """Figure 6. When a redeploy operation's end (SUCCEEDED or FAILED) is committed, as
+    PostgreSQL tells it: a trigger on the operations' table (in the benchmark's own database)
+    NOTIFYs, and a NOTIFY reaches its listeners when its transaction commits, never before.
+    Polling would add up to its interval, and load the cores the worker runs on."""
+
+    CHANNEL = "bench_operation_finished"
+
+    def __init__(self):
+        import psycopg
+        from django.db import connection
+
+        from redeploy.models import RedeployOperation
+
+        table = connection.ops.quote_name(RedeployOperation._meta.db_table)
+        finished = ", ".join(
+            f"'{state}'"
+            for state in (RedeployOperation.State.SUCCEEDED, RedeployOperation.State.FAILED)
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION bench_operation_finished() RETURNS trigger AS $$ "
+                f"BEGIN PERFORM pg_notify('{self.CHANNEL}', NEW.id::text); RETURN NEW; END $$ "
+                "LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                f"CREATE OR REPLACE TRIGGER bench_operation_finished AFTER UPDATE ON {table} "
+                f"FOR EACH ROW WHEN (NEW.state IN ({finished}) AND OLD.state <> NEW.state) "
+                "EXECUTE FUNCTION bench_operation_finished()"
+            )
+        self.listener = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+        self.listener.execute(f"LISTEN {self.CHANNEL}")
+
+    def committed(self, operation_id: str, *, seconds: float) -> float:
+        """Waits for the operation's end to be committed; when it was heard (time.monotonic())."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            for notice in self.listener.notifies(timeout=left, stop_after=1):
+                if notice.payload == str(operation_id):
+                    return time.monotonic()
+        raise RuntimeError(f"Operation {operation_id} was not finished in {seconds} s")
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 def authorization_check(*, username: str, application_name: str):

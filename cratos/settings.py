@@ -262,9 +262,10 @@ CELERY_DB_REUSE_MAX = 1000
 CELERY_IMPORTS = ["tickets.notification_tasks"]
 # Notices (mail, webhooks) wait in a queue of their own, which a worker consumes beside the
 # default one taking turns: a batch of 200 redeploys sends 200 notices, and the next redeploy
-# must not wait behind them. Rollouts are watched from a queue of their own too: a task
-# watches for up to REDEPLOY_ROLLOUT_WATCH_SECONDS, so give it workers of their own (threads)
-# and the next redeploy never waits behind a watch. A worker started without -Q consumes all.
+# must not wait behind them. Rollouts and pod deletions are watched from a queue of their own
+# too: a task watches for up to REDEPLOY_ROLLOUT_WATCH_SECONDS, so give it workers of their own
+# (threads) and the next redeploy never waits behind a watch. A worker started without -Q
+# consumes all.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = [
     Queue("celery"),
@@ -274,6 +275,7 @@ CELERY_TASK_QUEUES = [
 ]
 CELERY_TASK_ROUTES = {
     "redeploy.follow_rollouts": {"queue": "rollouts"},
+    "redeploy.follow_pod_deletions": {"queue": "rollouts"},
     "tickets.send_*": {"queue": "notices"},
     "tickets.post_webhook": {"queue": "notices"},
     "tickets.deliver_notice": {"queue": "notice_channels"},
@@ -321,8 +323,8 @@ KUBERNETES_PARALLEL_REQUESTS = env.int("KUBERNETES_PARALLEL_REQUESTS", default=8
 # A batch that restarts this many Deployments or more in one namespace reads them with one LIST
 # of the namespace (the paused check) instead of one GET each.
 KUBERNETES_LIST_FROM = env.int("KUBERNETES_LIST_FROM", default=10)
-# Seconds between two looks at a pod deletion's replacements, and before watching a rollout
-# again after an API error (rollouts are watched).
+# Seconds before watching a rollout or a pod deletion again after an API error (both are
+# watched), and between two looks of the reconciler's.
 REDEPLOY_ROLLOUT_POLL_SECONDS = env.float("REDEPLOY_ROLLOUT_POLL_SECONDS", default=2.0)
 # Seconds one task watches rollouts before the next task resumes the watches: a 10-minute
 # rollout costs 5 watch requests, and no worker is held for a whole rollout.

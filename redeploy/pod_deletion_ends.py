@@ -101,8 +101,10 @@ def give_up(*, operation_id, message: str, task_id: str = "") -> None:
 
 def conclude(*, operation_id, task_id: str) -> None:
     """Close the operation once every target finished: one approval, one operation, so once
-    any DELETE was applied the grant is used; when none was, it goes back."""
-    with transaction.atomic():
+    any DELETE was applied the grant is used; when none was, it goes back. The ticket's people
+    are told once it is committed."""
+    # No savepoint inside a caller's transaction, as redeploy.operations.conclude.
+    with transaction.atomic(savepoint=False):
         operation = locked_operation(operation_id)
         targets = list(operation.targets.order_by("pk"))
         if operation.is_finished or not targets or not all(t.is_finished for t in targets):
@@ -120,8 +122,10 @@ def conclude(*, operation_id, task_id: str) -> None:
             task_id=task_id,
         )
         if operation.ticket_id is not None:
-            notify_operation_finished(
-                ticket_id=operation.ticket_id, report=_report(operation, targets)
+            transaction.on_commit(
+                lambda: notify_operation_finished(
+                    ticket_id=operation.ticket_id, report=_report(operation, targets)
+                )
             )
 
 

@@ -1,5 +1,6 @@
 """Running a pod deletion (the worker): start it, pick the pods among the Deployment's own,
-claim each deletion, DELETE it, then follow until the replacements are Ready.
+claim each deletion and DELETE it; pod_deletion_follows.py follows until the replacements are
+Ready.
 
 Only a QUEUED operation starts (its targets, one per pod named, written in one transaction);
 only a target whose deletion nobody claimed is deleted. The claim (`deleted`, committed before
@@ -18,11 +19,10 @@ from cratos.audit.recorder import Action, Outcome, record_events
 from . import kube
 from .exceptions import KubeError, KubeTransientError, binding_missing_message
 from .models import KubernetesCluster, PodDeletion, PodDeletionTarget
-from .operations import locked_target, operation_event, rollout_deadline, rollout_poll_seconds
+from .operations import locked_target, operation_event, rollout_deadline
 from .pod_deletion_ends import (
     conclude,
     fail_target,
-    finish_target,
     locked_operation,
     target_event,
 )
@@ -183,7 +183,7 @@ def _delete_targets(
 
 def run_pod_deletion(*, operation_id, task_id: str) -> PodDeletion:
     """Start the operation (a QUEUED one) and delete its pods not yet claimed; returns it with
-    its targets (those DELETING are for follow_pod_deletions)."""
+    its targets (those DELETING are for pod_deletion_follows)."""
     _start(operation_id=operation_id, task_id=task_id)
     pending = list(
         PodDeletionTarget.objects.filter(
@@ -236,10 +236,7 @@ def settle_claimed_deletion(target: PodDeletionTarget, *, task_id: str) -> bool:
             return False
         fail_target(target.pk, message=failure_message(error), task_id=task_id)
         return False
-    if any(
-        pod.name == target.pod_name and pod.uid == target.pod_uid and not pod.deleting
-        for pod in pods
-    ):
+    if kube.pod_still_running(pods, name=target.pod_name, uid=target.pod_uid):
         fail_target(
             target.pk,
             message=kube_failed(
@@ -258,60 +255,5 @@ def settle_claimed_deletion(target: PodDeletionTarget, *, task_id: str) -> bool:
     return True
 
 
-def _look(target: PodDeletionTarget, cluster: KubernetesCluster) -> str | None:
-    """The verdict on a deleted pod now: "" succeeded, a message failed, None not yet. Done when
-    the Deployment has its desired pods Ready again (terminating ones do not count) and the pod
-    deleted is gone or terminating (a DELETE in doubt that was not applied leaves it running)."""
-    where = {"cluster": cluster, "namespace": target.namespace}
-    ready, desired = kube.pods_ready(**where, deployment_name=target.deployment_name)
-    pods = kube.deployment_pods(**where, deployment_name=target.deployment_name)
-    still_there = any(
-        pod.name == target.pod_name and pod.uid == target.pod_uid and not pod.deleting
-        for pod in pods
-    )
-    if ready >= desired and not still_there:
-        return ""
-    if timezone.now() >= target.deadline_at:
-        return kube_failed(
-            f"the replacement was not Ready within the progress deadline ({ready}/{desired} "
-            "pods Ready)"
-        )
-    return None
-
-
 def kube_failed(message: str) -> str:
     return failure_message(KubeError(message))
-
-
-def check_pod_deletions(*, target_ids: list[int], task_id: str) -> dict[int, float]:
-    """One look at each DELETING target among `target_ids`, finishing those decided; returns
-    {target id: seconds until the next look} for those still waiting."""
-    targets = list(PodDeletionTarget.objects.filter(pk__in=target_ids, state=TargetState.DELETING))
-    clusters = KubernetesCluster.objects.in_bulk(
-        {target.cluster_name for target in targets}, field_name="name"
-    )
-    waiting = {}
-    for target in targets:
-        cluster = clusters.get(target.cluster_name)
-        if cluster is None:
-            fail_target(
-                target.pk, message=binding_missing_message(target.deployment_name), task_id=task_id
-            )
-            continue
-        try:
-            verdict = _look(target, cluster)
-        except KubeTransientError:
-            # The API away for a moment: look again, until the deadline.
-            verdict = None if timezone.now() < target.deadline_at else kube_failed("timed out")
-        except KubeError as error:
-            verdict = failure_message(error)
-        if verdict is None:
-            waiting[target.pk] = rollout_poll_seconds()
-        else:
-            finish_target(
-                target.pk,
-                success=not verdict,
-                message=verdict or f"Pod {target.pod_name} deleted; its replacement is Ready",
-                task_id=task_id,
-            )
-    return waiting

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from tickets.grant_services import give_back_unclaimed_grants
 
-from . import pod_deletion_ends, pod_deletion_runs
+from . import pod_deletion_ends, pod_deletion_follows, pod_deletion_runs
 from .models import PodDeletion, PodDeletionTarget, RedeployOperation, RedeployTarget
 from .operations import conclude, fail_target, give_up
 from .providers import DELETE_POD_GRANTS, REDEPLOY_GRANTS
@@ -154,7 +154,7 @@ POD_DELETIONS = _Action(
     claimed=lambda target: target.deleted,
     settle_claimed=pod_deletion_runs.settle_claimed_deletion,
     following=PodDeletionTarget.State.DELETING,
-    look=pod_deletion_runs.check_pod_deletions,
+    look=pod_deletion_follows.check_pod_deletions,
     conclude=pod_deletion_ends.conclude,
 )
 

@@ -14,7 +14,14 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 
 from cratos.exceptions import ServiceUnavailable
 
-from . import pod_deletion_ends, pod_deletion_runs, pod_listings, reconcile, rollouts
+from . import (
+    pod_deletion_ends,
+    pod_deletion_follows,
+    pod_deletion_runs,
+    pod_listings,
+    reconcile,
+    rollouts,
+)
 from .models import PodDeletionTarget, RedeployTarget
 from .operations import give_up, rollout_poll_seconds
 from .pod_deletions import RUN_POD_DELETION
@@ -75,21 +82,24 @@ def run_redeploys(self, operation_ids: list[str]) -> None:
         follow_rollouts.apply_async(kwargs={"target_ids": rolling})
 
 
-@shared_task(bind=True, acks_late=True, name="redeploy.follow_rollouts", **RETRY)
-def follow_rollouts(self, target_ids: list[int], resume: list[list[str]] = ()) -> None:
-    """Watch the rollouts for a while, then a new task resumes the watches: no worker is held
-    for a whole rollout."""
-    while following := rollouts.follow_rollouts(
-        target_ids=target_ids, resume=resume, task_id=self.request.id
-    ):
+def _follow_on(task, follow, *, target_ids: list[int], resume: list[list[str]]) -> None:
+    """Watch for a while (`follow`), then a new run of `task` resumes the watches: no worker
+    is held for a whole rollout or pod replacement."""
+    while following := follow(target_ids=target_ids, resume=resume, task_id=task.request.id):
         target_ids, resume = following.target_ids, following.resume
-        if not self.request.is_eager:
-            follow_rollouts.apply_async(
+        if not task.request.is_eager:
+            task.apply_async(
                 kwargs={"target_ids": target_ids, "resume": resume}, countdown=following.delay
             )
             return
         # No broker (the zero-setup demo runs tasks in-process): follow right here.
         time.sleep(following.delay)
+
+
+@shared_task(bind=True, acks_late=True, name="redeploy.follow_rollouts", **RETRY)
+def follow_rollouts(self, target_ids: list[int], resume: list[list[str]] = ()) -> None:
+    """Watch the rollouts (rollouts.follow_rollouts), task after task."""
+    _follow_on(self, rollouts.follow_rollouts, target_ids=target_ids, resume=resume)
 
 
 @shared_task(bind=True, acks_late=True, name=RUN_POD_DELETION, **RETRY)
@@ -114,22 +124,15 @@ def run_pod_deletion(self, operation_id: str) -> None:
         if target.state == PodDeletionTarget.State.DELETING
     ]
     if deleting:
-        follow_pod_deletions.apply_async(
-            kwargs={"target_ids": deleting}, countdown=rollout_poll_seconds()
-        )
+        follow_pod_deletions.apply_async(kwargs={"target_ids": deleting})
 
 
 @shared_task(bind=True, acks_late=True, name="redeploy.follow_pod_deletions", **RETRY)
-def follow_pod_deletions(self, target_ids: list[int]) -> None:
-    """One look at each deleted pod's replacement, then a new task later (as follow_rollouts)."""
-    while waiting := pod_deletion_runs.check_pod_deletions(
-        target_ids=target_ids, task_id=self.request.id
-    ):
-        target_ids, delay = list(waiting), min(waiting.values())
-        if not self.request.is_eager:
-            follow_pod_deletions.apply_async(kwargs={"target_ids": target_ids}, countdown=delay)
-            return
-        time.sleep(delay)
+def follow_pod_deletions(self, target_ids: list[int], resume: list[list[str]] = ()) -> None:
+    """Watch the deleted pods' replacements (pod_deletion_follows), task after task."""
+    _follow_on(
+        self, pod_deletion_follows.follow_pod_deletions, target_ids=target_ids, resume=resume
+    )
 
 
 @shared_task(bind=True, name=SETTLE_STUCK_OPERATIONS)

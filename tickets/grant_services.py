@@ -35,7 +35,7 @@ class Wanted:
 
 
 def _locked_entries(taken: list[tuple[Wanted, Grant]]) -> dict[tuple[int, str], TicketEntry]:
-    # Tickets first, in id order, as settle_entry and revocation lock them: never a deadlock.
+    # Tickets first, in id order, as every change of their entries locks them: never a deadlock.
     ticket_ids = sorted({grant.ticket_id for _, grant in taken})
     tickets = Ticket.objects.select_for_update(of=("self",)).in_bulk(ticket_ids)
     entries = TicketEntry.objects.select_for_update(of=("self",)).filter(
@@ -119,7 +119,8 @@ def taken_grants(
 
 
 def _entry_in_use(*, ticket_id: int, application_name: str) -> TicketEntry | None:
-    # The ticket's lock first, the order settle_entry takes them in.
+    # The ticket's lock first, as every change of its entries takes it (settle_entry relies
+    # on it).
     Ticket.objects.select_for_update(of=("self",)).filter(pk=ticket_id).first()
     return (
         TicketEntry.objects.select_for_update(of=("self",))

@@ -1,17 +1,15 @@
 """Settling a ticket's entry once its authorization was used, expired or revoked; the last one
 settled completes the ticket."""
 
-from django.db import transaction
 from django.utils import timezone
 
 from cratos.audit.recorder import Action, Outcome, record_event
 from cratos.exceptions import InvalidTransition, ValidationFailed
 
 from .models import Ticket, TicketEntry
-from .ticket_states import locked_ticket, transition
+from .ticket_states import transition
 
 
-@transaction.atomic
 def settle_entry(
     *, entry: TicketEntry, state: str, actor=None, success: bool | None = None
 ) -> TicketEntry:
@@ -19,14 +17,16 @@ def settle_entry(
     one settled makes the ticket COMPLETED, successful only when every entry was USED with
     success.
 
-    Called by the grant-use, revocation and expiry services, which audit the entry themselves.
+    Called by the grant-use, revocation and expiry services, in their transaction, which hold
+    the lock of the entry's ticket (`entry.ticket`, read under it; every entry's change takes
+    it first) and audit the entry themselves. Nothing is locked again here: a redeploy's
+    verdict is committed that much sooner.
     """
     if state not in TicketEntry.SETTLED_STATES:
         raise ValidationFailed(
             f"An entry settles as {', '.join(TicketEntry.SETTLED_STATES)}, not as {state}."
         )
-    ticket = locked_ticket(entry.ticket)
-    entry = TicketEntry.objects.select_for_update().get(pk=entry.pk)
+    ticket = entry.ticket
     settles_from = (
         TicketEntry.State.IN_USE
         if state == TicketEntry.State.USED

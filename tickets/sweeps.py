@@ -72,7 +72,8 @@ def expire_unused_authorizations(*, now: datetime | None = None) -> int:
     expired = 0
     for pk, ticket_id in unused.order_by("pk").values_list("pk", "ticket_id"):
         with transaction.atomic():
-            # The ticket first, as settle_entry locks them: the same order never deadlocks.
+            # The ticket first, as every change of its entries locks it: the same order never
+            # deadlocks, and settle_entry relies on it.
             ticket = (
                 Ticket.objects.select_for_update(of=("self",), skip_locked=True)
                 .select_related("work_order", "applicant")

@@ -10,8 +10,9 @@ are that interface, whichever module of the package holds them:
 - deployments: reading Deployments (one, or a cluster's page by page) and
   `kubectl rollout restart`;
 - rollout: the pure rules of `kubectl rollout status`;
-- pods: a Deployment's own pods, listed and deleted;
-- watch: Deployments watched (and LISTed) to follow their rollouts.
+- pods: a Deployment's own pods, listed, deleted, and kept up to date from a watch;
+- watch: Deployments and pods watched (Deployments LISTed) to follow rollouts and pod
+  deletions.
 """
 
 from ..exceptions import KubeError
@@ -35,13 +36,15 @@ from .pods import (
     PodDeleteInDoubt,
     PodInfo,
     PodNotFound,
+    PodSet,
     delete_pod,
     deployment_pods,
     pick_pods,
-    pods_ready,
+    pod_set,
+    pod_still_running,
 )
 from .rollout import Rollout, RolloutStatus, rollout_status
-from .watch import Change, Watches, list_namespace
+from .watch import Change, Watched, Watches, list_namespace, name_selector
 
 __all__ = [
     "PAUSED_MESSAGE",
@@ -51,10 +54,12 @@ __all__ = [
     "PodDeleteInDoubt",
     "PodInfo",
     "PodNotFound",
+    "PodSet",
     "Restart",
     "RestartCheck",
     "Rollout",
     "RolloutStatus",
+    "Watched",
     "Watches",
     "check_restart",
     "check_restarts_in",
@@ -64,9 +69,11 @@ __all__ = [
     "get_deployment",
     "in_background",
     "list_namespace",
+    "name_selector",
     "now_restarted_at",
     "pick_pods",
-    "pods_ready",
+    "pod_set",
+    "pod_still_running",
     "progress_deadline_seconds",
     "read_kubeconfig",
     "restart_deployment",

@@ -10,7 +10,7 @@ the API's JSON: turning whole pod specs into the client's models would cost more
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
@@ -20,7 +20,15 @@ from cratos.exceptions import NotFound
 
 from ..exceptions import KubeError, KubeTransientError
 from ..models import KubernetesCluster
-from .client import _all_pages, _Attempts, _call, _timeout, _with_retries, api_client
+from .client import (
+    _all_pages,
+    _all_pages_at,
+    _Attempts,
+    _call,
+    _timeout,
+    _with_retries,
+    api_client,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -132,12 +140,74 @@ def _read_deployment(client, cluster: KubernetesCluster, namespace: str, name: s
     return json.loads(response.data)
 
 
-def _pods_of(client, cluster: KubernetesCluster, deployment: dict) -> list[PodInfo]:
+@dataclass
+class PodSet:
+    """A Deployment's own pods as one LIST saw them, kept up to date by a watch of the pods its
+    selector picks (`label_selector`, from `resource_version`): how a deleted pod's replacement
+    is followed."""
+
+    desired: int  # spec.replicas (the API defaults it to 1; absent only from hand-made objects)
+    label_selector: str
+    resource_version: str
+    pods: dict[str, PodInfo] = field(default_factory=dict)  # by name
+    owned: set[str] = field(default_factory=set)  # uids of the Deployment's ReplicaSets
+    others: set[str] = field(default_factory=set)  # uids of the other ReplicaSets listed
+
+    @classmethod
+    def of(cls, deployment: dict, pods: list[dict], replica_sets: list[dict], version: str):
+        deployment_uid = {deployment["metadata"]["uid"]}
+        listed = {rs["metadata"]["uid"] for rs in replica_sets}
+        owned = {
+            rs["metadata"]["uid"]
+            for rs in replica_sets
+            if _controlled_by(rs, "Deployment", deployment_uid)
+        }
+        found = cls(
+            desired=deployment["spec"].get("replicas", 1),
+            label_selector=label_selector_of(deployment["spec"].get("selector") or {}),
+            resource_version=version,
+            owned=owned,
+            others=listed - owned,
+        )
+        for pod in pods:
+            found.changed(pod["metadata"]["name"], pod)
+        return found
+
+    @property
+    def ready(self) -> int:
+        """Ready pods; terminating ones do not count, so after a delete this reaches `desired`
+        once the replacements are Ready."""
+        return sum(1 for pod in self.pods.values() if pod.ready and not pod.deleting)
+
+    def still_running(self, *, name: str, uid: str) -> bool:
+        """The pod `name` is still the one of `uid`, and nobody asked for its deletion."""
+        return pod_still_running(self.pods.values(), name=name, uid=uid)
+
+    def changed(self, name: str, pod: dict | None) -> bool:
+        """Takes in a watched change of the pod `name` (None: it left the API); False when its
+        ReplicaSet is one this set never listed (a new one): it must be LISTed again."""
+        controller = (_controller(pod) or {}) if pod else {}
+        if pod is None or controller.get("kind") != "ReplicaSet":
+            self.pods.pop(name, None)
+        elif controller.get("uid") in self.owned:
+            self.pods[name] = PodInfo.of(pod)
+        elif controller.get("uid") not in self.others:
+            return False
+        return True
+
+
+def pod_still_running(pods: Iterable[PodInfo], *, name: str, uid: str) -> bool:
+    """Among `pods`, the pod `name` is still the one of `uid`, and nobody asked for its
+    deletion (a DELETE in doubt that was not applied leaves it so)."""
+    return any(pod.name == name and pod.uid == uid and not pod.deleting for pod in pods)
+
+
+def _pod_set(client, cluster: KubernetesCluster, deployment: dict) -> PodSet:
     namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
     selector = label_selector_of(deployment["spec"].get("selector") or {})
     # Pods first: a ReplicaSet exists before its pods, so the ReplicaSets listed next include
     # the controller of every pod listed (unless it was deleted meanwhile, and its pods with it).
-    pods = _all_pages(
+    pods, version = _all_pages_at(
         partial(CoreV1Api(client).list_namespaced_pod, namespace),
         label_selector=selector,
         what=f"LIST pods of {cluster.name}/{namespace}/{name}",
@@ -149,14 +219,15 @@ def _pods_of(client, cluster: KubernetesCluster, deployment: dict) -> list[PodIn
         what=f"LIST replicasets of {cluster.name}/{namespace}/{name}",
         raw=True,
     )
-    deployment_uid = {deployment["metadata"]["uid"]}
-    owned = {
-        rs["metadata"]["uid"]
-        for rs in replica_sets
-        if _controlled_by(rs, "Deployment", deployment_uid)
-    }
-    mine = [PodInfo.of(pod) for pod in pods if _controlled_by(pod, "ReplicaSet", owned)]
-    return sorted(mine, key=lambda pod: pod.name)
+    return PodSet.of(deployment, pods, replica_sets, version)
+
+
+def pod_set(*, cluster: KubernetesCluster, namespace: str, deployment_name: str) -> PodSet:
+    """The Deployment's own pods now, to follow them (a GET and two paged LISTs).
+    DeploymentNotFound when the Deployment does not exist."""
+    with api_client(cluster) as client:
+        deployment = _read_deployment(client, cluster, namespace, deployment_name)
+        return _pod_set(client, cluster, deployment)
 
 
 def deployment_pods(
@@ -164,9 +235,8 @@ def deployment_pods(
 ) -> list[PodInfo]:
     """The Deployment's pods by name, terminating ones included (a GET and two paged LISTs).
     DeploymentNotFound when the Deployment does not exist."""
-    with api_client(cluster) as client:
-        deployment = _read_deployment(client, cluster, namespace, deployment_name)
-        return _pods_of(client, cluster, deployment)
+    found = pod_set(cluster=cluster, namespace=namespace, deployment_name=deployment_name)
+    return sorted(found.pods.values(), key=lambda pod: pod.name)
 
 
 def pick_pods(pods: Sequence[PodInfo], names: Iterable[str]) -> list[PodInfo]:
@@ -179,19 +249,6 @@ def pick_pods(pods: Sequence[PodInfo], names: Iterable[str]) -> list[PodInfo]:
             raise PodNotFound(pod_missing_message(name))
         picked.append(by_name[name])
     return picked
-
-
-def pods_ready(
-    *, cluster: KubernetesCluster, namespace: str, deployment_name: str
-) -> tuple[int, int]:
-    """(Ready pods, desired replicas) of the Deployment now. Terminating pods do not count, so
-    after a delete the first reaches the second once the replacements are Ready."""
-    with api_client(cluster) as client:
-        deployment = _read_deployment(client, cluster, namespace, deployment_name)
-        pods = _pods_of(client, cluster, deployment)
-    ready = sum(1 for pod in pods if pod.ready and not pod.deleting)
-    # The API defaults spec.replicas to 1; it is absent only from hand-made objects.
-    return ready, deployment["spec"].get("replicas", 1)
 
 
 def _deleted(answer: dict, *, namespace: str, name: str, uid: str | None) -> DeletedPod:

@@ -1,9 +1,10 @@
-"""Watching Deployments as `kubectl rollout status` does: one watch per namespace, resumed by
-resourceVersion, bounded in time, with bookmarks; when the API answers 410 Gone (its history
-was compacted past our resourceVersion) the namespace is LISTed again and watched from there.
+"""Watching as `kubectl rollout status` does: a namespace's Deployments (a rollout) or a
+Deployment's pods (a deleted pod's replacement), resumed by resourceVersion, bounded in time,
+with bookmarks; when the API answers 410 Gone (its history was compacted past our
+resourceVersion) the caller LISTs again and watches from there.
 
-Deployments come as the API's JSON (see rollout.py). Each watch streams on a thread of its own
-into one queue, which the caller drains on its thread: database work stays there, as with
+Objects come as the API's JSON (see rollout.py, pods.py). Each watch streams on a thread of its
+own into one queue, which the caller drains on its thread: database work stays there, as with
 in_background.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import urllib3
-from kubernetes.client import AppsV1Api
+from kubernetes.client import AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
@@ -32,16 +33,27 @@ READ_MARGIN = 10.0
 
 
 @dataclass(frozen=True)
-class Change:
-    """What a watch of one namespace said: a Deployment as it now stands (`deployment`, the
-    API's JSON; None once `deleted`), a bookmark (neither), or that the watch `ended`: its
-    time was up, its resourceVersion `expired`, or `trouble`. With the resourceVersion to
-    resume after."""
+class Watched:
+    """What one watch follows: the `resource` ("deployments" or "pods") of a namespace,
+    narrowed by selectors."""
 
-    cluster_name: str
+    cluster: KubernetesCluster
     namespace: str
+    resource: str
+    field_selector: str | None = None
+    label_selector: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """What the watch started under `key` said: an object as it now stands (`obj`, the API's
+    JSON; None once `deleted`), a bookmark (neither), or that the watch `ended`: its time was
+    up, its resourceVersion `expired`, or `trouble`. With the resourceVersion to resume
+    after."""
+
+    key: tuple
     name: str = ""
-    deployment: dict | None = None
+    obj: dict | None = None
     deleted: bool = False
     resource_version: str = ""
     expired: bool = False
@@ -49,9 +61,16 @@ class Change:
     ended: bool = False
 
 
-def _name_selector(names: Sequence[str]) -> str | None:
+def name_selector(names: Sequence[str]) -> str | None:
     # One Deployment: the API server sends nothing of the others (what kubectl asks for).
     return f"metadata.name={names[0]}" if len(names) == 1 else None
+
+
+def _collection(client, resource: str):
+    """The client's LIST (and watch) call of a namespace's `resource`."""
+    if resource == "pods":
+        return CoreV1Api(client).list_namespaced_pod
+    return AppsV1Api(client).list_namespaced_deployment
 
 
 def list_namespace(
@@ -64,7 +83,7 @@ def list_namespace(
             partial(
                 AppsV1Api(client).list_namespaced_deployment,
                 namespace,
-                field_selector=_name_selector(names),
+                field_selector=name_selector(names),
             ),
             label_selector="",
             what=f"LIST deployments of {cluster.name}/{namespace}",
@@ -80,49 +99,42 @@ class Watches:
 
     def __init__(self):
         self._changes: queue.Queue[Change] = queue.Queue()
-        self._open: dict[tuple[str, str], urllib3.BaseHTTPResponse] = {}
+        self._open: dict[tuple, urllib3.BaseHTTPResponse] = {}
         self._lock = threading.Lock()
         self._closed = False
         self._streams = 0  # started and not yet seen to end (the caller's thread counts)
 
-    def start(
-        self,
-        *,
-        cluster: KubernetesCluster,
-        namespace: str,
-        names: Sequence[str],
-        resource_version: str,
-        seconds: float,
-    ) -> None:
+    def start(self, *, key: tuple, watched: Watched, resource_version: str, seconds: float) -> None:
+        """Watch `watched` from `resource_version` for `seconds`; its changes carry `key`."""
         self._streams += 1
         threading.Thread(
             target=self._stream,
             kwargs={
-                "cluster": cluster,
-                "namespace": namespace,
-                "names": list(names),
+                "key": key,
+                "watched": watched,
                 "resource_version": resource_version,
                 "seconds": max(1, round(seconds)),
             },
-            name=f"watch-{namespace}",
+            name=f"watch-{watched.namespace}",
             daemon=True,
         ).start()
 
-    def _stream(self, *, cluster, namespace, names, resource_version, seconds) -> None:
+    def _stream(self, *, key: tuple, watched: Watched, resource_version: str, seconds) -> None:
         last, expired, trouble = resource_version, False, ""
         try:
-            with api_client(cluster, watching=True) as client:
-                response = AppsV1Api(client).list_namespaced_deployment(
-                    namespace,
+            with api_client(watched.cluster, watching=True) as client:
+                response = _collection(client, watched.resource)(
+                    watched.namespace,
                     watch=True,
-                    field_selector=_name_selector(names),
+                    field_selector=watched.field_selector,
+                    label_selector=watched.label_selector,
                     resource_version=resource_version,
                     allow_watch_bookmarks=True,
                     timeout_seconds=seconds,
                     _preload_content=False,
                     _request_timeout=(_timeout()[0], seconds + READ_MARGIN),
                 )
-            if self._opened((cluster.name, namespace), response):
+            if self._opened(key, response):
                 for line in iter_resp_lines(response):
                     if not line:
                         continue
@@ -133,18 +145,17 @@ class Watches:
                         trouble = "" if expired else status.get("message", "watch error")
                         break
                     last = event["object"]["metadata"].get("resourceVersion") or last
-                    self._changes.put(_change(cluster.name, namespace, event, last))
+                    self._changes.put(_change(key, event, last))
         except ApiException as error:  # refused at once (a 410 too, from some API servers)
             expired = error.status == GONE
             trouble = "" if expired else _trouble(error)
         except Exception as error:  # the stream broke (or __exit__ cut it): the next task resumes
             trouble = _trouble(error)
         finally:
-            self._close((cluster.name, namespace))
+            self._close(key)
         self._changes.put(
             Change(
-                cluster.name,
-                namespace,
+                key,
                 resource_version=last,
                 expired=expired,
                 trouble=trouble,
@@ -152,7 +163,7 @@ class Watches:
             )
         )
 
-    def _opened(self, key: tuple[str, str], response) -> bool:
+    def _opened(self, key: tuple, response) -> bool:
         with self._lock:
             if not self._closed:
                 self._open[key] = response
@@ -160,7 +171,7 @@ class Watches:
         response.release_conn()
         return False
 
-    def _close(self, key: tuple[str, str]) -> None:
+    def _close(self, key: tuple) -> None:
         with self._lock:
             response = self._open.pop(key, None)
         if response is not None:
@@ -190,16 +201,15 @@ class Watches:
             response.shutdown()
 
 
-def _change(cluster_name: str, namespace: str, event: dict, resource_version: str) -> Change:
+def _change(key: tuple, event: dict, resource_version: str) -> Change:
     if event["type"] == "BOOKMARK":
-        return Change(cluster_name, namespace, resource_version=resource_version)
-    deployment = event["object"]
+        return Change(key, resource_version=resource_version)
+    obj = event["object"]
     deleted = event["type"] == "DELETED"
     return Change(
-        cluster_name,
-        namespace,
-        name=deployment["metadata"]["name"],
-        deployment=None if deleted else deployment,
+        key,
+        name=obj["metadata"]["name"],
+        obj=None if deleted else obj,
         deleted=deleted,
         resource_version=resource_version,
     )
@@ -208,5 +218,5 @@ def _change(cluster_name: str, namespace: str, event: dict, resource_version: st
 def _trouble(error: Exception) -> str:
     if isinstance(error, ApiException | urllib3.exceptions.HTTPError):
         return _translate(error, not_found=None).message
-    logger.warning("A watch of Deployments ended: %r", error)
+    logger.warning("A watch ended: %r", error)
     return str(error) or error.__class__.__name__

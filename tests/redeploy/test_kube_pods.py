@@ -19,6 +19,12 @@ from tests.redeploy.test_kube import cluster_for
 SELECTOR = "app.kubernetes.io/name=web"
 
 
+def ready_of(cluster) -> tuple[int, int]:
+    """(Ready pods, desired replicas) of shop/web now, as a pod deletion is followed."""
+    pods = kube.pod_set(cluster=cluster, namespace="shop", deployment_name="web")
+    return pods.ready, pods.desired
+
+
 def api_get(sim, path: str) -> dict:
     """The API's own JSON for a path, read past the product's code."""
     response = urllib3.request(
@@ -104,7 +110,7 @@ def test_pods_of_both_replica_sets_during_a_rollout(sim):
     )
     unready = [pod for pod in pods if not pod.ready]
     assert len(unready) == 1
-    assert kube.pods_ready(cluster=cluster, namespace="shop", deployment_name="web") == (2, 2)
+    assert ready_of(cluster) == (2, 2)
 
 
 def test_pod_lists_are_read_page_by_page(sim, monkeypatch):
@@ -144,10 +150,7 @@ def test_listing_errors_are_the_products(sim):
 
 def test_pods_ready_of_a_settled_deployment(sim):
     sim.add_deployment("shop", "web", replicas=3)
-    assert kube.pods_ready(cluster=cluster_for(sim), namespace="shop", deployment_name="web") == (
-        3,
-        3,
-    )
+    assert ready_of(cluster_for(sim)) == (3, 3)
 
 
 def test_pick_pods_refuses_a_name_that_is_not_one_of_the_deployments_pods(sim):
@@ -251,9 +254,9 @@ def test_delete_pod_is_a_graceful_delete_of_that_very_pod_then_it_is_replaced(si
     assert pods[replacement].replica_set == target.replica_set
     assert (pods[replacement].ready, pods[replacement].deleting) == (False, False)
     # Followed until the replacement is Ready: the terminating pod never counts.
-    assert kube.pods_ready(cluster=cluster, namespace="shop", deployment_name="web") == (1, 2)
+    assert ready_of(cluster) == (1, 2)
     deadline = time.monotonic() + 3
-    while kube.pods_ready(cluster=cluster, namespace="shop", deployment_name="web") != (2, 2):
+    while ready_of(cluster) != (2, 2):
         assert time.monotonic() < deadline, "the replacement never got Ready"
         time.sleep(0.05)
 
@@ -397,3 +400,41 @@ def test_delete_never_answered_is_in_doubt(sim, settings):
 
     with pytest.raises(kube.PodDeleteInDoubt, match="the pod may have been deleted"):
         kube.delete_pod(cluster=cluster_for(sim), namespace="shop", name=target.name)
+
+
+def test_a_pod_set_is_kept_up_to_date_by_a_watch_of_its_pods(sim):
+    cluster = cluster_for(sim)
+    sim.add_deployment("shop", "web", replicas=2)
+    sim.add_deployment("shop", "web-canary", labels={"app.kubernetes.io/name": "web"})
+    sim.replacement_ready_seconds = 0.3
+    pods = kube.pod_set(cluster=cluster, namespace="shop", deployment_name="web")
+    assert (pods.ready, pods.desired, len(pods.pods)) == (2, 2, 2)  # the canary's are not its
+    victim = sorted(pods.pods.values(), key=lambda pod: pod.name)[0]
+    sim.delete_pod("shop", victim.name, grace_period_seconds=1)
+
+    with kube.Watches() as watches:
+        watched = kube.Watched(
+            cluster=cluster, namespace="shop", resource="pods", label_selector=pods.label_selector
+        )
+        watches.start(
+            key=("web",), watched=watched, resource_version=pods.resource_version, seconds=3
+        )
+        for change in watches.changes(until=time.monotonic() + 5):
+            if change.name:
+                assert pods.changed(change.name, change.obj)  # the canary's pods are ignored
+            if victim.name not in pods.pods:
+                break
+
+    assert not pods.still_running(name=victim.name, uid=victim.uid)
+    assert (pods.ready, len(pods.pods)) == (2, 2)  # the replacement, Ready
+
+
+def test_a_pod_of_a_replica_set_never_listed_asks_for_a_list_again(sim):
+    sim.add_deployment("shop", "web")
+    pods = kube.pod_set(cluster=cluster_for(sim), namespace="shop", deployment_name="web")
+    (pod,) = sim.list_pods("shop")
+    pod["metadata"]["ownerReferences"][0]["uid"] = "a-new-replica-set"
+
+    assert pods.changed(pod["metadata"]["name"], pod) is False
+    assert pods.changed(pod["metadata"]["name"], None) is True  # it left
+    assert pods.pods == {}

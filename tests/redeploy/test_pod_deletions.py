@@ -1,12 +1,17 @@
 """The pod-delete services against real PostgreSQL, real Redis and the simulator over HTTP."""
 
-import time
-
 import pytest
 
 from cratos.audit.models import AuditEvent
 from cratos.exceptions import PermissionRefused, ValidationFailed
-from redeploy import kube, pod_deletion_ends, pod_deletion_runs, pod_deletions, selectors
+from redeploy import (
+    kube,
+    pod_deletion_ends,
+    pod_deletion_follows,
+    pod_deletion_runs,
+    pod_deletions,
+    selectors,
+)
 from redeploy.models import PodDeletion, PodDeletionTarget
 from redeploy.providers import DELETE_POD_GRANTS
 from tests.factories import UserFactory
@@ -35,14 +40,12 @@ def run(operation: PodDeletion, task_id: str = "task-1") -> PodDeletion:
     return pod_deletion_runs.run_pod_deletion(operation_id=operation.pk, task_id=task_id)
 
 
-def follow(operation: PodDeletion, seconds: float = 15) -> PodDeletion:
-    """What follow_pod_deletions does, in this thread: look until every target finished."""
-    deadline = time.monotonic() + seconds
+def follow(operation: PodDeletion) -> PodDeletion:
+    """What the follow_pod_deletions task does, in this thread: watch until every target
+    finished."""
     ids = list(operation.targets.values_list("pk", flat=True))
-    while waiting := pod_deletion_runs.check_pod_deletions(target_ids=ids, task_id="poll"):
-        assert time.monotonic() < deadline, "the replacement was not decided in time"
-        ids = list(waiting)
-        time.sleep(min(waiting.values()))
+    following = pod_deletion_follows.follow_pod_deletions(target_ids=ids, task_id="watch")
+    assert following is None, "the replacement was not decided in time"
     return PodDeletion.objects.get(pk=operation.pk)
 
 
@@ -82,8 +85,8 @@ def test_one_pod_deleted_its_replacement_followed_the_grant_used(
     assert operation.state == PodDeletion.State.SUCCEEDED
     target.refresh_from_db()
     assert (target.state, target.success) == (PodDeletionTarget.State.SUCCEEDED, True)
-    ready, desired = kube.pods_ready(cluster=cluster, namespace="shop", deployment_name="web")
-    assert ready >= desired == 2
+    pods = kube.pod_set(cluster=cluster, namespace="shop", deployment_name="web")
+    assert pods.ready >= pods.desired == 2
     delete_pod_ticket.refresh_from_db()
     assert (delete_pod_ticket.state, delete_pod_ticket.success) == (Ticket.State.COMPLETED, True)
     assert delete_pod_ticket.entries.get().state == TicketEntry.State.USED

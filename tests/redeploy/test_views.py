@@ -446,7 +446,8 @@ def test_running_operation_refreshes_itself(as_alice, requester):
     response = as_alice.get(operation_url(operation))
     html = page(response)
     assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in html
-    assert 'data-poll-milliseconds="2000"' in html
+    # Asked again 0.75 s after each answer: a redeploy's end shows within a second.
+    assert 'data-poll-milliseconds="750"' in html
     assert shows(response, "Waiting for a worker to take up the redeploy…")
     assert '<span class="badge badge-queued" data-op-field="state">Queued</span>' in html
 
