@@ -10,8 +10,8 @@ restart perhaps sent, which the redelivered task looks for and never sends again
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures import Future
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,7 +41,7 @@ from .operations import (
     rollout_deadline,
     target_event,
 )
-from .selectors import bindings_matching
+from .selectors import bindings_matching_each
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ def failure_message(error: KubeError) -> str:
 
 def _start(*, operation_ids: Sequence, task_id: str) -> None:
     """The QUEUED operations among `operation_ids` RUNNING, in one transaction, with a target
-    per binding they restart (a failed one when there is none) and their audit events."""
+    per binding they restart (a failed one when there is none) and their audit events: a
+    constant number of queries however long the batch."""
     with transaction.atomic():
         operations = list(
             RedeployOperation.objects.select_for_update(of=("self",))
@@ -63,22 +64,14 @@ def _start(*, operation_ids: Sequence, task_id: str) -> None:
             .order_by("pk")
         )
         now = timezone.now()
+        started = {"state": OperationState.RUNNING, "started_at": now}
+        if task_id:
+            started["celery_task_id"] = task_id
+        RedeployOperation.objects.filter(pk__in=[o.pk for o in operations]).update(**started)
         targets, events = [], []
-        for operation in operations:
-            operation.state = OperationState.RUNNING
-            operation.started_at = now
-            operation.celery_task_id = task_id or operation.celery_task_id
-            bindings = list(
-                bindings_matching(
-                    application_name=operation.application_name,
-                    namespace=operation.namespace,
-                    deployment_name=operation.deployment_name,
-                    cluster_name=operation.cluster_name,
-                )
-                .select_related("cluster")
-                # Only the cluster's name is wanted here: its credentials stay undecrypted.
-                .defer(*(f"cluster__{field}" for field in KubernetesCluster.CREDENTIAL_FIELDS))
-            )
+        for operation, bindings in zip(operations, bindings_matching_each(operations), strict=True):
+            for field, value in started.items():
+                setattr(operation, field, value)
             events.append(
                 operation_event(
                     operation,
@@ -121,7 +114,6 @@ def _start(*, operation_ids: Sequence, task_id: str) -> None:
                         task_id=operation.celery_task_id,
                     )
                 )
-        RedeployOperation.objects.bulk_update(operations, ["state", "started_at", "celery_task_id"])
         RedeployTarget.objects.bulk_create(targets)
         record_events(*events)
 
@@ -212,6 +204,19 @@ def _claim(pending: list[_Pending]) -> list[_Pending]:
     return claimed
 
 
+# What recording an applied restart changes on its target: alike for the targets of one claim
+# with one progress deadline (a batch's, mostly), and its own for each.
+RECORDED_ALIKE = [
+    "state",
+    "restarted_at",
+    "operated_at",
+    "progress_deadline_seconds",
+    "deadline_at",
+    "message",
+]
+RECORDED_EACH = ["generation", "resource_version"]
+
+
 @dataclass
 class _Restarted:
     target_id: int
@@ -236,7 +241,7 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
             .order_by("pk")
         }
         now = timezone.now()
-        events = []
+        events, alike, deadlines = [], defaultdict(list), {}
         for item in sorted(restarted, key=lambda item: item.target_id):
             target, restart = targets[item.target_id], item.restart
             ours = target.restarted_at == restart.restarted_at
@@ -249,10 +254,11 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
             target.resource_version = restart.resource_version
             target.operated_at = now
             target.progress_deadline_seconds = item.progress_deadline_seconds
-            target.deadline_at = rollout_deadline(item.progress_deadline_seconds)
+            seconds = item.progress_deadline_seconds
+            target.deadline_at = deadlines.setdefault(seconds, rollout_deadline(seconds))
             target.message = f"Restarted (restartedAt {restart.restarted_at}); rolling out..."
             if waiting:
-                target.save()
+                alike[restart.restarted_at, seconds].append(target)
             events.append(
                 target_event(
                     target,
@@ -262,31 +268,53 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
                     task_id=task_id,
                 )
             )
+        # A few UPDATEs however many targets: Django's bulk_update costs per row and field.
+        for group in alike.values():
+            RedeployTarget.objects.filter(pk__in=[target.pk for target in group]).update(
+                **{name: getattr(group[0], name) for name in RECORDED_ALIKE}
+            )
+        RedeployTarget.objects.bulk_update(
+            [target for group in alike.values() for target in group], RECORDED_EACH
+        )
         record_events(*events)
+
+
+def _as_looked(pending: list[_Pending]) -> Iterator[list[_Pending]]:
+    """The pending targets in groups, as their looks end: the restarts in a cluster (or a
+    namespace) that answers never wait for one that is slow or away."""
+    waiting = defaultdict(list)
+    for item in pending:
+        waiting[item.look].append(item)
+    while waiting:
+        done, _ = wait(waiting, return_when=FIRST_COMPLETED)
+        yield [item for look in done for item in waiting.pop(look)]
 
 
 def _restart(pending: list[_Pending], *, task_id: str) -> None:
     """Refuse a paused Deployment like kubectl, claim the restarts of the others and send them
-    side by side, and record the restarts that were applied."""
-    ready = []
-    for item in pending:
-        if failure := item.refusal():
-            fail_target(item.target.pk, message=failure, task_id=task_id, keep_change=False)
-        else:
-            ready.append(item)
-    patches = [
-        (
-            item,
-            kube.in_background(
-                kube.restart_deployment,
-                cluster=item.cluster,
-                namespace=item.target.namespace,
-                name=item.target.deployment_name,
-                restarted_at=item.target.restarted_at,
-            ),
-        )
-        for item in _claim(ready)
-    ]
+    side by side (each group as soon as its look ended), and record the restarts that were
+    applied."""
+    patches = []
+    for looked in _as_looked(pending):
+        ready = []
+        for item in looked:
+            if failure := item.refusal():
+                fail_target(item.target.pk, message=failure, task_id=task_id, keep_change=False)
+            else:
+                ready.append(item)
+        patches += [
+            (
+                item,
+                kube.in_background(
+                    kube.restart_deployment,
+                    cluster=item.cluster,
+                    namespace=item.target.namespace,
+                    name=item.target.deployment_name,
+                    restarted_at=item.target.restarted_at,
+                ),
+            )
+            for item in _claim(ready)
+        ]
     restarted = []
     try:
         for item, patch in patches:
