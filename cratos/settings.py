@@ -315,8 +315,9 @@ KUBERNETES_FIELD_MANAGER = "cratos-redeploy"
 # first pause KUBERNETES_RETRY_BACKOFF seconds, doubling (capped at 10 s; Retry-After wins).
 KUBERNETES_RETRY_ATTEMPTS = env.int("KUBERNETES_RETRY_ATTEMPTS", default=4)
 KUBERNETES_RETRY_BACKOFF = env.float("KUBERNETES_RETRY_BACKOFF", default=0.5)
-# API calls in flight at once per worker process when a batch of redeploys runs (kubectl sends
-# one at a time; an API server serves many clients side by side).
+# API calls in flight at once per worker process and cluster when a batch of redeploys runs
+# (kubectl sends one at a time; an API server serves many clients side by side); each cluster
+# has threads of its own, so one that hangs never holds back another's restarts.
 KUBERNETES_PARALLEL_REQUESTS = env.int("KUBERNETES_PARALLEL_REQUESTS", default=8)
 # A batch that restarts this many Deployments or more in one namespace reads them with one LIST
 # of the namespace (the paused check) instead of one GET each.
