@@ -331,7 +331,7 @@ REDEPLOY_ROLLOUT_WATCH_SECONDS = env.float("REDEPLOY_ROLLOUT_WATCH_SECONDS", def
 # Seconds the pod-delete page waits for the worker to list the pods it offers.
 POD_LISTING_WAIT_SECONDS = env.float("POD_LISTING_WAIT_SECONDS", default=5.0)
 # Redeploys one request (and one task) may carry.
-REDEPLOY_MAX_BATCH = env.int("REDEPLOY_MAX_BATCH", default=500)
+REDEPLOY_MAX_BATCH = env.int("REDEPLOY_MAX_BATCH", default=1000)
 # Every requester may request every application, not only the members of its owner teams (an
 # application's own "open to every requester" opens just that one).
 APPLICATIONS_OPEN_TO_ALL_REQUESTERS = env.bool("APPLICATIONS_OPEN_TO_ALL_REQUESTERS", default=False)
