@@ -10,12 +10,10 @@ restart perhaps sent, which the redelivered task looks for and never sends again
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,8 +21,6 @@ from cratos.audit.recorder import Action, Outcome, record_events
 
 from . import kube
 from .exceptions import (
-    DEPLOYMENT_DOES_NOT_EXIST,
-    DeploymentNotFound,
     KubeError,
     KubeTransientError,
     RestartInDoubt,
@@ -41,21 +37,17 @@ from .operations import (
     rollout_deadline,
     target_event,
 )
+from .restart_checks import Looks, Pending, as_looked, failure_message
 from .selectors import bindings_matching_each
 
 logger = logging.getLogger(__name__)
 
 
-def failure_message(error: KubeError) -> str:
-    if isinstance(error, DeploymentNotFound):
-        return DEPLOYMENT_DOES_NOT_EXIST
-    return operation_failed_message(error.message)
-
-
-def _start(*, operation_ids: Sequence, task_id: str) -> None:
+def _start(*, operation_ids: Sequence, task_id: str, looks: Looks | None = None) -> None:
     """The QUEUED operations among `operation_ids` RUNNING, in one transaction, with a target
     per binding they restart (a failed one when there is none) and their audit events: a
-    constant number of queries however long the batch."""
+    constant number of queries however long the batch. `looks`: started on the Deployments
+    while the targets are written."""
     with transaction.atomic():
         operations = list(
             RedeployOperation.objects.select_for_update(of=("self",))
@@ -69,7 +61,12 @@ def _start(*, operation_ids: Sequence, task_id: str) -> None:
             started["celery_task_id"] = task_id
         RedeployOperation.objects.filter(pk__in=[o.pk for o in operations]).update(**started)
         targets, events = [], []
-        for operation, bindings in zip(operations, bindings_matching_each(operations), strict=True):
+        matching = bindings_matching_each(operations)
+        if looks is not None:
+            looks.begin(
+                [(b.cluster.name, b.namespace, b.deployment_name) for bs in matching for b in bs]
+            )
+        for operation, bindings in zip(operations, matching, strict=True):
             for field, value in started.items():
                 setattr(operation, field, value)
             events.append(
@@ -118,69 +115,7 @@ def _start(*, operation_ids: Sequence, task_id: str) -> None:
         record_events(*events)
 
 
-@dataclass
-class _Pending:
-    """A target to restart, its cluster, and the check of its Deployment (is it paused?) going
-    on in the background: a GET of it, or a LIST of its namespace shared with others."""
-
-    target: RedeployTarget
-    cluster: KubernetesCluster
-    look: Future
-    listed: bool = False  # the look is a LIST: {name: RestartCheck} of the namespace
-    check: kube.RestartCheck | None = None  # once the look said it may be restarted
-
-    @classmethod
-    def looking(cls, targets: list[RedeployTarget]) -> list["_Pending"]:
-        """Start the looks: one LIST for a namespace where a batch restarts many Deployments
-        (KUBERNETES_LIST_FROM or more: cheaper for the API server than as many GETs), else
-        one GET each. A target whose cluster is gone is left out (see _resume)."""
-        clusters = KubernetesCluster.objects.in_bulk(
-            {target.cluster_name for target in targets}, field_name="name"
-        )
-        by_namespace = defaultdict(list)
-        for target in targets:
-            if target.cluster_name in clusters:
-                by_namespace[(target.cluster_name, target.namespace)].append(target)
-        pending = []
-        for (cluster_name, namespace), group in by_namespace.items():
-            cluster = clusters[cluster_name]
-            if len(group) >= settings.KUBERNETES_LIST_FROM:
-                listing = kube.in_background(
-                    kube.check_restarts_in, cluster=cluster, namespace=namespace
-                )
-                pending += [cls(target, cluster, listing, listed=True) for target in group]
-                continue
-            for target in group:
-                look = kube.in_background(
-                    kube.check_restart,
-                    cluster=cluster,
-                    namespace=target.namespace,
-                    name=target.deployment_name,
-                )
-                pending.append(cls(target, cluster, look))
-        return pending
-
-    def refusal(self) -> str:
-        """Waits for the look; why the Deployment must not be restarted, or "" (it may)."""
-        try:
-            check = self.look.result()
-        except KubeError as error:
-            return failure_message(error)
-        except Exception as error:
-            # Unforeseen (a bug, the client): nothing was sent, so the target just fails.
-            logger.exception("Reading the Deployment of target %s failed", self.target.pk)
-            return operation_failed_message(str(error))
-        if self.listed:
-            check = check.get(self.target.deployment_name)
-            if check is None:
-                return DEPLOYMENT_DOES_NOT_EXIST
-        if check.paused:
-            return operation_failed_message(kube.PAUSED_MESSAGE)
-        self.check = check
-        return ""
-
-
-def _claim(pending: list[_Pending]) -> list[_Pending]:
+def _claim(pending: list[Pending]) -> list[Pending]:
     """Fix the restartedAt of each target, committed before its PATCH; those a concurrent run
     of the same task claimed first are left to it."""
     if not pending:
@@ -279,23 +214,12 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
         record_events(*events)
 
 
-def _as_looked(pending: list[_Pending]) -> Iterator[list[_Pending]]:
-    """The pending targets in groups, as their looks end: the restarts in a cluster (or a
-    namespace) that answers never wait for one that is slow or away."""
-    waiting = defaultdict(list)
-    for item in pending:
-        waiting[item.look].append(item)
-    while waiting:
-        done, _ = wait(waiting, return_when=FIRST_COMPLETED)
-        yield [item for look in done for item in waiting.pop(look)]
-
-
-def _restart(pending: list[_Pending], *, task_id: str) -> None:
+def _restart(pending: list[Pending], *, task_id: str) -> None:
     """Refuse a paused Deployment like kubectl, claim the restarts of the others and send them
     side by side (each group as soon as its look ended), and record the restarts that were
     applied."""
     patches = []
-    for looked in _as_looked(pending):
+    for looked in as_looked(pending):
         ready = []
         for item in looked:
             if failure := item.refusal():
@@ -454,7 +378,7 @@ def _pending_targets(operation_ids: Sequence):
     ).order_by("pk")
 
 
-def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -> None:
+def _resume(operation_ids: Sequence, *, started: list[Pending], task_id: str) -> None:
     """The targets of the RUNNING operations that this run did not restart: claimed by a run
     killed since (looked at, never restarted again), or of a cluster removed meanwhile."""
     for target in (
@@ -482,9 +406,10 @@ def run_redeploys(*, operation_ids: Sequence, task_id: str = "") -> list[Redeplo
     claimed targets and never sends a second restart.
     Returns the operations with their targets; ROLLING ones are to be followed (check_rollouts).
     """
-    _start(operation_ids=operation_ids, task_id=task_id)
+    looks = Looks()
+    _start(operation_ids=operation_ids, task_id=task_id, looks=looks)
     # Every target no run has claimed yet: this run's, or a killed run's.
-    started = _Pending.looking(list(_pending_targets(operation_ids).filter(restarted_at="")))
+    started = looks.pending(list(_pending_targets(operation_ids).filter(restarted_at="")))
     _restart(started, task_id=task_id)
     _resume(operation_ids, started=started, task_id=task_id)
     # Those whose every target failed at the start (no binding): nothing else concludes them.
