@@ -36,6 +36,7 @@ from bench.harness import (
     start_web,
     start_worker,
     summary,
+    wait_until,
 )
 from bench.parties import Api, Cluster, Product, wait_finished
 
@@ -45,6 +46,8 @@ BATCH_NAMESPACES = 10
 PARALLEL_PER_CLUSTER = 8
 # Rollouts that take a few steps, so they are followed, not found over at the first look.
 BATCH_ROLLOUT_STEP = 0.2
+# 1,000 rollouts followed to their end on a busy machine take longer than FINISH_SECONDS.
+FOLLOWED_SECONDS = 600
 USERS_NAMESPACE = "users"
 # The worker as deploy/base/worker.yaml runs it.
 DEPLOYED_WORKER = {"pool": "prefork", "concurrency": 4}
@@ -148,7 +151,12 @@ def figure_batch(
             for arrival in cluster.patches(at_least=len(deployments))
         ]
         applied = max(arrived for arrived, _path, _restarted_at in arrivals) - started
-        wait_finished(operation_ids, interval=0.5)
+        adapters.wait_finished(
+            operation_ids,
+            until=lambda condition, what: wait_until(
+                condition, seconds=FOLLOWED_SECONDS, what=what, interval=0.5
+            ),
+        )
         finished = time.monotonic() - started
         last_patch = max(arrived for arrived, _path, _restarted_at in arrivals)
         following = sum(
