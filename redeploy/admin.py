@@ -36,6 +36,7 @@ class TagsJSONField(forms.JSONField):
 
 class ApplicationForm(forms.ModelForm):
     tags = TagsJSONField(
+        label=_("Tags"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 8, "cols": 60, "class": "monospace"}),
         help_text=_('Ordered key/value pairs, e.g. [{"key": "team", "value": "shop"}].'),

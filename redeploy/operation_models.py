@@ -24,19 +24,19 @@ class GrantedOperation(models.Model):
         FAILED = "FAILED", _("Failed")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    application_name = models.CharField(max_length=128)
-    namespace = models.CharField(max_length=63)
-    deployment_name = models.CharField(max_length=253)
-    cluster_name = models.CharField(max_length=64, blank=True)
+    application_name = models.CharField(_("Application name"), max_length=128)
+    namespace = models.CharField(_("Namespace"), max_length=63)
+    deployment_name = models.CharField(_("Deployment name"), max_length=253)
+    cluster_name = models.CharField(_("Cluster"), max_length=64, blank=True)
     # When the taken grant would have expired: what a give-back puts back.
-    authorization_expires_at = models.DateTimeField(null=True, blank=True)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
-    message = models.TextField(blank=True)
-    request_ip = models.GenericIPAddressField(null=True, blank=True)
-    celery_task_id = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    authorization_expires_at = models.DateTimeField(_("Expires"), null=True, blank=True)
+    state = models.CharField(_("State"), max_length=16, choices=State.choices, default=State.QUEUED)
+    message = models.TextField(_("Message"), blank=True)
+    request_ip = models.GenericIPAddressField(_("Request IP"), null=True, blank=True)
+    celery_task_id = models.CharField(_("Celery task ID"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("Created"), auto_now_add=True)
+    started_at = models.DateTimeField(_("Started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("Finished at"), null=True, blank=True)
 
     class Meta:
         abstract = True
@@ -55,15 +55,15 @@ class OperationTarget(models.Model):
     """The record of one thing an operation did and how it ended (the ticket's records row).
     Each kind adds its operation, its ticket link and its own states."""
 
-    cluster_name = models.CharField(max_length=64)
-    namespace = models.CharField(max_length=63)
-    deployment_name = models.CharField(max_length=253)
-    success = models.BooleanField(null=True)
-    message = models.TextField(blank=True)
-    operated_at = models.DateTimeField(null=True, blank=True)
+    cluster_name = models.CharField(_("Cluster"), max_length=64)
+    namespace = models.CharField(_("Namespace"), max_length=63)
+    deployment_name = models.CharField(_("Deployment name"), max_length=253)
+    success = models.BooleanField(_("Success"), null=True)
+    message = models.TextField(_("Message"), blank=True)
+    operated_at = models.DateTimeField(_("Operated at"), null=True, blank=True)
     # Following what the action set off stops here (the Deployment's progress deadline).
-    deadline_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(_("Deadline"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("Finished at"), null=True, blank=True)
 
     class Meta:
         abstract = True

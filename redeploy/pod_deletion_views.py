@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.timesince import timesince
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRefresh
@@ -82,7 +83,7 @@ def pod_deletion_new(request):
     binding = selectors.binding_shown(application_name=application, binding_id=binding_id)
     try:
         if binding is None:
-            raise ValidationFailed("Choose where the pods run.")
+            raise ValidationFailed(_("Choose where the pods run."))
         operation = pod_deletions.request_pod_deletion(
             user=request.user,
             application_name=application,

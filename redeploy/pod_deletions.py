@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 from kombu.exceptions import OperationalError
 
 from cratos import queue
@@ -42,11 +44,13 @@ def _cleaned(*, pod_names: Sequence[str]) -> list[str]:
     """The pod names trimmed and checked (the Deployment's names are checked as a redeploy's)."""
     names = [(name or "").strip() for name in pod_names or []]
     if not names:
-        raise ValidationFailed("Give at least one pod.")
+        raise ValidationFailed(_("Give at least one pod."))
     if len(names) > MAX_PODS:
-        raise ValidationFailed(f"At most {MAX_PODS} pods can be deleted at once.")
+        raise ValidationFailed(
+            format_lazy(_("At most {count} pods can be deleted at once."), count=MAX_PODS)
+        )
     if len(set(names)) != len(names):
-        raise ValidationFailed("A pod is named twice.")
+        raise ValidationFailed(_("A pod is named twice."))
     try:
         for name in names:
             validate_dns1123_subdomain(name)

@@ -13,10 +13,13 @@ class PodDeletion(GrantedOperation):
     """One pod-delete request: some pods of one application's Deployment, one approval."""
 
     requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="pod_deletions"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="pod_deletions",
+        verbose_name=_("Requested by"),
     )
     # The pods asked for, in the request's order: the worker turns them into targets.
-    pod_names = models.JSONField(default=list)
+    pod_names = models.JSONField(_("Pods"), default=list)
     # The ticket whose grant this operation took (set when taken).
     ticket = models.ForeignKey(
         "tickets.Ticket",
@@ -24,10 +27,12 @@ class PodDeletion(GrantedOperation):
         blank=True,
         on_delete=models.PROTECT,
         related_name="pod_deletions",
+        verbose_name=_("Ticket"),
     )
 
     class Meta(GrantedOperation.Meta):
-        pass
+        verbose_name = _("pod deletion")
+        verbose_name_plural = _("pod deletions")
 
 
 class PodDeletionTarget(OperationTarget):
@@ -39,22 +44,32 @@ class PodDeletionTarget(OperationTarget):
         SUCCEEDED = "SUCCEEDED", _("Succeeded")
         FAILED = "FAILED", _("Failed")
 
-    operation = models.ForeignKey(PodDeletion, on_delete=models.CASCADE, related_name="targets")
+    operation = models.ForeignKey(
+        PodDeletion,
+        on_delete=models.CASCADE,
+        related_name="targets",
+        verbose_name=_("Pod deletion"),
+    )
     ticket = models.ForeignKey(
         "tickets.Ticket",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
         related_name="pod_deletion_targets",
+        verbose_name=_("Ticket"),
     )
-    pod_name = models.CharField(max_length=253)
-    pod_uid = models.CharField(max_length=64, blank=True)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    pod_name = models.CharField(_("Pod"), max_length=253)
+    pod_uid = models.CharField(_("Pod UID"), max_length=64, blank=True)
+    state = models.CharField(
+        _("State"), max_length=16, choices=State.choices, default=State.PENDING
+    )
     # Set (committed) before the DELETE is sent, and kept once it was or may have been applied:
     # a redelivered task never deletes the pod again, and the grant is used, not given back.
-    deleted = models.BooleanField(default=False)
+    deleted = models.BooleanField(_("Deleted"), default=False)
 
     class Meta:
+        verbose_name = _("pod deletion target")
+        verbose_name_plural = _("pod deletion targets")
         ordering = ["operation", "pk"]
 
     def __str__(self) -> str:

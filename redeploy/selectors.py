@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db.models import Count, F, OuterRef, Prefetch, QuerySet, Subquery
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from cratos.audit.selectors import may_review_audit
 from cratos.exceptions import NotFound
@@ -87,7 +89,7 @@ def visible_operation(*, operation_id, user) -> RedeployOperation:
     except (RedeployOperation.DoesNotExist, ValidationError):
         operation = None
     if operation is None or not may_view_operation(operation=operation, user=user):
-        raise NotFound(f"Redeploy {operation_id} does not exist.")
+        raise NotFound(format_lazy(_("Redeploy {id} does not exist."), id=operation_id))
     return operation
 
 
@@ -101,7 +103,7 @@ def visible_pod_deletion(*, operation_id, user) -> PodDeletion:
         .first()
     )
     if operation is None or not may_view_operation(operation=operation, user=user):
-        raise NotFound(f"Pod deletion {operation_id} does not exist.")
+        raise NotFound(format_lazy(_("Pod deletion {id} does not exist."), id=operation_id))
     return operation
 
 
@@ -225,7 +227,7 @@ def application_by_name(*, name: str) -> Application:
         .first()
     )
     if application is None:
-        raise NotFound(f"Application {name} does not exist.")
+        raise NotFound(format_lazy(_("Application {name} does not exist."), name=name))
     return application
 
 

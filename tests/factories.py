@@ -114,12 +114,14 @@ def approval_chain(work_order, *nodes: tuple[str, str, str]) -> list[ApprovalNod
 
 class RedeployWorkOrderFactory(WorkOrderFactory):
     """The migration's APPLICATION_REDEPLOY work order: one OR_BATCH node "Approval" of group
-    "Approvers". Recreates them after a transactional test flushed the database."""
+    "Approvers", with their Chinese names. Recreates them after a transactional test flushed
+    the database."""
 
     class Meta:
         skip_postgeneration_save = True
 
     name = "Application redeploy"
+    name_zh_hans = "应用重新部署"
 
     @factory.post_generation
     def default_chain(self, create, extracted, **kwargs):
@@ -128,6 +130,7 @@ class RedeployWorkOrderFactory(WorkOrderFactory):
                 work_order=self,
                 position=1,
                 name="Approval",
+                name_zh_hans="审批",
                 node_type=ApprovalNode.Type.OR_BATCH,
                 group=GroupFactory(name="Approvers"),
             )
@@ -138,6 +141,7 @@ class DeletePodWorkOrderFactory(RedeployWorkOrderFactory):
 
     key = "APPLICATION_DELETE_POD"
     name = "Application pod delete"
+    name_zh_hans = "应用 Pod 删除"
 
 
 class TicketFactory(factory.django.DjangoModelFactory):

@@ -49,7 +49,7 @@ def state_label(state: str) -> str:
 
 class ApprovalNodeInline(admin.TabularInline):
     model = ApprovalNode
-    fields = ("position", "name", "node_type", "group")
+    fields = ("position", "name", "name_zh_hans", "node_type", "group")
     extra = 0
     ordering = ("position",)
 
@@ -57,7 +57,9 @@ class ApprovalNodeInline(admin.TabularInline):
 class WorkOrderForm(WriteOnlyCredentialsForm):
     credential_fields = ("webhook_secret",)
     # A webhook URL typed without a scheme means https.
-    webhook_url = forms.URLField(required=False, assume_scheme="https", max_length=512)
+    webhook_url = forms.URLField(
+        label=_("Webhook URL"), required=False, assume_scheme="https", max_length=512
+    )
 
     class Meta:
         model = WorkOrder
@@ -68,9 +70,16 @@ class WorkOrderForm(WriteOnlyCredentialsForm):
 @admin.register(WorkOrder)
 class WorkOrderAdmin(admin.ModelAdmin):
     form = WorkOrderForm
-    list_display = ("key", "name", "business_type", "authorization_ttl_seconds", "enabled")
+    list_display = (
+        "key",
+        "name",
+        "name_zh_hans",
+        "business_type",
+        "authorization_ttl_seconds",
+        "enabled",
+    )
     list_filter = ("enabled", "business_type")
-    search_fields = ("key", "name")
+    search_fields = ("key", "name", "name_zh_hans")
     inlines = [ApprovalNodeInline]
 
 
@@ -128,7 +137,7 @@ class ApprovalInline(TicketPartInline):
 
     @admin.display(description=_("Node"))
     def node_name(self, approval: Approval) -> str:
-        return approval.node.name
+        return approval.node.display_name
 
 
 class TicketStateChangeInline(TicketPartInline):
@@ -160,7 +169,7 @@ class ChosenApproverInline(TicketPartInline):
 
     @admin.display(description=_("Node"))
     def node_name(self, chosen: TicketNodeApprover) -> str:
-        return chosen.node.name
+        return chosen.node.display_name
 
 
 class ApproveForm(forms.Form):
@@ -185,7 +194,7 @@ class ApproveForm(forms.Form):
             return gettext("Ticket %(no)s approved.") % {"no": ticket.ticket_no}
         return gettext(
             "Ticket %(no)s: your approval is recorded; it now waits for node %(node)s."
-        ) % {"no": ticket.ticket_no, "node": ticket.current_node.name}
+        ) % {"no": ticket.ticket_no, "node": ticket.current_node.display_name}
 
 
 class RejectForm(forms.Form):
@@ -282,7 +291,7 @@ class TicketAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("Current node"), ordering="current_node__name")
     def current_node_name(self, ticket: Ticket) -> str:
-        return ticket.current_node.name if ticket.current_node else "-"
+        return ticket.current_node.display_name if ticket.current_node else "-"
 
     @admin.action(description=ApproveForm.title_many)
     def approve_selected(self, request, queryset):

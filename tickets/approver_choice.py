@@ -33,7 +33,7 @@ def chosen_approvers(
         pick = approvers.get(name)
         if not pick:
             raise ValidationFailed(
-                format_lazy(_("Choose the approver for node {node}."), node=name)
+                format_lazy(_("Choose the approver for node {node}."), node=node.display_name)
             )
         user = pick if hasattr(pick, "pk") else users.filter(username=pick).first()
         if user is not None and user.pk == ticket.applicant_id:
@@ -41,7 +41,9 @@ def chosen_approvers(
         if user is None or not user.is_active or not user.groups.filter(pk=node.group_id).exists():
             raise ValidationFailed(
                 format_lazy(
-                    _("{user} is not a candidate approver of node {node}."), user=pick, node=name
+                    _("{user} is not a candidate approver of node {node}."),
+                    user=pick,
+                    node=node.display_name,
                 )
             )
         if any(c.user.pk == user.pk for c in chosen):

@@ -71,7 +71,7 @@ class ApproverPickersMixin:
         self.approver_nodes = _user_specified_nodes(work_order)
         for node in self.approver_nodes:
             self.fields[self.approver_field_name(node)] = forms.ModelChoiceField(
-                label=node.name,
+                label=node.display_name,
                 queryset=get_user_model()
                 .objects.filter(groups=node.group_id, is_active=True)
                 .exclude(pk=applicant.pk)
@@ -220,7 +220,7 @@ class VoteForm(forms.Form):
             return _("Ticket %(no)s approved.") % {"no": ticket.ticket_no}
         return _("Ticket %(no)s: your approval is recorded; it now waits for node %(node)s.") % {
             "no": ticket.ticket_no,
-            "node": ticket.current_node.name,
+            "node": ticket.current_node.display_name,
         }
 
 

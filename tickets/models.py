@@ -1,40 +1,90 @@
-from urllib.parse import urlsplit
-
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import models
+from django.utils import translation
+from django.utils.functional import lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from cratos.fields import EncryptedTextField
 
 
-class WorkOrder(models.Model):
+def _name_in_language(name: str, name_zh_hans: str) -> str:
+    if name_zh_hans and (translation.get_language() or "").lower() == "zh-hans":
+        return name_zh_hans
+    return name
+
+
+# Lazy, like a refusal's message: worded when rendered, so a refusal quoting a name reads in the
+# reader's language while the audit recorder (which renders in English) keeps the English one.
+name_in_language = lazy(_name_in_language, str)
+
+
+def english_name_field(*, max_length: int) -> models.CharField:
+    return models.CharField(
+        _("name"),
+        max_length=max_length,
+        help_text=_("In English: shown in English and kept in the audit log."),
+    )
+
+
+def chinese_name_field(*, max_length: int) -> models.CharField:
+    return models.CharField(
+        _("name in Chinese"),
+        max_length=max_length,
+        blank=True,
+        help_text=_("Shown to people reading Chinese; blank: they read the English name."),
+    )
+
+
+class NamedInLanguages(models.Model):
+    """A name people read in their language: `name` (English, the canonical one that keys,
+    logs and webhooks use) and `name_zh_hans`; pages, the admin, refusals and notices show
+    `display_name`."""
+
+    class Meta:
+        abstract = True
+
+    @property
+    def display_name(self) -> str:
+        return name_in_language(self.name, self.name_zh_hans)
+
+
+class WorkOrder(NamedInLanguages):
     """A kind of ticket: what it is for, how long its authorization lives, who approves it."""
 
-    key = models.CharField(max_length=64, unique=True)  # e.g. APPLICATION_REDEPLOY
-    business_type = models.CharField(max_length=32)  # e.g. APPLICATION
-    name = models.CharField(max_length=128)
-    description = models.TextField(blank=True)
-    authorization_ttl_seconds = models.PositiveIntegerField(default=7200)
-    enabled = models.BooleanField(default=True)
+    key = models.CharField(_("Key"), max_length=64, unique=True)  # e.g. APPLICATION_REDEPLOY
+    business_type = models.CharField(_("Business type"), max_length=32)  # e.g. APPLICATION
+    name = english_name_field(max_length=128)
+    name_zh_hans = chinese_name_field(max_length=128)
+    description = models.TextField(_("Description"), blank=True)
+    authorization_ttl_seconds = models.PositiveIntegerField(
+        _("Authorization lifetime (seconds)"), default=7200
+    )
+    enabled = models.BooleanField(_("Enabled"), default=True)
     # Every notice of this work order's tickets is also POSTed here as signed JSON (a relay
     # turns it into a Lark/Feishu, DingTalk, WeCom or Slack message).
     webhook_url = models.URLField(
-        max_length=512, blank=True, validators=[URLValidator(schemes=["http", "https"])]
+        _("Webhook URL"),
+        max_length=512,
+        blank=True,
+        validators=[URLValidator(schemes=["http", "https"])],
     )
     webhook_secret = EncryptedTextField(
+        _("Webhook secret"),
         blank=True,
         help_text=_("Key of the HMAC-SHA256 signature in the X-Cratos-Signature header."),
     )
 
     class Meta:
+        verbose_name = _("work order")
+        verbose_name_plural = _("work orders")
         ordering = ["key"]
 
     def __str__(self) -> str:
-        return self.name
+        return str(self.display_name)
 
     def clean(self) -> None:
         if self.webhook_url and not self.webhook_secret:
@@ -47,7 +97,7 @@ class WorkOrder(models.Model):
         return bool(self.webhook_url and self.webhook_secret)
 
 
-class ApprovalNode(models.Model):
+class ApprovalNode(NamedInLanguages):
     """One step of a work order's approval chain, in `position` order."""
 
     class Type(models.TextChoices):
@@ -58,12 +108,21 @@ class ApprovalNode(models.Model):
         APPLICATION_OWNER = "APPLICATION_OWNER", _("A member of each owner team approves")
 
     work_order = models.ForeignKey(WorkOrder, on_delete=models.CASCADE, related_name="nodes")
-    position = models.PositiveSmallIntegerField()
-    name = models.CharField(max_length=64)
-    node_type = models.CharField(max_length=20, choices=Type.choices, default=Type.OR_BATCH)
-    group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="approval_nodes")
+    position = models.PositiveSmallIntegerField(
+        _("Position"),
+    )
+    name = english_name_field(max_length=64)
+    name_zh_hans = chinese_name_field(max_length=64)
+    node_type = models.CharField(
+        _("Node type"), max_length=20, choices=Type.choices, default=Type.OR_BATCH
+    )
+    group = models.ForeignKey(
+        Group, on_delete=models.PROTECT, related_name="approval_nodes", verbose_name=_("Group")
+    )
 
     class Meta:
+        verbose_name = _("approval node")
+        verbose_name_plural = _("approval nodes")
         ordering = ["work_order", "position"]
         constraints = [
             models.UniqueConstraint(fields=["work_order", "position"], name="unique_node_position"),
@@ -71,7 +130,7 @@ class ApprovalNode(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.work_order.key} #{self.position} {self.name}"
+        return f"{self.work_order.key} #{self.position} {self.display_name}"
 
     @property
     def is_gating(self) -> bool:
@@ -90,26 +149,38 @@ class Ticket(models.Model):
 
     # Assigned from the primary key right after insert, so concurrent creation never collides.
     ticket_no = models.CharField(  # noqa: DJ001  (NULL until assigned; many NULLs stay unique)
-        max_length=32, unique=True, null=True, editable=False
+        _("Ticket no."), max_length=32, unique=True, null=True, editable=False
     )
-    work_order = models.ForeignKey(WorkOrder, on_delete=models.PROTECT, related_name="tickets")
+    work_order = models.ForeignKey(
+        WorkOrder, on_delete=models.PROTECT, related_name="tickets", verbose_name=_("Work order")
+    )
     applicant = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tickets"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="tickets",
+        verbose_name=_("Applicant"),
     )
-    reason = models.TextField(blank=True)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.NEW)
+    reason = models.TextField(_("Reason"), blank=True)
+    state = models.CharField(_("State"), max_length=16, choices=State.choices, default=State.NEW)
     current_node = models.ForeignKey(
-        ApprovalNode, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        ApprovalNode,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("Current node"),
     )
     # Set when the ticket reaches COMPLETED: did every redeploy on it succeed?
-    success = models.BooleanField(null=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    submitted_at = models.DateTimeField(null=True, blank=True)
-    decided_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
+    success = models.BooleanField(_("Success"), null=True)
+    created_at = models.DateTimeField(_("Created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("Updated at"), auto_now=True)
+    submitted_at = models.DateTimeField(_("Submitted"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("Decided"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("Completed at"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("ticket")
+        verbose_name_plural = _("tickets")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["applicant", "state"]),
@@ -129,15 +200,22 @@ class TicketNodeApprover(models.Model):
 
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="chosen_approvers")
     node = models.ForeignKey(ApprovalNode, on_delete=models.PROTECT, related_name="+")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("Approver"),
+    )
 
     class Meta:
+        verbose_name = _("chosen approver")
+        verbose_name_plural = _("chosen approvers")
         constraints = [
             models.UniqueConstraint(fields=["ticket", "node"], name="unique_chosen_approver")
         ]
 
     def __str__(self) -> str:
-        return f"{self.ticket}: {self.node.name} by {self.user}"
+        return f"{self.ticket}: {self.node.display_name} by {self.user}"
 
 
 class TicketEntry(models.Model):
@@ -160,15 +238,16 @@ class TicketEntry(models.Model):
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="entries")
     business_type = models.CharField(max_length=32)
     # The frozen snapshot: what the entry named (an application) and how it was then.
-    name = models.CharField(max_length=128)
+    name = models.CharField(_("Application"), max_length=128)
     content = models.JSONField(default=dict)
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
-    authorization_expires_at = models.DateTimeField(null=True, blank=True)
+    authorization_expires_at = models.DateTimeField(_("Expires"), null=True, blank=True)
     success = models.BooleanField(null=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["ticket", "id"]
+        verbose_name = _("ticket entry")
         verbose_name_plural = _("ticket entries")
         constraints = [
             models.UniqueConstraint(fields=["ticket", "name"], name="unique_entry_per_ticket")
@@ -190,16 +269,21 @@ class Approval(models.Model):
     ticket = models.ForeignKey(Ticket, on_delete=models.CASCADE, related_name="approvals")
     node = models.ForeignKey(ApprovalNode, on_delete=models.PROTECT, related_name="+")
     approver = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="approvals",
+        verbose_name=_("Approver"),
     )
     team = models.ForeignKey(
         "teams.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    decision = models.CharField(max_length=8, choices=Decision.choices)
-    comment = models.TextField(blank=True)
-    decided_at = models.DateTimeField(auto_now_add=True)
+    decision = models.CharField(_("Decision"), max_length=8, choices=Decision.choices)
+    comment = models.TextField(_("Comment"), blank=True)
+    decided_at = models.DateTimeField(_("Decided"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("approval")
+        verbose_name_plural = _("approvals")
         ordering = ["ticket", "decided_at", "id"]
         constraints = [
             # Two approvers racing on one node (or for one owner team): the database keeps
@@ -217,7 +301,7 @@ class Approval(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.ticket} {self.node.name}: {self.decision} by {self.approver}"
+        return f"{self.ticket} {self.node.display_name}: {self.decision} by {self.approver}"
 
 
 class DecisionLinkUse(models.Model):
@@ -231,7 +315,7 @@ class DecisionLinkUse(models.Model):
     used_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
-        return f"{self.ticket} {self.node.name}: {self.decision} link of {self.user}"
+        return f"{self.ticket} {self.node.display_name}: {self.decision} link of {self.user}"
 
 
 class TicketStateChange(models.Model):
@@ -239,154 +323,30 @@ class TicketStateChange(models.Model):
     from_state = models.CharField(max_length=16, blank=True)
     to_state = models.CharField(max_length=16)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("Actor"),
     )
-    note = models.TextField(blank=True)
-    changed_at = models.DateTimeField(auto_now_add=True)
+    note = models.TextField(_("Note"), blank=True)
+    changed_at = models.DateTimeField(_("Time"), auto_now_add=True)
 
     class Meta:
+        verbose_name = _("state change")
+        verbose_name_plural = _("state history")
         ordering = ["ticket", "changed_at", "id"]
 
     def __str__(self) -> str:
         return f"{self.ticket}: {self.from_state or '-'} → {self.to_state}"
 
 
-class NoticeChannel(models.Model):
-    """Where a work order's notices go besides its webhook: a chat robot, or email.
-
-    A work order with enabled channels of its own uses those; any other uses the default
-    channels (no work order). With no channel at all, every notice goes by email, as it
-    always did."""
-
-    class Medium(models.TextChoices):
-        EMAIL = "EMAIL", _("Email")
-        DINGTALK = "DINGTALK", _("DingTalk robot")
-        FEISHU = "FEISHU", _("Feishu / Lark bot")
-        WECOM = "WECOM", _("WeCom group robot")
-        SLACK = "SLACK", _("Slack incoming webhook")
-
-    # Robots that sign each message with a secret of their own (timestamp + HMAC-SHA256).
-    SIGNED_MEDIA = (Medium.DINGTALK, Medium.FEISHU)
-
-    name = models.CharField(max_length=64, unique=True)
-    medium = models.CharField(max_length=16, choices=Medium.choices)
-    work_order = models.ForeignKey(
-        WorkOrder,
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="notice_channels",
-        help_text=_("Empty: a default channel, for every work order without channels of its own."),
-    )
-    enabled = models.BooleanField(default=True)
-    # The robot's webhook URL carries its access token: encrypted like cluster credentials.
-    webhook_url = EncryptedTextField(
-        blank=True,
-        help_text=_("The robot's webhook address, as the chat app shows it (token included)."),
-    )
-    secret = EncryptedTextField(
-        blank=True, help_text=_("Signing secret (DingTalk: SEC…; Feishu/Lark: signature key).")
-    )
-    language = models.CharField(
-        max_length=8,
-        choices=settings.LANGUAGES,
-        default=settings.LANGUAGE_CODE,
-        help_text=_("Language of the messages when their recipients chose none."),
-    )
-    # The channel's health, as the admin shows it.
-    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
-    last_error = models.TextField(blank=True, editable=False)
-    last_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    last_delivered_at = models.DateTimeField(null=True, blank=True, editable=False)
-
-    class Meta:
-        ordering = ["work_order__key", "name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    def clean(self) -> None:
-        if self.medium == self.Medium.EMAIL:
-            return
-        if urlsplit(self.webhook_url or "").scheme not in ("http", "https"):
-            raise ValidationError({"webhook_url": gettext("A robot needs its http(s) address.")})
-        if self.medium in self.SIGNED_MEDIA and not self.secret:
-            raise ValidationError({"secret": gettext("This robot signs with a secret.")})
-
-
-class NoticeProfile(models.Model):
-    """How a user wants notices: in which language, and who they are in each chat app (so a
-    robot can @-mention them)."""
-
-    user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notice_profile"
-    )
-    language = models.CharField(max_length=8, choices=settings.LANGUAGES, blank=True)
-    dingtalk_user_id = models.CharField(_("DingTalk userId"), max_length=64, blank=True)
-    feishu_open_id = models.CharField(_("Feishu/Lark open_id"), max_length=64, blank=True)
-    wecom_user_id = models.CharField(_("WeCom userid"), max_length=64, blank=True)
-    slack_member_id = models.CharField(_("Slack member ID"), max_length=32, blank=True)
-
-    def __str__(self) -> str:
-        return str(self.user)
-
-    def chat_id(self, medium: str) -> str:
-        return {
-            NoticeChannel.Medium.DINGTALK: self.dingtalk_user_id,
-            NoticeChannel.Medium.FEISHU: self.feishu_open_id,
-            NoticeChannel.Medium.WECOM: self.wecom_user_id,
-            NoticeChannel.Medium.SLACK: self.slack_member_id,
-        }.get(medium, "")
-
-
-class NoticeDelivery(models.Model):
-    """One notice for one robot channel: written once per event and channel (the idempotency
-    key), so a task run twice never posts twice."""
-
-    class State(models.TextChoices):
-        PENDING = "PENDING", _("Pending")
-        SENDING = "SENDING", _("Sending")
-        SENT = "SENT", _("Sent")
-        FAILED = "FAILED", _("Failed")
-
-    channel = models.ForeignKey(NoticeChannel, on_delete=models.CASCADE, related_name="deliveries")
-    key = models.CharField(max_length=128)
-    event = models.CharField(max_length=32)
-    ticket = models.ForeignKey(
-        Ticket, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
-    language = models.CharField(max_length=8)
-    title = models.CharField(max_length=255)
-    text = models.TextField()
-    mentions = models.JSONField(default=list)
-    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        verbose_name_plural = _("notice deliveries")
-        constraints = [
-            models.UniqueConstraint(fields=["channel", "key"], name="one_delivery_per_event")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.channel}: {self.key}"
-
-
-class ExpiryWarning(models.Model):
-    """The "expiring soon" notice of one authorization was sent: it goes out once."""
-
-    entry = models.ForeignKey(TicketEntry, on_delete=models.CASCADE, related_name="+")
-    expires_at = models.DateTimeField()
-    warned_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["entry", "expires_at"], name="one_warning_per_expiry")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.entry} expires {self.expires_at.isoformat()}"
+# Notice channels, profiles and deliveries live in their own module; imported here for Django
+# to find them.
+from .notice_models import (  # noqa: E402, F401
+    ExpiryWarning,
+    NoticeChannel,
+    NoticeDelivery,
+    NoticeProfile,
+)

@@ -80,7 +80,7 @@ def read_decision_link(*, token: str, user) -> DecisionLink:
     if ticket.state != Ticket.State.IN_APPROVAL or ticket.current_node_id != node.pk:
         raise InvalidTransition(
             _("This decision link has expired: ticket %(no)s no longer waits on step %(node)s.")
-            % {"no": ticket.ticket_no, "node": node.name}
+            % {"no": ticket.ticket_no, "node": node.display_name}
         )
     return DecisionLink(
         ticket=ticket, node=node, user_id=user.pk, decision=data["d"], nonce=data["k"]

@@ -162,7 +162,7 @@ def send_ticket_submitted(*, ticket_id: int, node_id: int) -> None:
             "applicant": ticket.applicant.get_username(),
             "no": ticket.ticket_no,
             "applications": _applications(ticket),
-            "node": node.name,
+            "node": node.display_name,
         }
 
     def words() -> tuple[str, str]:
@@ -215,7 +215,7 @@ def send_ticket_decided(*, ticket_id: int, approval_id: int) -> None:
         event = Event.NODE_APPROVED if next_node else Event.TICKET_APPROVED
 
     def words() -> tuple[str, str]:
-        names = {"approver": approver, "no": ticket.ticket_no, "node": approval.node.name}
+        names = {"approver": approver, "no": ticket.ticket_no, "node": approval.node.display_name}
         if event == Event.TICKET_REJECTED:
             return _("Ticket %(no)s was rejected by %(approver)s") % names, _(
                 "%(approver)s rejected ticket %(no)s at step %(node)s: %(reason)s"
@@ -234,7 +234,7 @@ def send_ticket_decided(*, ticket_id: int, approval_id: int) -> None:
         return subject, _(
             "%(approver)s approved step %(node)s of ticket %(no)s; it now waits for a "
             "decision on step %(next)s."
-        ) % {**names, "next": next_node.name}
+        ) % {**names, "next": next_node.display_name}
 
     context = _ticket_context(ticket, node=approval.node, approval=approval)
     _send_mail(
@@ -426,7 +426,7 @@ def _request_decisions(
     def words() -> tuple[str, str]:
         subject = _("Ticket %(no)s waits for your decision (%(node)s)") % {
             "no": ticket.ticket_no,
-            "node": node.name,
+            "node": node.display_name,
         }
         return subject, summary()
 

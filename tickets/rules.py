@@ -106,7 +106,7 @@ def decision_refusal(*, ticket: Ticket, user, reject: bool = False) -> DomainErr
                     "another approver must decide node {node}."
                 ),
                 ticket_no=ticket.ticket_no,
-                node=node.name,
+                node=node.display_name,
             )
         )
     picked_elsewhere = next(
@@ -120,8 +120,8 @@ def decision_refusal(*, ticket: Ticket, user, reject: bool = False) -> DomainErr
                     "You are the chosen approver of node {chosen_node}; "
                     "another approver must decide node {node}."
                 ),
-                chosen_node=picked_elsewhere.node.name,
-                node=node.name,
+                chosen_node=picked_elsewhere.node.display_name,
+                node=node.display_name,
             )
         )
     if node.node_type == ApprovalNode.Type.USER_SPECIFIED:
@@ -130,7 +130,7 @@ def decision_refusal(*, ticket: Ticket, user, reject: bool = False) -> DomainErr
             return PermissionRefused(
                 format_lazy(
                     _("Only the approver the applicant chose may decide on node {node}."),
-                    node=node.name,
+                    node=node.display_name,
                 )
             )
     # The node's role is read now, whatever the kind: an approver chosen (or sent a link)
@@ -140,7 +140,7 @@ def decision_refusal(*, ticket: Ticket, user, reject: bool = False) -> DomainErr
             format_lazy(
                 _("Only members of {group} may decide on node {node}."),
                 group=node.group.name,
-                node=node.name,
+                node=node.display_name,
             )
         )
     if node.node_type == ApprovalNode.Type.APPLICATION_OWNER:
@@ -189,7 +189,7 @@ def owner_refusal(*, ticket: Ticket, node: ApprovalNode, user) -> PermissionRefu
             _("Only members of {teams} (owners of {applications}) may decide on node {node} now."),
             teams=", ".join(team.name for team in teams),
             applications=", ".join(sorted(waiting)),
-            node=node.name,
+            node=node.display_name,
         )
     )
 

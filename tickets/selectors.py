@@ -354,7 +354,13 @@ def entry_for_revocation(*, ticket_no: str, entry_id: int, user) -> TicketEntry:
         raise NotFound(_ticket_missing(ticket_no))
     entry = ticket.entries.filter(pk=entry_id).first()
     if entry is None:
-        raise NotFound(f"Ticket {ticket_no} has no entry {entry_id}.")
+        raise NotFound(
+            format_lazy(
+                _("Ticket {ticket_no} has no entry {entry_id}."),
+                ticket_no=ticket_no,
+                entry_id=entry_id,
+            )
+        )
     entry.ticket = ticket
     return entry
 

@@ -355,7 +355,7 @@ def _decide(
 def _already_decided(*, node: ApprovalNode, ticket: Ticket):
     return format_lazy(
         _("Node {node} of ticket {ticket_no} was already decided."),
-        node=node.name,
+        node=node.display_name,
         ticket_no=ticket.ticket_no,
     )
 

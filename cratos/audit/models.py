@@ -62,7 +62,7 @@ class AuditEvent(models.Model):
         FAILURE = "FAILURE", _("Failure")
         INFO = "INFO", _("Info")
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("Time"), auto_now_add=True)
     # DO_NOTHING: deleting a user must not rewrite history (the table refuses UPDATE); the id
     # stays as it was, and actor_username keeps the name.
     actor = models.ForeignKey(
@@ -72,28 +72,33 @@ class AuditEvent(models.Model):
         on_delete=models.DO_NOTHING,
         related_name="+",
         db_constraint=False,
+        verbose_name=_("Actor"),
     )
     # Names are copied so the record stays readable after users, tickets or clusters change.
-    actor_username = models.CharField(max_length=150, blank=True)
-    action = models.CharField(max_length=32, choices=Action.choices)
-    outcome = models.CharField(max_length=8, choices=Outcome.choices, default=Outcome.SUCCESS)
+    actor_username = models.CharField(_("Actor's user name"), max_length=150, blank=True)
+    action = models.CharField(_("Action"), max_length=32, choices=Action.choices)
+    outcome = models.CharField(
+        _("Outcome"), max_length=8, choices=Outcome.choices, default=Outcome.SUCCESS
+    )
     # Plain ids, not foreign keys: the log outlives what it names, and knows no app's models.
-    ticket_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    ticket_no = models.CharField(max_length=32, blank=True)
-    operation_id = models.UUIDField(null=True, blank=True, db_index=True)
-    application_name = models.CharField(max_length=128, blank=True)
-    cluster_name = models.CharField(max_length=64, blank=True)
-    namespace = models.CharField(max_length=63, blank=True)
-    deployment_name = models.CharField(max_length=253, blank=True)
-    message = models.TextField(blank=True)
-    generation = models.BigIntegerField(null=True, blank=True)
-    resource_version = models.CharField(max_length=64, blank=True)
-    request_ip = models.GenericIPAddressField(null=True, blank=True)
-    celery_task_id = models.CharField(max_length=64, blank=True)
+    ticket_id = models.BigIntegerField(_("Ticket ID"), null=True, blank=True, db_index=True)
+    ticket_no = models.CharField(_("Ticket no."), max_length=32, blank=True)
+    operation_id = models.UUIDField(_("Operation ID"), null=True, blank=True, db_index=True)
+    application_name = models.CharField(_("Application name"), max_length=128, blank=True)
+    cluster_name = models.CharField(_("Cluster"), max_length=64, blank=True)
+    namespace = models.CharField(_("Namespace"), max_length=63, blank=True)
+    deployment_name = models.CharField(_("Deployment name"), max_length=253, blank=True)
+    message = models.TextField(_("Message"), blank=True)
+    generation = models.BigIntegerField(_("Generation"), null=True, blank=True)
+    resource_version = models.CharField(_("Resource version"), max_length=64, blank=True)
+    request_ip = models.GenericIPAddressField(_("Request IP"), null=True, blank=True)
+    celery_task_id = models.CharField(_("Celery task ID"), max_length=64, blank=True)
 
     class Meta:
         # The table it had when the log lived in the redeploy app: moving code moves no rows.
         db_table = "redeploy_auditevent"
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="audit_newest"),

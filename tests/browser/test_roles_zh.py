@@ -23,10 +23,14 @@ def test_three_roles_in_chinese(journey, browse, screenshots):
     ticket_no = re.fullmatch(r".*/tickets/([^/]+)/", alice.url).group(1)
     expect(alice.locator("h1 .badge")).to_have_text("审批中")
     expect(alice.locator(".entries-table thead th")).to_have_text(["应用名称", "标签"])
+    # The seeded work order and its step, in their Chinese names.
+    expect(alice.locator(".ticket-summary .facts")).to_contain_text("应用重新部署")
+    expect(alice.locator(".current-node")).to_contain_text("审批")
     screenshots(alice, "zh-ticket-waiting")
 
     bob = browse(journey.bob, locale=ZH)
     expect(bob).to_have_url(re.compile("/approvals/$"))  # a ticket waits for him
+    expect(bob.locator(f"#ticket-{ticket_no}")).to_contain_text("应用重新部署")
     screenshots(bob, "zh-approver-queue")
     bob.locator(f"#ticket-{ticket_no} .approval-actions > form button[type=submit]").click()
     screenshots(bob, "zh-approver-confirm")

@@ -296,3 +296,21 @@ class TestDeploymentBindingAdmin:
 def test_redeploy_records_are_read_only(client, root, model):
     assert client.get(reverse(f"admin:redeploy_{model}_changelist")).status_code == 200
     assert client.get(reverse(f"admin:redeploy_{model}_add")).status_code == 403
+
+
+def test_the_admin_names_models_and_fields_in_chinese(client, root):
+    BindingFactory(application=ApplicationFactory(name="web"))
+    zh = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
+
+    index = client.get(reverse("admin:index"), **zh).content.decode()
+    for words in ("重新部署", "应用", "Deployment 绑定", "Kubernetes 集群", "工单类型", "审计事件"):
+        assert words in index
+    for words in ("Deployment bindings", "Work orders", "Audit events", "Model name"):
+        assert words not in index
+    bindings = client.get(
+        reverse("admin:redeploy_deploymentbinding_changelist"), **zh
+    ).content.decode()
+    for words in ("命名空间", "部署名称", "创建时间"):
+        assert words in bindings
+    add_application = client.get(reverse("admin:redeploy_application_add"), **zh).content.decode()
+    assert "标签" in add_application and "Tags:" not in add_application

@@ -191,6 +191,8 @@ def test_an_unknown_application_is_not_found(as_alice):
     assert response.status_code == 404
     assert "Application nope does not exist." in page(response)
     assert "error.html" in [template.name for template in response.templates]
+    chinese = as_alice.get(detail_url("nope"), HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert "应用 nope 不存在。" in page(chinese)
 
 
 def test_any_name_has_its_page(as_alice):

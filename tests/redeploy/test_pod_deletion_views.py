@@ -115,6 +115,19 @@ def test_a_second_post_is_refused_on_the_form(
     assert "Unauthorized access" in page(response)
 
 
+def test_a_form_sent_without_a_pod_or_a_place_is_refused_in_the_readers_language(
+    as_alice, binding, delete_pod_ticket
+):
+    zh = {"HTTP_ACCEPT_LANGUAGE": "zh-hans"}
+    url = reverse("redeploy:pod-deletion-new")
+
+    no_pod = as_alice.post(url, {"application": "web", "binding": binding.pk}, **zh)
+    nowhere = as_alice.post(url, {"application": "web", "binding": "0", "pods": ["a"]}, **zh)
+
+    assert "请至少选择一个 Pod。" in page(no_pod)
+    assert "请选择 Pod 所在的位置。" in page(nowhere)
+
+
 def test_others_cannot_see_the_operation_page(
     client, as_alice, cluster, binding, delete_pod_ticket, django_capture_on_commit_callbacks
 ):

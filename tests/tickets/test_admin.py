@@ -282,6 +282,59 @@ def test_work_order_admin_shows_the_approval_chain(client):
     assert 'name="nodes-0-node_type"' in html and 'name="nodes-0-group"' in html
 
 
+def test_an_admin_gives_a_work_order_and_its_nodes_their_chinese_names(client):
+    root = staff("root", superuser=True)
+    client.force_login(root)
+    work_order = WorkOrder.objects.get(key="APPLICATION_REDEPLOY")
+    url = reverse("admin:tickets_workorder_change", args=[work_order.pk])
+    form = client.get(url).context["adminform"].form
+    node = work_order.nodes.get()
+    data = {
+        **{name: value for name, value in form.initial.items() if value is not None},
+        "name_zh_hans": "重启应用",
+        "nodes-TOTAL_FORMS": 1,
+        "nodes-INITIAL_FORMS": 1,
+        "nodes-0-id": node.pk,
+        "nodes-0-work_order": work_order.pk,
+        "nodes-0-position": 1,
+        "nodes-0-name": "Approval",
+        "nodes-0-name_zh_hans": "值班审批",
+        "nodes-0-node_type": node.node_type,
+        "nodes-0-group": node.group_id,
+    }
+
+    response = client.post(url, data)
+
+    assert response.status_code == 302, response.context["errors"]
+    work_order.refresh_from_db()
+    assert (work_order.name, work_order.name_zh_hans) == ("Application redeploy", "重启应用")
+    assert work_order.nodes.get().name_zh_hans == "值班审批"
+    listing = client.get(
+        reverse("admin:tickets_workorder_changelist"), HTTP_ACCEPT_LANGUAGE="zh-hans"
+    ).content.decode()
+    assert "重启应用" in listing and "Application redeploy" in listing
+    change = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    for label in ("中文名称", "业务类型", "Webhook 地址", "Webhook 密钥", "节点类型", "顺序"):
+        assert label in change
+    assert "Business type" not in change and "Node type" not in change
+
+
+def test_ticket_admin_names_the_work_order_and_node_in_the_readers_language(client, alice, bob):
+    ticket = submitted_ticket(applicant=alice)
+    html = client.get(CHANGELIST, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert '<td class="field-current_node_name">审批</td>' in html
+    assert "应用重新部署" in html  # the work-order filter
+    english = client.get(CHANGELIST).content.decode()
+    assert '<td class="field-current_node_name">Approval</td>' in english
+    change = reverse("admin:tickets_ticket_change", args=[ticket.pk])
+    html = client.get(change, HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    assert "应用重新部署" in html and '<div class="readonly">审批</div>' in html
+    # Its fields and parts are labelled in Chinese too.
+    for label in ("工单号", "申请人", "提交时间", "工单条目", "状态历史"):
+        assert label in html
+    assert "Ticket no" not in html and "Submitted at" not in html
+
+
 def test_entries_of_a_submitted_ticket_await_approval_and_results_read_as_marks(client, alice, bob):
     ticket = submitted_ticket(applicant=alice)
     html = client.get(reverse("admin:tickets_ticket_change", args=[ticket.pk])).content.decode()

@@ -179,9 +179,10 @@ def test_an_email_channel_keeps_mail_going_in_its_language(
 
     submitted(ticket, django_capture_on_commit_callbacks)
 
+    # Each names the step in its own language too.
     subjects = {message.to[0]: message.subject for message in mail.outbox}
     assert subjects == {
-        "bob@example.com": f"工单 {ticket.ticket_no} 等待你审批\uff08Approval\uff09",
+        "bob@example.com": f"工单 {ticket.ticket_no} 等待你审批\uff08审批\uff09",
         "dave@example.com": f"Ticket {ticket.ticket_no} waits for your decision (Approval)",
     }
     assert len(dingtalk.accepted) == 1

@@ -50,6 +50,14 @@ def as_user(client, user):
     return client
 
 
+def test_the_page_names_work_order_and_step_in_the_readers_language(client, ticket, bob):
+    response = as_user(client, bob).get(links_of(bob)["Approve"], HTTP_ACCEPT_LANGUAGE="zh-hans")
+
+    page = response.content.decode()
+    assert "<dd>审批</dd>" in page and "<dd>应用重新部署 <small" in page
+    assert "Approval" not in page and "Application redeploy" not in page
+
+
 def test_the_link_needs_a_login(client, ticket, bob):
     url = links_of(bob)["Approve"]
 

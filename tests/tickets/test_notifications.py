@@ -24,6 +24,7 @@ from redeploy.operations import notify_finished
 from tests.factories import (
     ApprovalNodeFactory,
     GroupFactory,
+    NoticeProfileFactory,
     RedeployOperationFactory,
     RedeployTargetFactory,
     TicketFactory,
@@ -242,6 +243,27 @@ def test_a_notice_waits_for_the_commit(alice, bob, web, django_capture_on_commit
         assert mail.outbox == []
 
     assert recipients() == ["bob@example.com"]
+
+
+def test_notices_name_the_work_order_and_step_in_the_recipients_language(
+    alice, bob, web, django_capture_on_commit_callbacks
+):
+    NoticeProfileFactory(user=bob, language="zh-hans")
+    NoticeProfileFactory(user=alice, language="zh-hans")
+    ticket = TicketFactory(applicant=alice, applications=[web])
+
+    submitted(ticket, django_capture_on_commit_callbacks)
+
+    (request,) = mail.outbox
+    assert request.subject == f"工单 {ticket.ticket_no} 等待你审批\uff08审批\uff09"
+    assert "你可以审批步骤 审批\uff1a" in request.body and "Approval" not in request.body
+    assert "你可以审批步骤 审批\uff1a" in html_of(request)
+    mail.outbox.clear()
+
+    approved(ticket, bob, django_capture_on_commit_callbacks)
+
+    (decided,) = mail.outbox
+    assert f"bob 已通过工单 {ticket.ticket_no}\uff08步骤 审批\uff09" in decided.body
 
 
 # -- decisions -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+from django.utils import translation
 
 from cratos.exceptions import InvalidTransition, PermissionRefused
 from tests.factories import (
@@ -107,6 +108,18 @@ def test_decision_refusal_says_why():
     done = decision_refusal(ticket=ticket, user=bob, reject=True)
     assert isinstance(done, InvalidTransition)
     assert done.message == f"Ticket {ticket.ticket_no} is APPROVED; it cannot be rejected."
+
+
+@pytest.mark.django_db
+def test_a_decision_refusal_names_the_node_in_the_readers_language():
+    RedeployWorkOrderFactory()
+    ticket = TicketFactory(
+        applicant=UserFactory(), applications=[ApplicationFactory()], submitted=True
+    )
+    refusal = decision_refusal(ticket=ticket, user=UserFactory())
+    with translation.override("zh-hans"):
+        assert str(refusal.message) == "只有 Approvers 的成员可以审批节点 审批。"
+    assert str(refusal.message) == "Only members of Approvers may decide on node Approval."
 
 
 @pytest.mark.django_db

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.utils import translation
 
 from cratos.audit.models import AuditEvent
 from cratos.exceptions import (
@@ -511,6 +512,27 @@ def test_or_batch_any_member_approves_and_the_first_approval_completes_the_node(
         "ticket.approved",
         "authorization.minted",
     ]
+
+
+def test_a_refusal_names_the_node_in_the_readers_language_and_the_audit_log_in_english(
+    alice, work_order, web
+):
+    first, _second = chain(work_order, (Type.OR_BATCH, "Leads"), (Type.OR_BATCH, "Ops"))
+    first.name_zh_hans = "组长审批"
+    first.save()
+    lead = UserFactory(groups=["Leads"])
+    ticket = TicketFactory(applicant=alice, applications=[web], submitted=True)
+    with translation.override("zh-hans"):
+        ticket = services.approve_ticket(ticket=ticket, approver=lead, comment="可以")
+        with pytest.raises(InvalidTransition) as refused:
+            services.approve_ticket(ticket=ticket, approver=UserFactory(), node=first)
+        assert str(refused.value.message) == f"工单 {ticket.ticket_no} 的节点 组长审批 已审批过。"
+    assert (
+        str(refused.value.message)
+        == f"Node or_batch-1 of ticket {ticket.ticket_no} was already decided."
+    )
+    approved = AuditEvent.objects.get(action="ticket.approved", ticket_id=ticket.pk)
+    assert approved.message == "or_batch-1: approved — 可以"
 
 
 def test_rejection_at_a_later_node_rejects_the_ticket(alice, work_order, web, redis_client):

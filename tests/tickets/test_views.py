@@ -19,7 +19,7 @@ from tests.factories import (
 )
 from tests.support import flash, page, shows
 from tickets import services
-from tickets.models import Ticket, TicketNodeApprover
+from tickets.models import Ticket, TicketNodeApprover, WorkOrder
 from tickets.views import format_time_left
 
 pytestmark = pytest.mark.django_db
@@ -453,6 +453,10 @@ def test_submit_without_entries_is_refused_with_a_message(as_alice, alice, web):
     assert response.status_code == 200
     assert flash(response) == ["A ticket without entries cannot be submitted."]
     assert Ticket.objects.get(pk=ticket.pk).state == Ticket.State.NEW
+    response = as_alice.post(
+        action_url("submit", ticket), follow=True, HTTP_ACCEPT_LANGUAGE="zh-hans"
+    )
+    assert flash(response) == ["没有条目的工单不能提交。"]
 
 
 def test_submit_refusal_keeps_the_services_words(as_alice, alice, web):
@@ -645,6 +649,27 @@ def test_seed_table_headers_stay_english_and_are_translated_in_chinese(as_alice,
     html = page(as_alice.get(detail_url(ticket)))
     assert '<th scope="col">应用名称</th>' in html
     assert '<th scope="col">标签</th>' in html
+
+
+def test_seeded_work_order_and_step_names_read_in_the_pages_language(as_alice, alice, web):
+    ticket = TicketFactory(applicant=alice, applications=[web], submitted=True)
+    html = page(as_alice.get(detail_url(ticket)))
+    assert "Application redeploy" in html and "应用重新部署" not in html
+    assert "审批" not in html
+    as_alice.post(reverse("set_language"), {"language": "zh-hans", "next": "/"})
+    html = page(as_alice.get(detail_url(ticket)))
+    assert "<dd>应用重新部署 <small" in html and "Application redeploy" not in html
+    assert re.search(r"</strong>\s*审批", html)
+    assert "<td >应用重新部署</td>" in page(as_alice.get(reverse("tickets:list")))
+    new_ticket = page(as_alice.get(reverse("tickets:create")))
+    assert "工单类型 应用重新部署" in new_ticket
+
+
+def test_a_name_without_its_chinese_wording_reads_in_english(as_alice, alice, web):
+    WorkOrder.objects.filter(key=REDEPLOY).update(name_zh_hans="")
+    ticket = TicketFactory(applicant=alice, applications=[web])
+    as_alice.post(reverse("set_language"), {"language": "zh-hans", "next": "/"})
+    assert "<dd>Application redeploy <small" in page(as_alice.get(detail_url(ticket)))
 
 
 def test_add_form_says_when_every_application_is_on_the_ticket(as_alice, alice, web):
