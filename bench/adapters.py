@@ -5,6 +5,8 @@ Everything else in bench/ talks to the product through its stable surface: the H
 product's modules move, only the functions here change; each says which figures use it.
 
 - setup_product      figures 1, 2, 4: users, API token, clusters and deployment bindings
+- add_bindings       figures 8, 9:    more clusters and bindings
+- more_requesters    figure 9:        more users who redeploy, each with an API token
 - approve            figures 1, 2, 4: a ticket filed, submitted and approved (mints authorizations)
 - wait_finished      figures 1, 4:    the redeploy operations' end states
 - FinishCommits      figure 6:        the moment a redeploy's end is committed
@@ -39,7 +41,6 @@ def setup_product(*, clusters: dict[str, dict], bindings: list[tuple[str, str, s
     from django.contrib.auth.models import Group, Permission
     from rest_framework.authtoken.models import Token
 
-    from redeploy.models import Application, DeploymentBinding, KubernetesCluster
     from tickets.models import WorkOrder
 
     users = get_user_model().objects
@@ -49,6 +50,20 @@ def setup_product(*, clusters: dict[str, dict], bindings: list[tuple[str, str, s
     )
     approver = users.create_user("bench-approver")
     approver.groups.add(Group.objects.get(name="Approvers"))
+    add_bindings(clusters=clusters, bindings=bindings)
+    return Fixtures(
+        requester=requester,
+        approver=approver,
+        api_token=Token.objects.create(user=requester).key,
+        work_order=WorkOrder.objects.get(key=WORK_ORDER),
+    )
+
+
+def add_bindings(*, clusters: dict[str, dict], bindings: list[tuple[str, str, str, str]]) -> None:
+    """Figures 1, 2, 4, 8, 9: clusters and applications with their bindings, as setup_product
+    takes them."""
+    from redeploy.models import Application, DeploymentBinding, KubernetesCluster
+
     made = {
         name: KubernetesCluster.objects.create(
             name=name,
@@ -60,22 +75,45 @@ def setup_product(*, clusters: dict[str, dict], bindings: list[tuple[str, str, s
         )
         for name, fields in clusters.items()
     }
-    for application_name, cluster, namespace, deployment in bindings:
-        application = Application.objects.create(
-            name=application_name, tags=[{"key": "team", "value": "bench"}]
-        )
-        DeploymentBinding.objects.create(
+    applications = Application.objects.bulk_create(
+        Application(name=name, tags=[{"key": "team", "value": "bench"}])
+        for name, _cluster, _namespace, _deployment in bindings
+    )
+    DeploymentBinding.objects.bulk_create(
+        DeploymentBinding(
             application=application,
             cluster=made[cluster],
             namespace=namespace,
             deployment_name=deployment,
         )
-    return Fixtures(
-        requester=requester,
-        approver=approver,
-        api_token=Token.objects.create(user=requester).key,
-        work_order=WorkOrder.objects.get(key=WORK_ORDER),
+        for application, (_name, cluster, namespace, deployment) in zip(
+            applications, bindings, strict=True
+        )
     )
+
+
+def more_requesters(fixtures: Fixtures, count: int) -> list[Fixtures]:
+    """Figure 9: `count` more users who may redeploy, each with an API token; the same approver."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+    from rest_framework.authtoken.models import Token
+
+    permission = Permission.objects.get(
+        content_type__app_label="redeploy", codename="redeploy_application"
+    )
+    made = []
+    for number in range(count):
+        user = get_user_model().objects.create_user(f"bench-user-{number:03d}")
+        user.user_permissions.add(permission)
+        made.append(
+            Fixtures(
+                requester=user,
+                approver=fixtures.approver,
+                api_token=Token.objects.create(user=user).key,
+                work_order=fixtures.work_order,
+            )
+        )
+    return made
 
 
 def approve(fixtures: Fixtures, application_names: list[str]) -> None:

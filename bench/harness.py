@@ -259,12 +259,16 @@ def start_sim(
     return sim, serving["url"], serving.get("ca")
 
 
-def start_web(stack: ExitStack, logs: Path, env: dict) -> tuple[Process, str]:
+def start_web(
+    stack: ExitStack, logs: Path, env: dict, *, name: str = "gunicorn", workers: str | None = "1"
+) -> tuple[Process, str]:
+    """gunicorn with gunicorn.conf.py; `workers` None: as many as it starts when deployed."""
     port = free_port()
+    sized = {"WEB_CONCURRENCY": workers} if workers else {}
     web = Process(
-        "gunicorn",
+        name,
         [str(Path(sys.executable).parent / "gunicorn"), "cratos.wsgi", "-c", "gunicorn.conf.py"],
-        env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"},
+        env={**env, "GUNICORN_BIND": f"127.0.0.1:{port}", **sized},
         logs=logs,
     )
     stack.callback(web.stop)
@@ -281,9 +285,17 @@ def start_web(stack: ExitStack, logs: Path, env: dict) -> tuple[Process, str]:
     return web, url
 
 
-def start_worker(stack: ExitStack, logs: Path, env: dict, *, pool: str, concurrency: int):
+def start_worker(
+    stack: ExitStack,
+    logs: Path,
+    env: dict,
+    *,
+    pool: str,
+    concurrency: int,
+    name: str = "celery-worker",
+):
     worker = Process(
-        "celery-worker",
+        name,
         [
             sys.executable,
             "-m",
@@ -297,7 +309,7 @@ def start_worker(stack: ExitStack, logs: Path, env: dict, *, pool: str, concurre
             "--without-mingle",
             "--without-heartbeat",
             "--loglevel=INFO",
-            "--hostname=bench@%h",
+            f"--hostname={name}@%h",
         ],
         env=env,
         logs=logs,

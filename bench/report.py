@@ -8,6 +8,8 @@ FIGURES = {
     5: "peak_memory",
     6: "rollout_following",
     7: "sync_applications",
+    8: "batch_across_clusters",
+    9: "users_at_once",
 }
 
 TARGETS = {
@@ -35,6 +37,15 @@ TARGETS = {
         lambda f: f["requests_one_minute_rollout"] <= 5 and f["ratio_delay_median"] <= 1.2,
     ),
     "sync_applications": ("ratio <= 2, constant queries per page", lambda f: f["ratio"] <= 2),
+    "batch_across_clusters": (
+        "ratio <= 2, < 1 API request and broker message per rollout",
+        lambda f: (
+            f["ratio"] <= 2
+            and f["api_requests_per_rollout"] < 1
+            and f["broker_messages_per_rollout"] < 1
+        ),
+    ),
+    "users_at_once": ("p95 <= 2 x one user's median", lambda f: f["ratio_p95"] <= 2),
 }
 
 
@@ -203,6 +214,34 @@ def rows(figures: dict) -> list[tuple]:
             f"{f['resync_seconds']:.2f} s",
             "",
             f"{f['ratio_resync']:.2f}",
+        )
+    if f := figures.get("batch_across_clusters"):
+        add(
+            f"8 one batch of {f['redeploys']:,} over {f['clusters']} clusters, applied",
+            f"{f['product_restart_applied_s']:.2f} s",
+            f"{f['baseline_s']:.2f} s bare PATCHes",
+            f"{f['ratio']:.2f}",
+            f,
+        )
+        add(
+            "  until every rollout was followed to SUCCEEDED",
+            f"{f['product_finished_s']:.2f} s",
+            "",
+            "",
+        )
+        add(
+            "  per rollout: API requests / broker messages following it",
+            f"{f['api_requests_per_rollout']:.3f} / {f['broker_messages_per_rollout']:.4f}",
+            "",
+            "",
+        )
+    if f := figures.get("users_at_once"):
+        add(
+            f"9 {f['users']} users at once, request -> PATCH p95",
+            f"{f['together_ms']['p95']:.0f} ms",
+            f"{f['single_user_ms']['median']:.0f} ms one alone",
+            f"{f['ratio_p95']:.2f}",
+            f,
         )
     if f := figures.get("peak_memory"):
         for role in ("web", "worker"):

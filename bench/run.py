@@ -21,6 +21,8 @@ goes through bench/adapters.py.
    status` at the same time (bench/sim.py --tls, one pod a second): the status kubectl calls
    complete written → SUCCEEDED seen committed in the database, vs → kubectl's line; and the
    API requests each sends after the PATCH, for a 3 s and a 60 s rollout.
+8, 9. Many at once (bench/batch_bench.py): one batch of 1,000 redeploys across 3 clusters vs
+   1,000 bare PATCHes; 100 users redeploying at the same moment vs one alone.
 
     scripts/bench [--samples 200] [--apps 200] [--audit-requests 100] [--skip-audit]
         [--rollouts 10]
@@ -42,7 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import sync_bench
+from bench import batch_bench, sync_bench
 from bench.figures import (
     figure_audit,
     figure_authorization,
@@ -104,6 +106,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--audit-requests", type=int, default=100, help="figure 3, per size")
     parser.add_argument("--rollouts", type=int, default=10, help="figure 6 samples")
     parser.add_argument("--skip-audit", action="store_true", help="leave out figure 3")
+    parser.add_argument("--batch", type=int, default=1000, help="figure 8 redeploys")
+    parser.add_argument("--users", type=int, default=100, help="figure 9 users")
     parser.add_argument("--broker", choices=sorted(BROKERS), default="redis")
     parser.add_argument("--pool", default="solo", help="the worker's --pool (solo, threads)")
     parser.add_argument("--concurrency", type=int, default=1, help="the worker's --concurrency")
@@ -210,6 +214,17 @@ def main() -> int:
                     "gunicorn replaced its worker during the run; memory not comparable"
                 )
             figures["peak_memory"] = figure_memory(web_pid, worker.pid, ready)
+        # After figure 5, which is the memory of figures 1, 2 and 4.
+        if 8 in wanted:
+            log(f"figure 8: one batch of {args.batch} redeploys across 3 clusters")
+            figures["batch_across_clusters"] = batch_bench.figure_batch(
+                product, api, worker, stack, logs, redeploys=args.batch
+            )
+        if 9 in wanted:
+            log(f"figure 9: {args.users} users redeploying at the same moment")
+            figures["users_at_once"] = batch_bench.figure_users(
+                product, stack, logs, users=args.users
+            )
         for process in (sim, tls_sim, rollout_sim, web, worker):
             process.check_alive()
     if 3 in wanted:

@@ -317,8 +317,9 @@ KUBERNETES_FIELD_MANAGER = "cratos-redeploy"
 # first pause KUBERNETES_RETRY_BACKOFF seconds, doubling (capped at 10 s; Retry-After wins).
 KUBERNETES_RETRY_ATTEMPTS = env.int("KUBERNETES_RETRY_ATTEMPTS", default=4)
 KUBERNETES_RETRY_BACKOFF = env.float("KUBERNETES_RETRY_BACKOFF", default=0.5)
-# API calls in flight at once per worker process when a batch of redeploys runs (kubectl sends
-# one at a time; an API server serves many clients side by side).
+# API calls in flight at once per worker process and cluster when a batch of redeploys runs
+# (kubectl sends one at a time; an API server serves many clients side by side); each cluster
+# has threads of its own, so one that hangs never holds back another's restarts.
 KUBERNETES_PARALLEL_REQUESTS = env.int("KUBERNETES_PARALLEL_REQUESTS", default=8)
 # A batch that restarts this many Deployments or more in one namespace reads them with one LIST
 # of the namespace (the paused check) instead of one GET each.
@@ -332,7 +333,7 @@ REDEPLOY_ROLLOUT_WATCH_SECONDS = env.float("REDEPLOY_ROLLOUT_WATCH_SECONDS", def
 # Seconds the pod-delete page waits for the worker to list the pods it offers.
 POD_LISTING_WAIT_SECONDS = env.float("POD_LISTING_WAIT_SECONDS", default=5.0)
 # Redeploys one request (and one task) may carry.
-REDEPLOY_MAX_BATCH = env.int("REDEPLOY_MAX_BATCH", default=500)
+REDEPLOY_MAX_BATCH = env.int("REDEPLOY_MAX_BATCH", default=1000)
 # Every requester may request every application, not only the members of its owner teams (an
 # application's own "open to every requester" opens just that one).
 APPLICATIONS_OPEN_TO_ALL_REQUESTERS = env.bool("APPLICATIONS_OPEN_TO_ALL_REQUESTERS", default=False)

@@ -8,6 +8,7 @@ Kubernetes (redeploy.restarts).
 
 import logging
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -231,10 +232,16 @@ def _create(
         request_ip=request_ip,
         celery_task_id=task_id,
     ) as grants:
+        # Mostly one ticket for the batch: an UPDATE per ticket and expiry, not one per row.
+        alike = defaultdict(list)
         for operation, grant in zip(operations, grants, strict=True):
             operation.ticket_id = grant.ticket_id
             operation.authorization_expires_at = grant.expires
-        RedeployOperation.objects.bulk_update(operations, ["ticket", "authorization_expires_at"])
+            alike[grant.ticket_id, grant.expires].append(operation.pk)
+        for (ticket_id, expires), operation_ids in alike.items():
+            RedeployOperation.objects.filter(pk__in=operation_ids).update(
+                ticket_id=ticket_id, authorization_expires_at=expires
+            )
     return operations
 
 

@@ -11,11 +11,9 @@ restart perhaps sent, which the redelivered task looks for and never sends again
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -23,8 +21,6 @@ from cratos.audit.recorder import Action, Outcome, record_events
 
 from . import kube
 from .exceptions import (
-    DEPLOYMENT_DOES_NOT_EXIST,
-    DeploymentNotFound,
     KubeError,
     KubeTransientError,
     RestartInDoubt,
@@ -41,20 +37,17 @@ from .operations import (
     rollout_deadline,
     target_event,
 )
-from .selectors import bindings_matching
+from .restart_checks import Looks, Pending, as_looked, failure_message
+from .selectors import bindings_matching_each
 
 logger = logging.getLogger(__name__)
 
 
-def failure_message(error: KubeError) -> str:
-    if isinstance(error, DeploymentNotFound):
-        return DEPLOYMENT_DOES_NOT_EXIST
-    return operation_failed_message(error.message)
-
-
-def _start(*, operation_ids: Sequence, task_id: str) -> None:
+def _start(*, operation_ids: Sequence, task_id: str, looks: Looks | None = None) -> None:
     """The QUEUED operations among `operation_ids` RUNNING, in one transaction, with a target
-    per binding they restart (a failed one when there is none) and their audit events."""
+    per binding they restart (a failed one when there is none) and their audit events: a
+    constant number of queries however long the batch. `looks`: started on the Deployments
+    while the targets are written."""
     with transaction.atomic():
         operations = list(
             RedeployOperation.objects.select_for_update(of=("self",))
@@ -63,22 +56,19 @@ def _start(*, operation_ids: Sequence, task_id: str) -> None:
             .order_by("pk")
         )
         now = timezone.now()
+        started = {"state": OperationState.RUNNING, "started_at": now}
+        if task_id:
+            started["celery_task_id"] = task_id
+        RedeployOperation.objects.filter(pk__in=[o.pk for o in operations]).update(**started)
         targets, events = [], []
-        for operation in operations:
-            operation.state = OperationState.RUNNING
-            operation.started_at = now
-            operation.celery_task_id = task_id or operation.celery_task_id
-            bindings = list(
-                bindings_matching(
-                    application_name=operation.application_name,
-                    namespace=operation.namespace,
-                    deployment_name=operation.deployment_name,
-                    cluster_name=operation.cluster_name,
-                )
-                .select_related("cluster")
-                # Only the cluster's name is wanted here: its credentials stay undecrypted.
-                .defer(*(f"cluster__{field}" for field in KubernetesCluster.CREDENTIAL_FIELDS))
+        matching = bindings_matching_each(operations)
+        if looks is not None:
+            looks.begin(
+                [(b.cluster.name, b.namespace, b.deployment_name) for bs in matching for b in bs]
             )
+        for operation, bindings in zip(operations, matching, strict=True):
+            for field, value in started.items():
+                setattr(operation, field, value)
             events.append(
                 operation_event(
                     operation,
@@ -121,74 +111,11 @@ def _start(*, operation_ids: Sequence, task_id: str) -> None:
                         task_id=operation.celery_task_id,
                     )
                 )
-        RedeployOperation.objects.bulk_update(operations, ["state", "started_at", "celery_task_id"])
         RedeployTarget.objects.bulk_create(targets)
         record_events(*events)
 
 
-@dataclass
-class _Pending:
-    """A target to restart, its cluster, and the check of its Deployment (is it paused?) going
-    on in the background: a GET of it, or a LIST of its namespace shared with others."""
-
-    target: RedeployTarget
-    cluster: KubernetesCluster
-    look: Future
-    listed: bool = False  # the look is a LIST: {name: RestartCheck} of the namespace
-    check: kube.RestartCheck | None = None  # once the look said it may be restarted
-
-    @classmethod
-    def looking(cls, targets: list[RedeployTarget]) -> list["_Pending"]:
-        """Start the looks: one LIST for a namespace where a batch restarts many Deployments
-        (KUBERNETES_LIST_FROM or more: cheaper for the API server than as many GETs), else
-        one GET each. A target whose cluster is gone is left out (see _resume)."""
-        clusters = KubernetesCluster.objects.in_bulk(
-            {target.cluster_name for target in targets}, field_name="name"
-        )
-        by_namespace = defaultdict(list)
-        for target in targets:
-            if target.cluster_name in clusters:
-                by_namespace[(target.cluster_name, target.namespace)].append(target)
-        pending = []
-        for (cluster_name, namespace), group in by_namespace.items():
-            cluster = clusters[cluster_name]
-            if len(group) >= settings.KUBERNETES_LIST_FROM:
-                listing = kube.in_background(
-                    kube.check_restarts_in, cluster=cluster, namespace=namespace
-                )
-                pending += [cls(target, cluster, listing, listed=True) for target in group]
-                continue
-            for target in group:
-                look = kube.in_background(
-                    kube.check_restart,
-                    cluster=cluster,
-                    namespace=target.namespace,
-                    name=target.deployment_name,
-                )
-                pending.append(cls(target, cluster, look))
-        return pending
-
-    def refusal(self) -> str:
-        """Waits for the look; why the Deployment must not be restarted, or "" (it may)."""
-        try:
-            check = self.look.result()
-        except KubeError as error:
-            return failure_message(error)
-        except Exception as error:
-            # Unforeseen (a bug, the client): nothing was sent, so the target just fails.
-            logger.exception("Reading the Deployment of target %s failed", self.target.pk)
-            return operation_failed_message(str(error))
-        if self.listed:
-            check = check.get(self.target.deployment_name)
-            if check is None:
-                return DEPLOYMENT_DOES_NOT_EXIST
-        if check.paused:
-            return operation_failed_message(kube.PAUSED_MESSAGE)
-        self.check = check
-        return ""
-
-
-def _claim(pending: list[_Pending]) -> list[_Pending]:
+def _claim(pending: list[Pending]) -> list[Pending]:
     """Fix the restartedAt of each target, committed before its PATCH; those a concurrent run
     of the same task claimed first are left to it."""
     if not pending:
@@ -210,6 +137,19 @@ def _claim(pending: list[_Pending]) -> list[_Pending]:
     for item in claimed:
         item.target.restarted_at = restarted_at
     return claimed
+
+
+# What recording an applied restart changes on its target: alike for the targets of one claim
+# with one progress deadline (a batch's, mostly), and its own for each.
+RECORDED_ALIKE = [
+    "state",
+    "restarted_at",
+    "operated_at",
+    "progress_deadline_seconds",
+    "deadline_at",
+    "message",
+]
+RECORDED_EACH = ["generation", "resource_version"]
 
 
 @dataclass
@@ -236,7 +176,7 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
             .order_by("pk")
         }
         now = timezone.now()
-        events = []
+        events, alike, deadlines = [], defaultdict(list), {}
         for item in sorted(restarted, key=lambda item: item.target_id):
             target, restart = targets[item.target_id], item.restart
             ours = target.restarted_at == restart.restarted_at
@@ -249,10 +189,11 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
             target.resource_version = restart.resource_version
             target.operated_at = now
             target.progress_deadline_seconds = item.progress_deadline_seconds
-            target.deadline_at = rollout_deadline(item.progress_deadline_seconds)
+            seconds = item.progress_deadline_seconds
+            target.deadline_at = deadlines.setdefault(seconds, rollout_deadline(seconds))
             target.message = f"Restarted (restartedAt {restart.restarted_at}); rolling out..."
             if waiting:
-                target.save()
+                alike[restart.restarted_at, seconds].append(target)
             events.append(
                 target_event(
                     target,
@@ -262,31 +203,42 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
                     task_id=task_id,
                 )
             )
+        # A few UPDATEs however many targets: Django's bulk_update costs per row and field.
+        for group in alike.values():
+            RedeployTarget.objects.filter(pk__in=[target.pk for target in group]).update(
+                **{name: getattr(group[0], name) for name in RECORDED_ALIKE}
+            )
+        RedeployTarget.objects.bulk_update(
+            [target for group in alike.values() for target in group], RECORDED_EACH
+        )
         record_events(*events)
 
 
-def _restart(pending: list[_Pending], *, task_id: str) -> None:
+def _restart(pending: list[Pending], *, task_id: str) -> None:
     """Refuse a paused Deployment like kubectl, claim the restarts of the others and send them
-    side by side, and record the restarts that were applied."""
-    ready = []
-    for item in pending:
-        if failure := item.refusal():
-            fail_target(item.target.pk, message=failure, task_id=task_id, keep_change=False)
-        else:
-            ready.append(item)
-    patches = [
-        (
-            item,
-            kube.in_background(
-                kube.restart_deployment,
-                cluster=item.cluster,
-                namespace=item.target.namespace,
-                name=item.target.deployment_name,
-                restarted_at=item.target.restarted_at,
-            ),
-        )
-        for item in _claim(ready)
-    ]
+    side by side (each group as soon as its look ended), and record the restarts that were
+    applied."""
+    patches = []
+    for looked in as_looked(pending):
+        ready = []
+        for item in looked:
+            if failure := item.refusal():
+                fail_target(item.target.pk, message=failure, task_id=task_id, keep_change=False)
+            else:
+                ready.append(item)
+        patches += [
+            (
+                item,
+                kube.in_background(
+                    kube.restart_deployment,
+                    cluster=item.cluster,
+                    namespace=item.target.namespace,
+                    name=item.target.deployment_name,
+                    restarted_at=item.target.restarted_at,
+                ),
+            )
+            for item in _claim(ready)
+        ]
     restarted = []
     try:
         for item, patch in patches:
@@ -426,7 +378,7 @@ def _pending_targets(operation_ids: Sequence):
     ).order_by("pk")
 
 
-def _resume(operation_ids: Sequence, *, started: list[_Pending], task_id: str) -> None:
+def _resume(operation_ids: Sequence, *, started: list[Pending], task_id: str) -> None:
     """The targets of the RUNNING operations that this run did not restart: claimed by a run
     killed since (looked at, never restarted again), or of a cluster removed meanwhile."""
     for target in (
@@ -454,9 +406,10 @@ def run_redeploys(*, operation_ids: Sequence, task_id: str = "") -> list[Redeplo
     claimed targets and never sends a second restart.
     Returns the operations with their targets; ROLLING ones are to be followed (check_rollouts).
     """
-    _start(operation_ids=operation_ids, task_id=task_id)
+    looks = Looks()
+    _start(operation_ids=operation_ids, task_id=task_id, looks=looks)
     # Every target no run has claimed yet: this run's, or a killed run's.
-    started = _Pending.looking(list(_pending_targets(operation_ids).filter(restarted_at="")))
+    started = looks.pending(list(_pending_targets(operation_ids).filter(restarted_at="")))
     _restart(started, task_id=task_id)
     _resume(operation_ids, started=started, task_id=task_id)
     # Those whose every target failed at the start (no binding): nothing else concludes them.

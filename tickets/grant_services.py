@@ -108,9 +108,10 @@ def taken_grants(
                     **where,
                 )
             )
-        TicketEntry.objects.bulk_update(
-            [entries[(grant.ticket_id, item.application_name)] for item, grant in pairs], ["state"]
-        )
+        # One UPDATE (Django's bulk_update costs per row: a batch takes hundreds).
+        TicketEntry.objects.filter(
+            pk__in=[entries[(grant.ticket_id, item.application_name)].pk for item, grant in pairs]
+        ).update(state=TicketEntry.State.IN_USE)
         record_events(*events)
         yield [grant for grant in taken if grant is not None]
     except BaseException:

@@ -257,10 +257,6 @@ class TicketEntry(models.Model):
     def __str__(self) -> str:
         return f"{self.ticket}: {self.name}"
 
-    @property
-    def is_settled(self) -> bool:
-        return self.state in self.SETTLED_STATES
-
 
 class Approval(models.Model):
     """The one decision taken on one node of one ticket; on an APPLICATION_OWNER node, one per

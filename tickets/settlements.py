@@ -40,10 +40,11 @@ def settle_entry(
     entry.state = state
     entry.success = success if state == TicketEntry.State.USED else None
     entry.save(update_fields=["state", "success"])
-    entries = list(ticket.entries.all())
-    if all(e.is_settled for e in entries):
+    # Asked of the database: a batch's ticket has hundreds of entries, settled one by one.
+    entries = ticket.entries.all()
+    if not entries.exclude(state__in=TicketEntry.SETTLED_STATES).exists():
         transition(ticket=ticket, to_state=Ticket.State.COMPLETED, actor=actor)
-        ticket.success = all(e.state == TicketEntry.State.USED and e.success for e in entries)
+        ticket.success = not entries.exclude(state=TicketEntry.State.USED, success=True).exists()
         ticket.completed_at = timezone.now()
         ticket.save()
         record_event(

@@ -40,16 +40,17 @@ MAX_CLIENTS = 32
 
 _clients: OrderedDict[str, ApiClient] = OrderedDict()
 _clients_lock = threading.Lock()
-_background: ThreadPoolExecutor | None = None
+# Threads for calls in the background, a pool per cluster (by name; "" for calls of none).
+_background: dict[str, ThreadPoolExecutor] = {}
 
 
 def _forget_clients() -> None:
     # A forked process (a prefork worker) must not use its parent's connections or threads,
     # nor a lock one of those threads may have held at the fork.
-    global _background, _clients_lock
+    global _clients_lock
     _clients_lock = threading.Lock()
     _clients.clear()
-    _background = None
+    _background.clear()
 
 
 os.register_at_fork(after_in_child=_forget_clients)
@@ -134,19 +135,21 @@ def _new_client(cluster: KubernetesCluster) -> ApiClient:
 def in_background(call: Callable, /, **kwargs) -> Future:
     """Run one of this package's calls (`get_deployment`, `restart_deployment`) on a thread.
 
-    The calls of a batch of redeploys go out side by side (KUBERNETES_PARALLEL_REQUESTS at a
-    time, over the client's pooled connections), and one redeploy reads its Deployment while
-    its transaction commits. Only API calls run there: database work stays on the caller's
-    thread. The future raises what the call raises.
+    The calls of a batch of redeploys go out side by side, KUBERNETES_PARALLEL_REQUESTS at a
+    time per cluster (the `cluster` argument), over the client's pooled connections: a cluster
+    that hangs holds its own threads, never the ones another cluster's calls need. One
+    redeploy reads its Deployment while its transaction commits. Only API calls run there:
+    database work stays on the caller's thread. The future raises what the call raises.
     """
-    global _background
+    cluster = kwargs.get("cluster")
+    name = cluster.name if cluster is not None else ""
     with _clients_lock:
-        if _background is None:
-            _background = ThreadPoolExecutor(
+        executor = _background.get(name)
+        if executor is None:
+            executor = _background[name] = ThreadPoolExecutor(
                 max_workers=settings.KUBERNETES_PARALLEL_REQUESTS,
-                thread_name_prefix="kube",
+                thread_name_prefix=f"kube-{name}",
             )
-        executor = _background
     return executor.submit(call, **kwargs)
 
 

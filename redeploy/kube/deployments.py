@@ -117,12 +117,22 @@ def progress_deadline_seconds(deployment: V1Deployment) -> int:
     return (spec and spec.progress_deadline_seconds) or DEFAULT_PROGRESS_DEADLINE_SECONDS
 
 
-def _restart_of(deployment: V1Deployment, restarted_at: str) -> Restart:
+# A restart's answers are read as raw JSON too, as the checks are: models would stand between
+# a batch's PATCHes.
+
+
+def _restart_of(deployment: dict, restarted_at: str) -> Restart:
+    meta = deployment["metadata"]
     return Restart(
         restarted_at=restarted_at,
-        generation=deployment.metadata.generation,
-        resource_version=deployment.metadata.resource_version or "",
+        generation=meta["generation"],
+        resource_version=meta.get("resourceVersion") or "",
     )
+
+
+def _restarted_at_in(deployment: dict) -> str | None:
+    template_meta = ((deployment.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return (template_meta.get("annotations") or {}).get(RESTARTED_AT)
 
 
 def restart_deployment(
@@ -140,23 +150,29 @@ def restart_deployment(
     with api_client(cluster) as client:
         apps = AppsV1Api(client)
 
-        def patch():
-            return apps.patch_namespaced_deployment(
-                name,
-                namespace,
-                body,
-                field_manager=settings.KUBERNETES_FIELD_MANAGER,
-                _content_type=STRATEGIC_MERGE_PATCH,
-                _request_timeout=_timeout(),
+        def patch() -> dict:
+            # Read within _call: a body cut short is the API's trouble like any other.
+            return json.loads(
+                apps.patch_namespaced_deployment(
+                    name,
+                    namespace,
+                    body,
+                    field_manager=settings.KUBERNETES_FIELD_MANAGER,
+                    _content_type=STRATEGIC_MERGE_PATCH,
+                    _request_timeout=_timeout(),
+                    _preload_content=False,
+                ).data
             )
 
         def applied() -> Restart | None:
             deployment = _call(
-                lambda: apps.read_namespaced_deployment(
-                    name, namespace, _request_timeout=_timeout()
+                lambda: json.loads(
+                    apps.read_namespaced_deployment(
+                        name, namespace, _request_timeout=_timeout(), _preload_content=False
+                    ).data
                 )
             )
-            if restarted_at_of(deployment) == restarted_at:
+            if _restarted_at_in(deployment) == restarted_at:
                 return _restart_of(deployment, restarted_at)
             return None
 

@@ -8,8 +8,12 @@ import pytest
 from cratos.audit.models import AuditEvent
 from redeploy import redeploys
 from redeploy.models import RedeployOperation
-from tests.factories import TicketFactory
+from redeploy.providers import REDEPLOY_GRANTS
+from tests.factories import ApplicationFactory, BindingFactory, ClusterFactory, TicketFactory
+from tests.kubesim import KubeSimulator
+from tests.redeploy.conftest import SIM_TOKEN
 from tests.support import audit_actions
+from tickets import grants
 from tickets.models import Ticket
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -73,3 +77,54 @@ def test_approve_redeploy_restart_complete(
     assert {event.celery_task_id for event in worker_events} == {operation.celery_task_id}
     # The worker process, not this one, ran it.
     assert any(f"[{operation.celery_task_id}] received" in line for line in celery_worker)
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_across_clusters_one_away_the_others_restarted_and_followed(
+    celery_worker, requester, approver, application, binding, sim
+):
+    """One request, three clusters: the one that refuses connections fails its redeploy and
+    gets its authorization back; the others restart and are followed to their end."""
+    with KubeSimulator(token=SIM_TOKEN, rollout_step_seconds=0.1) as other_sim:
+        other_sim.add_deployment("shop", "api")
+        placed = {
+            "api": ClusterFactory(name="other", server=other_sim.url, token=SIM_TOKEN),
+            "gone": ClusterFactory(name="away", server="http://127.0.0.1:1", token="x"),
+        }
+        applications = [application]
+        for name, cluster in placed.items():
+            applications.append(ApplicationFactory(name=name))
+            BindingFactory(
+                application=applications[-1],
+                cluster=cluster,
+                namespace="shop",
+                deployment_name=name,
+            )
+        TicketFactory(applicant=requester, applications=applications, approved_by=approver)
+
+        operations = redeploys.request_redeploys(
+            user=requester,
+            items=[
+                redeploys.RedeployRequest(application_name=n, namespace="shop", deployment_name=n)
+                for n in ("web", "api", "gone")
+            ],
+        )
+
+        deadline = time.monotonic() + FINISH_SECONDS
+        while not all(o.is_finished for o in operations):
+            assert time.monotonic() < deadline, "Worker output:\n" + "".join(celery_worker)
+            time.sleep(0.2)
+            for operation in operations:
+                operation.refresh_from_db()
+
+    states = {o.application_name: o.state for o in operations}
+    assert states == {
+        "web": RedeployOperation.State.SUCCEEDED,
+        "api": RedeployOperation.State.SUCCEEDED,
+        "gone": RedeployOperation.State.FAILED,
+    }
+    assert [r.method for r in sim.requests].count("PATCH") == 1
+    assert grants.live_grant(kind=REDEPLOY_GRANTS, username="alice", application_name="gone")
+    # One task restarted all three.
+    assert len({o.celery_task_id for o in operations}) == 1

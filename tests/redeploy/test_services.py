@@ -167,7 +167,8 @@ def test_a_request_whose_transaction_fails_puts_the_authorization_back(
     def failing(*args, **kwargs):
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(RedeployOperation.objects, "bulk_update", failing)
+    # The last write of the request's transaction, once the grant was taken.
+    monkeypatch.setattr(RedeployOperation.objects, "filter", failing)
     with pytest.raises(RuntimeError):
         request(requester)
 
