@@ -52,8 +52,9 @@ def settle_entry(
             actor=actor,
             outcome=Outcome.SUCCESS if ticket.success else Outcome.FAILURE,
             ticket=ticket,
-            message="Every redeploy succeeded."
+            # Worded for every kind of work order: a ticket may authorize pod deletions.
+            message="Every authorized action ran and succeeded."
             if ticket.success
-            else "Not every redeploy ran or succeeded.",
+            else "Not every authorized action ran or succeeded.",
         )
     return entry

@@ -697,7 +697,10 @@ def test_every_entry_used_with_success_completes_with_success(approved_two, alic
     assert approved_two.completed_at is not None
     assert history(approved_two)[-1] == (State.APPROVED, State.COMPLETED)
     event = AuditEvent.objects.get(action="ticket.completed")
-    assert (event.outcome, event.message) == ("SUCCESS", "Every redeploy succeeded.")
+    assert (event.outcome, event.message) == (
+        "SUCCESS",
+        "Every authorized action ran and succeeded.",
+    )
 
 
 @pytest.mark.parametrize(
