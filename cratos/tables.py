@@ -14,10 +14,11 @@ from collections.abc import Callable
 import django_tables2 as tables
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
+from django.utils.dateformat import format as format_date
 from django.utils.formats import localize
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.timezone import template_localtime
+from django.utils.timezone import localtime, template_localtime
 
 Cell = Callable[[object], str]
 
@@ -25,6 +26,18 @@ Cell = Callable[[object], str]
 def _as_text(value) -> str:
     # What `{{ cell }}` prints: local time, localized, escaped unless already safe.
     return conditional_escape(localize(template_localtime(value)))
+
+
+class DateTimeColumn(tables.Column):
+    """A time in the current time zone, as `{{ value|date:format }}` writes it (django-tables2's
+    DateTimeColumn renders a template per cell)."""
+
+    def __init__(self, *, format: str, **kwargs):
+        super().__init__(**kwargs)
+        self.format = format
+
+    def render(self, value) -> str:
+        return format_date(localtime(value), self.format)
 
 
 class RowsOnceTable(tables.Table):
