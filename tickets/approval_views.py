@@ -30,7 +30,7 @@ def approvals(request):
     return render(
         request,
         "tickets/approvals.html",
-        {"items": selectors.approval_queue(user=request.user), "form": VoteForm()},
+        {"queue": selectors.approval_queue(user=request.user), "form": VoteForm()},
     )
 
 
