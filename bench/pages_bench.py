@@ -15,6 +15,8 @@ turns so load from elsewhere weighs on all alike, and p50s compared:
 - the 0-row page vs the login page, target <= 2;
 - the audit page at 10,000,000 events vs 10,000, for each of audit_bench's scenarios: p95
   ratio <= 1.3 and the same number of queries.
+Last, 5,000 more applications (10,000) and bench/memory_bench.py: the peak memory of gunicorn
+and of a celery worker on this database, after paging those pages and the periodic sweeps.
 
     .venv/bin/python bench/pages_bench.py [--requests 60] [--events 10000 10000000]
         [--database-url postgres://postgres@127.0.0.1:5432/cratos_bench_pages] [--json out.json]
@@ -24,13 +26,15 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import audit_bench
+from bench import audit_bench, memory_bench
 from bench.audit_bench import drop_database, schema, setup_django, use_size
 
 TARGET_ROWS = 1.5
@@ -38,6 +42,7 @@ TARGET_EMPTY = 2.0
 TARGET_SCALE = 1.3
 TICKETS = 10_000
 APPLICATIONS = 5_000
+MEMORY_APPLICATIONS = 10_000
 WARMUP = 3
 
 
@@ -101,36 +106,20 @@ def fill_audit(size: int) -> float:
     return time.perf_counter() - started
 
 
-def fill_people_and_work():
-    """Users, 10,000 open tickets and 5,000 applications; returns the users by role."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
+def add_applications(numbers: range) -> list:
+    """Applications app-NNNNN, each bound to a Deployment, every fifth owned by a team."""
     from django.utils import timezone
 
     from cratos.teams.models import Team
     from redeploy.models import Application, DeploymentBinding, KubernetesCluster
-    from tickets import services
-    from tickets.models import Ticket, TicketEntry, WorkOrder
 
-    users = get_user_model().objects
-    approvers = Group.objects.get(name="Approvers")
-    people = {name: users.create_user(f"bench-{name}") for name in ("requester", "approver")}
-    people["newcomer"] = users.create_user("bench-newcomer")
-    people["reviewer"] = users.create_user("bench-reviewer")
-    people["reviewer"].groups.add(audit_bench.page().reviewer_group())
-    # The requester approves too: their own tickets never wait for them, so their queue is
-    # the 0-row approvals page.
-    for name in ("requester", "approver"):
-        people[name].groups.add(approvers)
-
-    cluster = KubernetesCluster.objects.create(
-        name="bench", server="https://127.0.0.1:1", token="bench-token"
+    cluster, _ = KubernetesCluster.objects.get_or_create(
+        name="bench", defaults={"server": "https://127.0.0.1:1", "token": "bench-token"}
     )
-    team = Team.objects.create(name="bench-team")
+    team, _ = Team.objects.get_or_create(name="bench-team")
     tags = [{"key": "team", "value": "bench"}, {"key": "tier", "value": "web"}]
     applications = Application.objects.bulk_create(
-        Application(name=f"app-{n:05d}", description=f"Application {n}", tags=tags)
-        for n in range(APPLICATIONS)
+        Application(name=f"app-{n:05d}", description=f"Application {n}", tags=tags) for n in numbers
     )
     team.applications.add(*applications[::5])
     DeploymentBinding.objects.bulk_create(
@@ -143,8 +132,33 @@ def fill_people_and_work():
             desired_replicas=2 + n % 2,
             seen_at=timezone.now(),
         )
-        for n, application in enumerate(applications)
+        for n, application in zip(numbers, applications, strict=True)
     )
+    return applications
+
+
+def fill_people_and_work():
+    """Users, 10,000 open tickets and 5,000 applications; returns the users by role."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.utils import timezone
+
+    from tickets import services
+    from tickets.models import Ticket, TicketEntry, WorkOrder
+
+    users = get_user_model().objects
+    approvers = Group.objects.get(name="Approvers")
+    people = {
+        name: users.create_user(f"bench-{name}", password=memory_bench.PASSWORD)
+        for name in ("requester", "approver", "newcomer", "reviewer")
+    }
+    people["reviewer"].groups.add(audit_bench.page().reviewer_group())
+    # The requester approves too: their own tickets never wait for them, so their queue is
+    # the 0-row approvals page.
+    for name in ("requester", "approver"):
+        people[name].groups.add(approvers)
+
+    applications = add_applications(range(APPLICATIONS))
 
     # One ticket through the services, as a requester files it; the rest are its copies.
     model = services.create_ticket(
@@ -290,6 +304,7 @@ def verdict(figures: dict) -> bool:
         and all(p["ratio_empty_to_login"] <= TARGET_EMPTY for p in pages)
         and scale["worst_ratio_p95"] <= TARGET_SCALE
         and scale["same_query_count"]
+        and figures["peak_memory"]["within_targets"]
     )
 
 
@@ -311,12 +326,31 @@ def report(figures: dict) -> str:
             f"  {name:<22} {s['p95_ms'][1]:>7.1f} / {s['p95_ms'][0]:>7.1f} ms "
             f"{s['ratio_p95']:>5.2f}  queries {s['queries'][0]}/{s['queries'][1]}"
         )
+    memory = figures["peak_memory"]
+    lines.append("")
+    lines.append(f"peak memory (VmHWM) after {memory['requests']} page requests and the sweeps:")
+    for role in ("web", "worker"):
+        m = memory[role]
+        lines.append(
+            f"  {role:<7} {m['peak_rss_mib']:6.1f} MiB (ready: {m['ready_rss_mib']:6.1f} MiB) "
+            f"< {memory_bench.TARGET_MIB}: {'yes' if m['pass'] else 'NO'}"
+        )
     return "\n".join(lines)
+
+
+def figure(*, requests: int, logs: Path, database_url: str) -> dict:
+    """bench/run.py's figure 10: this script in a process of its own, on its own database."""
+    output = logs / "pages.json"
+    command = [sys.executable, __file__, "--requests", str(requests), "--json", str(output)]
+    subprocess.run([*command, "--database-url", database_url], check=False)
+    return json.loads(output.read_text())
 
 
 def main() -> int:
     args = parse_args()
     drop_database(args.database_url, recreate=True)
+    # With DEBUG off the product refuses the demo's keys (the web and worker inherit these).
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
     os.environ.setdefault("FIELD_ENCRYPTION_KEY", "bench-only-field-encryption-key")
     os.environ.setdefault("CELERY_BROKER_URL", "")
     os.environ.setdefault("TASKS_IN_THREADS", "false")
@@ -348,7 +382,14 @@ def main() -> int:
     )
     figures["fill_seconds"] = {str(size): seconds for size, seconds in fills.items()}
     figures["counts"] = {"tickets": TICKETS, "applications": APPLICATIONS}
-    figures["pass"] = verdict(figures)
+    add_applications(range(APPLICATIONS, MEMORY_APPLICATIONS))
+    figures["peak_memory"] = memory_bench.run(
+        database_url=args.database_url,
+        search_path=f"{schema(max(args.events))},public",
+        logs=Path(tempfile.mkdtemp(prefix="cratos-pages-bench-")),
+    )
+    figures["counts"]["applications_for_memory"] = MEMORY_APPLICATIONS
+    figures["within_targets"] = verdict(figures)
     print()
     print(report(figures))
     if not args.keep:
@@ -358,7 +399,7 @@ def main() -> int:
         drop_database(args.database_url, recreate=False)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
-    return 0 if figures["pass"] else 1
+    return 0 if figures["within_targets"] else 1
 
 
 if __name__ == "__main__":
