@@ -15,12 +15,13 @@ import django_tables2 as tables
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.utils.dateformat import format as format_date
+from django.utils.encoding import force_str
 from django.utils.formats import localize
 from django.utils.html import conditional_escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import localtime, template_localtime
 
-Cell = Callable[[object], str]
+Cell = Callable[[object], object]
 
 
 def _as_text(value) -> str:
@@ -63,30 +64,49 @@ class RowsOnceTable(tables.Table):
                 return lambda record: getattr(record, display)()
         return bound_column.accessor.resolve
 
-    def _cell(self, bound_column) -> Cell:
+    def _cell(self, bound_column, call, *, default, link=None) -> Cell:
+        """cell(record): `call` given the column's value and/or the record, or `default` when
+        the value is empty, as django-tables2 decides it per cell."""
         column = bound_column.column
         if isinstance(column, tables.TemplateColumn):
             raise TypeError(f"{type(self).__name__}.{bound_column.name}: no TemplateColumn")
         value_of = self._value_getter(bound_column)
-        render = bound_column.render
-        wanted = set(inspect.signature(render).parameters)
+        wanted = set(inspect.signature(call).parameters)
         if not wanted <= {"value", "record"}:
-            raise TypeError(f"{type(self).__name__}.{bound_column.name}: renders with {wanted}")
-        empty, default = column.empty_values, bound_column.default
-        link = bound_column.link
+            raise TypeError(f"{type(self).__name__}.{bound_column.name}: called with {wanted}")
+        empty = column.empty_values
         many = isinstance(column, tables.ManyToManyColumn)
 
-        def cell(record) -> str:
+        def cell(record):
             value = value_of(record)
             if value in empty or (many and not value.exists()):
-                return _as_text(default)
+                return default
             arguments = {"value": value, "record": record}
-            content = render(**{name: arguments[name] for name in wanted})
+            content = call(**{name: arguments[name] for name in wanted})
             if link:
                 content = link(content, value=value, record=record, bound_column=bound_column)
-            return _as_text(content)
+            return content
 
         return cell
+
+    def as_values(self, exclude_columns=()):
+        """django-tables2's export rows (value_<name>, else render_<name>, else the column's
+        render), each column's method found once: per cell, a 50,000-row export outlasted
+        gunicorn's 30 s timeout."""
+        columns = [
+            column
+            for column in self.columns.iterall()
+            if not (column.column.exclude_from_export or column.name in (exclude_columns or ()))
+        ]
+        yield [force_str(column.header, strings_only=True) for column in columns]
+        cells = []
+        for column in columns:
+            if type(column.column).value is not tables.Column.value:
+                raise TypeError(f"{type(self).__name__}.{column.name}: a value() of its own")
+            call = column.column.render if column.value == column.column.value else column.value
+            cells.append(self._cell(column, call, default=None))
+        for row in self.rows:
+            yield [force_str(cell(row.record), strings_only=True) for cell in cells]
 
     def body_rows(self) -> list[SafeString]:
         """This page's rows, each `<tr>…</tr>` as django_tables2/table.html writes it."""
@@ -95,12 +115,18 @@ class RowsOnceTable(tables.Table):
         plan = []
         for bound_column in self.columns:
             td = bound_column.attrs["td"].as_html()
-            plan.append((format_html("<td {}>", td), self._cell(bound_column)))
+            cell = self._cell(
+                bound_column,
+                bound_column.render,
+                default=bound_column.default,
+                link=bound_column.link,
+            )
+            plan.append((format_html("<td {}>", td), cell))
         records = [row.record for row in self.paginated_rows]
         return [
             mark_safe(
                 f'<tr class="{"odd" if index % 2 else "even"}">'
-                + "".join(f"{td}{cell(record)}</td>" for td, cell in plan)
+                + "".join(f"{td}{_as_text(cell(record))}</td>" for td, cell in plan)
                 + "</tr>"
             )
             for index, record in enumerate(records)
