@@ -153,10 +153,7 @@ def fill_people_and_work():
         for name in ("requester", "approver", "newcomer", "reviewer")
     }
     people["reviewer"].groups.add(audit_bench.page().reviewer_group())
-    # The requester approves too: their own tickets never wait for them, so their queue is
-    # the 0-row approvals page.
-    for name in ("requester", "approver"):
-        people[name].groups.add(approvers)
+    people["approver"].groups.add(approvers)
 
     applications = add_applications(range(APPLICATIONS))
 
@@ -219,7 +216,8 @@ def page_requests(people: dict) -> dict[str, dict]:
         },
         "approvals": {
             "rows": (clients["approver"], reverse("tickets:approvals"), {}),
-            "empty": (clients["requester"], reverse("tickets:approvals"), {}),
+            # Nothing waits for someone outside the approvers: the queue's empty state.
+            "empty": (clients["newcomer"], reverse("tickets:approvals"), {}),
         },
         "applications": {
             "rows": (clients["newcomer"], reverse("redeploy:applications"), {}),
