@@ -10,6 +10,7 @@ FIGURES = {
     7: "sync_applications",
     8: "batch_across_clusters",
     9: "users_at_once",
+    10: "pages_at_scale",
 }
 
 TARGETS = {
@@ -46,6 +47,11 @@ TARGETS = {
         ),
     ),
     "users_at_once": ("p95 <= 2 x one user's median", lambda f: f["ratio_p95"] <= 2),
+    "pages_at_scale": (
+        "each page p50 full <= 1.5 x 0 rows <= 2 x login; audit p95(10M) <= 1.3 x p95(10k); "
+        "web and worker peak RSS < 200 MiB",
+        lambda f: f["within_targets"],
+    ),
 }
 
 
@@ -243,6 +249,38 @@ def rows(figures: dict) -> list[tuple]:
             f"{f['ratio_p95']:.2f}",
             f,
         )
+    if f := figures.get("pages_at_scale"):
+        scale = f["audit_scale"]
+        small, large = scale["sizes"]
+        add(
+            f"10 audit page p95, {large:,} vs {small:,} events, worst: {scale['worst_scenario']}",
+            f"{scale['scenarios'][scale['worst_scenario']]['p95_ms'][1]:.1f} ms",
+            f"{scale['scenarios'][scale['worst_scenario']]['p95_ms'][0]:.1f} ms",
+            f"{scale['worst_ratio_p95']:.2f}",
+            f,
+        )
+        for page, p in f["pages"].items():
+            add(
+                f"  {page}: p50 full page vs 0 rows (<= 1.5)",
+                f"{p['p50_ms']['rows']:.1f} ms",
+                f"{p['p50_ms']['empty']:.1f} ms",
+                f"{p['ratio_rows']:.2f}",
+            )
+            add(
+                f"  {page}: p50 0 rows vs the login page (<= 2)",
+                f"{p['p50_ms']['empty']:.1f} ms",
+                f"{p['p50_ms']['login']:.1f} ms",
+                f"{p['ratio_empty_to_login']:.2f}",
+            )
+        for role in ("web", "worker"):
+            memory = f["peak_memory"][role]
+            add(
+                f"  peak RSS (VmHWM) of the {role}, 10,000 applications, 10M events (< 200 MiB)",
+                f"{memory['peak_rss_mib']:.0f} MiB",
+                f"{memory['ready_rss_mib']:.0f} MiB when ready",
+                f"{memory['peak_rss_mib'] / memory['ready_rss_mib']:.2f}",
+                ok={True: "yes", False: "NO"}[memory["pass"]],
+            )
     if f := figures.get("peak_memory"):
         for role in ("web", "worker"):
             add(

@@ -23,6 +23,9 @@ goes through bench/adapters.py.
    API requests each sends after the PATCH, for a 3 s and a 60 s rollout.
 8, 9. Many at once (bench/batch_bench.py): one batch of 1,000 redeploys across 3 clusters vs
    1,000 bare PATCHes; 100 users redeploying at the same moment vs one alone.
+10. Pages at scale (bench/pages_bench.py): the audit log, ticket list, approvals queue (10,000
+   open tickets) and applications list (5,000): full page vs 0 rows vs login; the audit page
+   at 10,000,000 events vs 10,000.
 
     scripts/bench [--samples 200] [--apps 200] [--audit-requests 100] [--skip-audit]
         [--rollouts 10]
@@ -44,7 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import batch_bench, sync_bench
+from bench import batch_bench, pages_bench, sync_bench
 from bench.figures import (
     figure_audit,
     figure_authorization,
@@ -233,6 +236,11 @@ def main() -> int:
     if 7 in wanted:
         log("figure 7: sync_applications over 5,000 Deployments vs a bare paginated LIST")
         sync_bench.run(figures)
+    if 10 in wanted:
+        log("figure 10: four pages at scale (fills 10,000,000 events, 10,000 tickets)")
+        figures["pages_at_scale"] = pages_bench.figure(
+            requests=args.audit_requests, logs=logs, database_url=f"{DATABASE_URL}_pages"
+        )
     figures = {name: figures[name] for name in FIGURES.values() if name in figures}
     passed = verdicts(figures)
     facts["load_average_at_end"] = load_average()

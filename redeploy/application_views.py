@@ -10,39 +10,29 @@ from django_tables2 import RequestConfig
 
 from cratos.audit.selectors import audit_events_for_application, may_review_audit
 from cratos.audit.tables import AuditTrailTable
+from cratos.tables import RowsOnceTable
 from tickets.views import format_time_left
 
-from . import selectors
+from . import application_cells, selectors
 from .models import Application
 
 APPLICATIONS_PER_PAGE = 25
 SEARCH_MAX_LENGTH = Application._meta.get_field("name").max_length
 
 
-class ApplicationTable(tables.Table):
+class ApplicationTable(RowsOnceTable):
     name = tables.Column(
         verbose_name=_("Application"), linkify=("redeploy:application", {"name": tables.A("name")})
     )
     description = tables.Column(verbose_name=_("Description"))
     owner_teams = tables.ManyToManyColumn(verbose_name=_("Owners"), default="—")
-    tags = tables.TemplateColumn(
-        template_code='{% include "_tag_chips.html" with tags=value %}',
-        verbose_name=_("Tags"),
-        orderable=False,
-    )
+    tags = tables.Column(verbose_name=_("Tags"), orderable=False)
     binding_count = tables.Column(verbose_name=_("Bindings"))
     # Live state as the last sync stored it; the web process never asks a cluster.
-    state = tables.TemplateColumn(
-        template_name="redeploy/_application_state.html",
-        verbose_name=_("Ready / desired"),
-        orderable=False,
-        empty_values=(),
+    state = tables.Column(
+        verbose_name=_("Ready / desired"), accessor="pk", orderable=False, empty_values=()
     )
-    last_redeploy_at = tables.TemplateColumn(
-        template_name="redeploy/_last_redeploy.html",
-        verbose_name=_("Last redeploy"),
-        empty_values=(),
-    )
+    last_redeploy_at = tables.Column(verbose_name=_("Last redeploy"), empty_values=())
 
     class Meta:
         model = Application
@@ -57,8 +47,17 @@ class ApplicationTable(tables.Table):
         )
         order_by = ("name",)
         attrs = {"class": "striped applications-table"}
-        template_name = "django_tables2/table.html"
+        template_name = "_rows_once_table.html"
         empty_text = _("No application matches this search.")
+
+    def render_tags(self, value: list[dict]) -> str:
+        return application_cells.tag_chips(value)
+
+    def render_state(self, record: Application) -> str:
+        return application_cells.binding_states(record.bindings.all())
+
+    def render_last_redeploy_at(self, value) -> str:
+        return application_cells.last_redeploy(value)
 
 
 @login_required

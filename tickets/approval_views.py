@@ -27,10 +27,12 @@ def _errors(form: forms.Form, *fields: str) -> str:
 
 @login_required
 def approvals(request):
+    queue = selectors.approval_queue(user=request.user)
+    # The menu's badge is this count: counted once, not again by the context processor.
     return render(
         request,
         "tickets/approvals.html",
-        {"items": selectors.approval_queue(user=request.user), "form": VoteForm()},
+        {"queue": queue, "form": VoteForm(), "approvals_waiting": queue.waiting},
     )
 
 

@@ -184,7 +184,11 @@ class Ticket(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["applicant", "state"]),
+            # "My tickets", newest first, a page at a time: read from here, never sorted.
+            models.Index(fields=["applicant", "-created_at", "-id"], name="ticket_mine_newest"),
             models.Index(fields=["state", "current_node"]),
+            # The approvals queue, oldest submission first, a page at a time.
+            models.Index(fields=["state", "submitted_at", "id"], name="ticket_queue_oldest"),
         ]
 
     def __str__(self) -> str:

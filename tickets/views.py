@@ -55,7 +55,9 @@ def home(request):
 
 @login_required
 def ticket_list(request):
-    tickets = selectors.tickets_of(applicant=request.user).prefetch_related("entries")
+    tickets = selectors.tickets_of(applicant=request.user).prefetch_related(
+        selectors.entries_in_order()
+    )
     table = TicketTable(tickets)
     RequestConfig(request, paginate={"per_page": TICKETS_PER_PAGE}).configure(table)
     return render(request, "tickets/ticket_list.html", {"table": table})

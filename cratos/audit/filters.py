@@ -3,13 +3,14 @@
 from datetime import date, datetime, time, timedelta
 
 import django_filters
-from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from cratos import widgets
+
 from .models import AuditEvent
 
-_DAY = forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+_DAY = widgets.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
 
 
 def _start_of(day: date) -> datetime:
@@ -18,16 +19,24 @@ def _start_of(day: date) -> datetime:
 
 def _text(field_name: str, label) -> django_filters.CharFilter:
     # Exact matches: each of these columns leads an index (name, created_at DESC).
-    return django_filters.CharFilter(field_name=field_name, label=label, max_length=253)
+    return django_filters.CharFilter(
+        field_name=field_name, label=label, max_length=253, widget=widgets.TextInput
+    )
 
 
 class AuditEventFilter(django_filters.FilterSet):
     actor = _text("actor_username", _("Actor"))
     action = django_filters.ChoiceFilter(
-        choices=AuditEvent.Action.choices, label=_("Action"), empty_label=_("Any action")
+        choices=AuditEvent.Action.choices,
+        label=_("Action"),
+        empty_label=_("Any action"),
+        widget=widgets.Select,
     )
     outcome = django_filters.ChoiceFilter(
-        choices=AuditEvent.Outcome.choices, label=_("Outcome"), empty_label=_("Any outcome")
+        choices=AuditEvent.Outcome.choices,
+        label=_("Outcome"),
+        empty_label=_("Any outcome"),
+        widget=widgets.Select,
     )
     application = _text("application_name", _("Application"))
     cluster = _text("cluster_name", _("Cluster"))
@@ -45,7 +54,7 @@ class AuditEventFilter(django_filters.FilterSet):
         lookup_expr="icontains",
         label=_("Message contains"),
         max_length=200,
-        widget=forms.TextInput(attrs={"type": "search"}),
+        widget=widgets.TextInput(attrs={"type": "search"}),
     )
 
     class Meta:

@@ -18,6 +18,8 @@ from django_tables2.data import TableData
 from django_tables2.export import TableExport
 from django_tables2.utils import OrderBy
 
+from cratos.tables import RowsOnceTable
+
 from .models import AuditEvent
 
 
@@ -64,7 +66,7 @@ def _keep_newest_first(field: str) -> tuple[str, ...]:
     return (field, "-created_at", "-id")
 
 
-class AuditEventTable(tables.Table):
+class AuditEventTable(RowsOnceTable):
     time = tables.Column(
         accessor="created_at",
         verbose_name=_("Time"),
@@ -183,7 +185,7 @@ class AuditTrailTable(AuditEventTable):
 
     class Meta(AuditEventTable.Meta):
         orderable = False
-        template_name = "django_tables2/table.html"
+        template_name = "_rows_once_table.html"
         empty_text = _("No audit event yet.")
 
     def __init__(self, trail, **kwargs):

@@ -62,7 +62,7 @@ def vote(ticket: Ticket) -> str:
 
 
 def queued(response) -> list[str]:
-    return [item.ticket.ticket_no for item in response.context["items"]]
+    return [item.ticket.ticket_no for item in response.context["queue"].items]
 
 
 def three_node_chain(work_order) -> tuple[ApprovalNode, ApprovalNode]:
@@ -144,7 +144,7 @@ def test_non_members_see_the_empty_state(client, alice, web):
     for user in (UserFactory(username="dave"), UserFactory(username="root", is_superuser=True)):
         client.force_login(user)
         response = client.get(QUEUE)
-        assert response.context["items"] == []
+        assert response.context["queue"].items == []
         assert "Nothing waits for you" in page(response)
         assert 'name="vote"' not in page(response)
 
@@ -182,11 +182,11 @@ def test_queue_query_count_is_the_same_for_2_and_10_tickets(as_bob, alice, web):
     fill(2)
     with CaptureQueriesContext(connection) as two:
         response = as_bob.get(QUEUE)
-    assert len(response.context["items"]) == 2
+    assert len(response.context["queue"].items) == 2
     fill(8)
     with CaptureQueriesContext(connection) as ten:
         response = as_bob.get(QUEUE)
-    assert len(response.context["items"]) == 10
+    assert len(response.context["queue"].items) == 10
     assert len(ten) == len(two)
     binding_reads = [q for q in ten.captured_queries if "redeploy_deploymentbinding" in q["sql"]]
     assert len(binding_reads) == 1

@@ -273,7 +273,7 @@ def test_the_queue_and_its_count_show_only_what_the_approver_decides(
 
     page = client.get(reverse("tickets:approvals")).content.decode()
 
-    assert [item.ticket for item in selectors.approval_queue(user=bob)] == [mine]
+    assert [item.ticket for item in selectors.approval_queue(user=bob).items] == [mine]
     assert page.count("data-approvals-waiting") == 1
     assert 'title="Tickets awaiting your decision">1</span>' in page
 

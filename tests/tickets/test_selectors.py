@@ -102,6 +102,15 @@ def test_awaiting_decision_lists_others_tickets_in_approval_oldest_first(alice, 
     assert list(selectors.tickets_awaiting_decision(user=UserFactory(is_superuser=True))) == []
 
 
+def test_approval_queue_holds_the_oldest_and_counts_every_waiting_ticket(alice, bob, work_order):
+    tickets = [TicketFactory(applicant=alice, submitted=True) for _ in range(3)]
+
+    queue = selectors.approval_queue(user=bob, limit=2)
+    assert ([item.ticket for item in queue.items], queue.waiting) == (tickets[:2], 3)
+    queue = selectors.approval_queue(user=bob, limit=3)
+    assert ([item.ticket for item in queue.items], queue.waiting) == (tickets, 3)
+
+
 def test_awaiting_decision_follows_the_node_type(alice, work_order):
     _, leads, _ = approval_chain(
         work_order,
