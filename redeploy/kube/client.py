@@ -44,6 +44,23 @@ _clients_lock = threading.Lock()
 _background: dict[str, ThreadPoolExecutor] = {}
 
 
+def apps_api(client: ApiClient):
+    """The apps/v1 calls on `client`. The client's API classes are imported when first used:
+    kubernetes 37 builds each with pydantic's validate_call over hundreds of methods, about 2 s
+    a class, which every process that never calls a cluster (the web, manage.py commands, the
+    demo's start) would otherwise pay as it starts."""
+    from kubernetes.client import AppsV1Api
+
+    return AppsV1Api(client)
+
+
+def core_api(client: ApiClient):
+    """The core/v1 calls on `client` (imported when first used, as in apps_api)."""
+    from kubernetes.client import CoreV1Api
+
+    return CoreV1Api(client)
+
+
 def _forget_clients() -> None:
     # A forked process (a prefork worker) must not use its parent's connections or threads,
     # nor a lock one of those threads may have held at the fork.

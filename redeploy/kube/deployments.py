@@ -5,13 +5,25 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 from django.conf import settings
-from kubernetes.client import AppsV1Api, V1Deployment
 
 from ..exceptions import KubeTransientError, RestartInDoubt
 from ..models import KubernetesCluster
-from .client import _all_pages, _Attempts, _call, _pages, _timeout, _with_retries, api_client
+from .client import (
+    _all_pages,
+    _Attempts,
+    _call,
+    _pages,
+    _timeout,
+    _with_retries,
+    api_client,
+    apps_api,
+)
+
+if TYPE_CHECKING:  # the model's classes load with the API classes (client.apps_api)
+    from kubernetes.client import V1Deployment
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -52,9 +64,9 @@ def now_restarted_at() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def get_deployment(*, cluster: KubernetesCluster, namespace: str, name: str) -> V1Deployment:
+def get_deployment(*, cluster: KubernetesCluster, namespace: str, name: str) -> "V1Deployment":
     with api_client(cluster) as client:
-        apps = AppsV1Api(client)
+        apps = apps_api(client)
         return _with_retries(
             lambda: apps.read_namespaced_deployment(name, namespace, _request_timeout=_timeout()),
             what=f"GET deployment {cluster.name}/{namespace}/{name}",
@@ -68,7 +80,7 @@ def deployment_pages(
     the one before was taken): in the given namespaces, one namespaced LIST each (what a
     namespaced Role allows), or else in all namespaces at once."""
     with api_client(cluster) as client:
-        apps = AppsV1Api(client)
+        apps = apps_api(client)
         lists = {
             f"LIST deployments of {cluster.name}/{namespace}": partial(
                 apps.list_namespaced_deployment, namespace
@@ -87,7 +99,7 @@ def check_restart(*, cluster: KubernetesCluster, namespace: str, name: str) -> R
     """The RestartCheck of one Deployment (one GET)."""
     with api_client(cluster) as client:
         response = _with_retries(
-            lambda: AppsV1Api(client).read_namespaced_deployment(
+            lambda: apps_api(client).read_namespaced_deployment(
                 name, namespace, _preload_content=False, _request_timeout=_timeout()
             ),
             what=f"GET deployment {cluster.name}/{namespace}/{name}",
@@ -99,7 +111,7 @@ def check_restarts_in(*, cluster: KubernetesCluster, namespace: str) -> dict[str
     """The RestartCheck of every Deployment of the namespace by name (one LIST, paged)."""
     with api_client(cluster) as client:
         items = _all_pages(
-            partial(AppsV1Api(client).list_namespaced_deployment, namespace),
+            partial(apps_api(client).list_namespaced_deployment, namespace),
             label_selector="",
             what=f"LIST deployments of {cluster.name}/{namespace}",
             raw=True,
@@ -107,12 +119,12 @@ def check_restarts_in(*, cluster: KubernetesCluster, namespace: str) -> dict[str
     return {item["metadata"]["name"]: RestartCheck.of(item) for item in items}
 
 
-def restarted_at_of(deployment: V1Deployment) -> str | None:
+def restarted_at_of(deployment: "V1Deployment") -> str | None:
     template_meta = deployment.spec.template.metadata if deployment.spec else None
     return ((template_meta and template_meta.annotations) or {}).get(RESTARTED_AT)
 
 
-def progress_deadline_seconds(deployment: V1Deployment) -> int:
+def progress_deadline_seconds(deployment: "V1Deployment") -> int:
     spec = deployment.spec
     return (spec and spec.progress_deadline_seconds) or DEFAULT_PROGRESS_DEADLINE_SECONDS
 
@@ -148,7 +160,7 @@ def restart_deployment(
     body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: restarted_at}}}}}
     what = f"PATCH deployment {cluster.name}/{namespace}/{name}"
     with api_client(cluster) as client:
-        apps = AppsV1Api(client)
+        apps = apps_api(client)
 
         def patch() -> dict:
             # Read within _call: a body cut short is the API's trouble like any other.

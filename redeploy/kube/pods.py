@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
-from kubernetes.client import AppsV1Api, CoreV1Api, V1DeleteOptions, V1Preconditions
+from kubernetes.client.models.v1_delete_options import V1DeleteOptions
+from kubernetes.client.models.v1_preconditions import V1Preconditions
 
 from cratos.exceptions import NotFound
 
@@ -28,6 +29,8 @@ from .client import (
     _timeout,
     _with_retries,
     api_client,
+    apps_api,
+    core_api,
 )
 
 logger = logging.getLogger(__name__)
@@ -132,7 +135,7 @@ def _controlled_by(obj: dict, kind: str, uids: set[str]) -> bool:
 
 def _read_deployment(client, cluster: KubernetesCluster, namespace: str, name: str) -> dict:
     response = _with_retries(
-        lambda: AppsV1Api(client).read_namespaced_deployment(
+        lambda: apps_api(client).read_namespaced_deployment(
             name, namespace, _preload_content=False, _request_timeout=_timeout()
         ),
         what=f"GET deployment {cluster.name}/{namespace}/{name}",
@@ -208,13 +211,13 @@ def _pod_set(client, cluster: KubernetesCluster, deployment: dict) -> PodSet:
     # Pods first: a ReplicaSet exists before its pods, so the ReplicaSets listed next include
     # the controller of every pod listed (unless it was deleted meanwhile, and its pods with it).
     pods, version = _all_pages_at(
-        partial(CoreV1Api(client).list_namespaced_pod, namespace),
+        partial(core_api(client).list_namespaced_pod, namespace),
         label_selector=selector,
         what=f"LIST pods of {cluster.name}/{namespace}/{name}",
         raw=True,
     )
     replica_sets = _all_pages(
-        partial(AppsV1Api(client).list_namespaced_replica_set, namespace),
+        partial(apps_api(client).list_namespaced_replica_set, namespace),
         label_selector=selector,
         what=f"LIST replicasets of {cluster.name}/{namespace}/{name}",
         raw=True,
@@ -289,7 +292,7 @@ def delete_pod(
     what = f"DELETE pod {cluster.name}/{namespace}/{name}"
     missing = partial(PodNotFound, pod_missing_message(name))
     with api_client(cluster) as client:
-        core = CoreV1Api(client)
+        core = core_api(client)
 
         def delete():
             return core.delete_namespaced_pod(

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from functools import partial
 
 import urllib3
-from kubernetes.client import AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from ..models import KubernetesCluster
-from .client import _all_pages_at, _timeout, _translate, api_client
+from .client import _all_pages_at, _timeout, _translate, api_client, apps_api, core_api
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +68,8 @@ def name_selector(names: Sequence[str]) -> str | None:
 def _collection(client, resource: str):
     """The client's LIST (and watch) call of a namespace's `resource`."""
     if resource == "pods":
-        return CoreV1Api(client).list_namespaced_pod
-    return AppsV1Api(client).list_namespaced_deployment
+        return core_api(client).list_namespaced_pod
+    return apps_api(client).list_namespaced_deployment
 
 
 def list_namespace(
@@ -81,7 +80,7 @@ def list_namespace(
     with api_client(cluster, watching=True) as client:
         items, version = _all_pages_at(
             partial(
-                AppsV1Api(client).list_namespaced_deployment,
+                apps_api(client).list_namespaced_deployment,
                 namespace,
                 field_selector=name_selector(names),
             ),
