@@ -35,3 +35,8 @@ if REDIS_URL:
     CACHES["default"]["LOCATION"] = REDIS_URL
     TEST_E2E_BROKER_URL = redis_database(1)
     TEST_SAFETY_BROKER_URL = redis_database(2)
+
+# Each test client loads the middleware anew, and WhiteNoise would then index every collected
+# static file (~400) for each one: a third of a page test's time. Looked up on request instead;
+# a deployed process loads the middleware once and keeps the index.
+WHITENOISE_AUTOREFRESH = True
