@@ -8,6 +8,9 @@ from django.utils import translation
 from tests.factories import RedeployWorkOrderFactory, UserFactory
 from tests.support import redis_down
 
+# django_db_setup: the migrated template copied for each worker.
+pytest_plugins = ["tests.databases"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _real_services(django_db_setup, django_db_blocker):
