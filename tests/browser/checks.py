@@ -45,8 +45,13 @@ def axe_violations(page: Page) -> list[str]:
         raise RuntimeError(f"axe-core is missing at {AXE}: run `npm ci --prefix tests`")
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
         page.add_script_tag(path=str(AXE))
+    # Only violations are read: axe then skips gathering the nodes of every rule that passed,
+    # a quarter of the browser tests' time.
     results = page.evaluate(
-        "(tags) => axe.run(document, {runOnly: {type: 'tag', values: tags}})", AXE_TAGS
+        """(tags) => axe.run(document, {
+          runOnly: {type: 'tag', values: tags}, resultTypes: ['violations'],
+        })""",
+        AXE_TAGS,
     )
     return [
         f"{violation['impact']} {violation['id']}: {violation['help']} "
