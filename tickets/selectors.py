@@ -57,9 +57,14 @@ def tickets_of(*, applicant) -> QuerySet[Ticket]:
 
 
 def ticket_list_of(*, applicant) -> QuerySet[Ticket]:
-    """The applicant's tickets as their list shows them: no rule is asked of a row, so none of
-    the rules' reads is prefetched (two queries and 20 querysets a page, for nothing)."""
-    return _tickets().filter(applicant=applicant).prefetch_related(entries_in_order())
+    """The applicant's tickets as their list shows them (work order, entries): no rule is asked
+    of a row, so none of the rules' reads is loaded (two queries, 20 querysets and 60 model
+    instances a page, for nothing)."""
+    return (
+        Ticket.objects.select_related("work_order")
+        .filter(applicant=applicant)
+        .prefetch_related(entries_in_order())
+    )
 
 
 def ticket_by_no(*, ticket_no: str) -> Ticket:
