@@ -76,9 +76,12 @@ class RowsOnceTable(tables.Table):
             raise TypeError(f"{type(self).__name__}.{bound_column.name}: called with {wanted}")
         empty = column.empty_values
         many = isinstance(column, tables.ManyToManyColumn)
+        # A column that renders from the record alone and has no empty values never reads its
+        # value: for a field with choices that was get_FOO_display() per cell, for nothing.
+        reads_value = "value" in wanted or bool(empty) or many or link is not None
 
         def cell(record):
-            value = value_of(record)
+            value = value_of(record) if reads_value else None
             if value in empty or (many and not value.exists()):
                 return default
             arguments = {"value": value, "record": record}

@@ -33,11 +33,13 @@ def _ticket_missing(ticket_no: str):
     return format_lazy(_("Ticket {ticket_no} does not exist."), ticket_no=ticket_no)
 
 
+def _tickets() -> QuerySet[Ticket]:
+    return Ticket.objects.select_related("work_order", "applicant", "current_node__group")
+
+
 def ticket_queryset() -> QuerySet[Ticket]:
     # chosen_approvers and approvals are what tickets.rules.decision_refusal reads.
-    return Ticket.objects.select_related(
-        "work_order", "applicant", "current_node__group"
-    ).prefetch_related(
+    return _tickets().prefetch_related(
         "chosen_approvers",
         Prefetch("approvals", queryset=Approval.objects.select_related("node", "approver", "team")),
     )
@@ -52,6 +54,17 @@ def entries_in_order() -> Prefetch:
 
 def tickets_of(*, applicant) -> QuerySet[Ticket]:
     return ticket_queryset().filter(applicant=applicant)
+
+
+def ticket_list_of(*, applicant) -> QuerySet[Ticket]:
+    """The applicant's tickets as their list shows them (work order, entries): no rule is asked
+    of a row, so none of the rules' reads is loaded (two queries, 20 querysets and 60 model
+    instances a page, for nothing)."""
+    return (
+        Ticket.objects.select_related("work_order")
+        .filter(applicant=applicant)
+        .prefetch_related(entries_in_order())
+    )
 
 
 def ticket_by_no(*, ticket_no: str) -> Ticket:
@@ -117,15 +130,21 @@ def entries_markdown(*, ticket: Ticket) -> str:
 def tickets_awaiting_decision(*, user) -> QuerySet[Ticket]:
     """Tickets whose current node `user` may decide now: never their own, never ones they
     already decided on, at an APPLICATION_OWNER node only those awaiting a team of theirs;
-    oldest submission first."""
-    tickets = ticket_queryset().filter(decidable_by(user))
-    at_owner_nodes = tickets.filter(
-        current_node__node_type=ApprovalNode.Type.APPLICATION_OWNER
-    ).prefetch_related("entries")
+    oldest submission first.
+
+    Only the tickets at APPLICATION_OWNER nodes are loaded with what the rule reads; the rest
+    is a plain query (the queue's 50 cards read no rule: prefetching the rules' reads for them
+    cost two queries and a queryset per ticket and prefetch)."""
+    decidable = decidable_by(user)
+    at_owner_nodes = (
+        ticket_queryset()
+        .filter(decidable, current_node__node_type=ApprovalNode.Type.APPLICATION_OWNER)
+        .prefetch_related("entries")
+    )
     not_theirs = [
         ticket.pk for ticket in at_owner_nodes if decision_refusal(ticket=ticket, user=user)
     ]
-    return tickets.exclude(pk__in=not_theirs).order_by("submitted_at", "id")
+    return _tickets().filter(decidable).exclude(pk__in=not_theirs).order_by("submitted_at", "id")
 
 
 def tickets_in_admin(*, user) -> QuerySet[Ticket]:

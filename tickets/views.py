@@ -55,10 +55,7 @@ def home(request):
 
 @login_required
 def ticket_list(request):
-    tickets = selectors.tickets_of(applicant=request.user).prefetch_related(
-        selectors.entries_in_order()
-    )
-    table = TicketTable(tickets)
+    table = TicketTable(selectors.ticket_list_of(applicant=request.user))
     RequestConfig(request, paginate={"per_page": TICKETS_PER_PAGE}).configure(table)
     return render(request, "tickets/ticket_list.html", {"table": table})
 
