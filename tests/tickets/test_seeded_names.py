@@ -1,6 +1,8 @@
 """The seeded work orders and nodes get their Chinese names from the data migrations, never over
 an administrator's edit."""
 
+from importlib import import_module
+
 import pytest
 from django.apps import apps
 
@@ -8,6 +10,24 @@ from tickets.models import ApprovalNode, WorkOrder
 from tickets.seeded_names import add_chinese_names
 
 pytestmark = pytest.mark.django_db
+
+SEEDING = [  # the data migrations, in order: (migration module, its RunPython operation)
+    ("tickets.migrations.0002_default_redeploy_work_order", 0),
+    ("redeploy.migrations.0008_delete_pod_work_order", 0),
+    ("tickets.migrations.0008_seeded_names_in_chinese", 0),
+    ("redeploy.migrations.0012_delete_pod_names_in_chinese", 0),
+]
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """The rows as the data migrations left them. A transactional test that ran earlier in
+    this worker emptied the tables (pytest-xdist's work stealing runs tests in any order):
+    the same migration steps seed them again."""
+    if WorkOrder.objects.filter(key="APPLICATION_REDEPLOY").exists():
+        return
+    for module, index in SEEDING:
+        import_module(module).Migration.operations[index].code(apps, None)
 
 
 def names(key: str) -> list[tuple[str, str]]:
