@@ -16,6 +16,7 @@ from cratos.exceptions import DomainError, ValidationFailed
 from cratos.security import client_ip
 
 from . import revocations, selectors
+from .context_processors import waiting_badge
 from .forms import RevokeForm, VoteForm
 from .rules import revoke_refusal
 from .views import format_time_left
@@ -48,7 +49,7 @@ def approvals(request):
         {
             "queue": queue,
             "form": VoteForm(),
-            "approvals_waiting": queue.waiting,
+            "approvals_waiting": waiting_badge(queue.waiting),
             "words": _card_words(),
         },
     )

@@ -147,6 +147,12 @@ def tickets_awaiting_decision(*, user) -> QuerySet[Ticket]:
     return _tickets().filter(decidable).exclude(pk__in=not_theirs).order_by("submitted_at", "id")
 
 
+def count_awaiting_decision(*, user, at_most: int) -> int:
+    """How many tickets await `user`'s decision, counted up to `at_most`: the menu's badge on
+    every page needs no more, and counting 10,000 waiting tickets costs ~20 ms a page."""
+    return tickets_awaiting_decision(user=user).order_by().values("pk")[:at_most].count()
+
+
 def tickets_in_admin(*, user) -> QuerySet[Ticket]:
     """The admin's tickets: every one for superusers and reviewers; for an approver, those
     awaiting their decision now and those they decided."""

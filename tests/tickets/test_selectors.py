@@ -111,6 +111,15 @@ def test_approval_queue_holds_the_oldest_and_counts_every_waiting_ticket(alice, 
     assert ([item.ticket for item in queue.items], queue.waiting) == (tickets, 3)
 
 
+def test_the_badge_counts_waiting_tickets_only_as_far_as_it_shows(alice, bob, work_order):
+    for _ in range(3):
+        TicketFactory(applicant=alice, submitted=True)
+
+    assert selectors.count_awaiting_decision(user=bob, at_most=2) == 2
+    assert selectors.count_awaiting_decision(user=bob, at_most=10) == 3
+    assert selectors.count_awaiting_decision(user=alice, at_most=10) == 0
+
+
 def test_awaiting_decision_follows_the_node_type(alice, work_order):
     _, leads, _ = approval_chain(
         work_order,
