@@ -10,11 +10,13 @@ import logging
 import time
 
 from celery import shared_task
+from celery.signals import worker_init
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from cratos.exceptions import ServiceUnavailable
 
 from . import (
+    kube,
     pod_deletion_ends,
     pod_deletion_follows,
     pod_deletion_runs,
@@ -42,6 +44,14 @@ RETRY = {
     "max_retries": 5,
 }
 DATABASE_AWAY = "The database is not answering; the operation was not started."
+
+
+@worker_init.connect
+def _load_kube_api_classes(**kwargs) -> None:
+    # In the worker's main process, before its prefork pool forks: otherwise each child pays
+    # the client's API classes (seconds of CPU) on its first redeploy, which a burst of them
+    # right after a worker starts waits behind.
+    kube.load_api_classes()
 
 
 def _reason(error: Exception) -> str:

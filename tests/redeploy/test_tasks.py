@@ -3,6 +3,7 @@ that does not answer."""
 
 import pytest
 from celery.exceptions import Retry
+from celery.signals import worker_init
 from django.db import InterfaceError, OperationalError
 
 from cratos.audit.models import AuditEvent
@@ -76,6 +77,12 @@ def test_rollouts_are_watched_from_a_queue_of_their_own():
     route = celery_app.amqp.router.route
     assert route({}, tasks.follow_rollouts.name)["queue"].name == "rollouts"
     assert route({}, tasks.run_redeploys.name)["queue"].name == "celery"
+
+
+def test_a_worker_loads_the_kube_api_classes_before_its_pool_forks():
+    """worker_init comes in the worker's main process, before the prefork pool starts its
+    children: they inherit the classes instead of each building them on its first redeploy."""
+    assert tasks._load_kube_api_classes in worker_init._live_receivers(sender=None)
 
 
 @pytest.mark.django_db(transaction=True)
