@@ -79,6 +79,28 @@ def test_rollouts_are_watched_from_a_queue_of_their_own():
     assert route({}, tasks.run_redeploys.name)["queue"].name == "celery"
 
 
+def test_a_worker_of_every_queue_takes_restarts_before_the_notices_queued_earlier(broker):
+    """During a burst a restart someone waits for goes first (the Redis broker's order)."""
+    queues = celery_app.amqp.queues
+    with celery_app.connection_for_write() as connection:
+        producer = connection.Producer()
+        for name in ("notices", "rollouts", "celery", "celery"):
+            producer.publish({"queue": name}, routing_key=name, declare=[queues[name]])
+    taken = []
+
+    def take(body, message):
+        taken.append(body["queue"])
+        message.ack()
+
+    with (
+        celery_app.connection_for_read() as connection,
+        connection.Consumer(list(queues.values()), callbacks=[take]),
+    ):
+        while len(taken) < 4:
+            connection.drain_events(timeout=5)
+    assert taken == ["celery", "celery", "rollouts", "notices"]
+
+
 def test_a_worker_loads_the_kube_api_classes_before_its_pool_forks():
     """worker_init comes in the worker's main process, before the prefork pool starts its
     children: they inherit the classes instead of each building them on its first redeploy."""
