@@ -3,7 +3,7 @@ that does not answer."""
 
 import pytest
 from celery.exceptions import Retry
-from celery.signals import worker_init
+from celery.signals import worker_before_create_process
 from django.db import InterfaceError, OperationalError
 
 from cratos.audit.models import AuditEvent
@@ -101,10 +101,10 @@ def test_a_worker_of_every_queue_takes_restarts_before_the_notices_queued_earlie
     assert taken == ["celery", "celery", "rollouts", "notices"]
 
 
-def test_a_worker_loads_the_kube_api_classes_before_its_pool_forks():
-    """worker_init comes in the worker's main process, before the prefork pool starts its
-    children: they inherit the classes instead of each building them on its first redeploy."""
-    assert tasks._load_kube_api_classes in worker_init._live_receivers(sender=None)
+def test_a_prefork_worker_loads_the_kube_api_classes_before_it_forks_a_child():
+    """Sent in the worker's main process before each child of the prefork pool is forked: the
+    children inherit the classes instead of each building them on its first redeploy."""
+    assert tasks._load_kube_api_classes in worker_before_create_process._live_receivers(sender=None)
 
 
 @pytest.mark.django_db(transaction=True)
