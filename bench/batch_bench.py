@@ -317,10 +317,10 @@ def figure_users(product: Product, stack: ExitStack, logs: Path, *, users: int) 
         f"its PATCH (all parties, one alone; {statistics.median(to_end) * 1000:.0f} ms to its "
         f"end) x {users} / {cores} cores; p95 is {crowd['p95'] / floor_ms:.2f} x the floor"
     )
-    for what, used in (("last PATCH", burst_to_restarts), ("all finished", burst_to_end)):
+    for what, used in (("the last PATCH", burst_to_restarts), ("all finished", burst_to_end)):
         parties = ", ".join(f"{k} {v:.2f}" for k, v in used["by_party_s"].items())
         log(
-            f"  CPU-seconds of the burst until the {what}: {parties}; other programs on the "
+            f"  CPU-seconds of the burst until {what}: {parties}; other programs on the "
             f"machine meanwhile {used['others_on_the_machine_s']:.2f}"
         )
     return {
