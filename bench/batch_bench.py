@@ -10,9 +10,12 @@
    gunicorn as deployed (gunicorn.conf.py, its own worker count) and a worker as deployed
    (deploy/base/worker.yaml: prefork, --concurrency=4), on a broker database of their own;
    from each request sent to its PATCH's arrival, the p95 of the 100 vs the median of one
-   user alone.
+   user alone; and beside it the CPU floor: the CPU-seconds all parties spend from one
+   request to its PATCH x 100 / the usable cores (on 2 cores the 2x target is out of reach
+   of any code: the floor is seconds), with the burst's CPU by party.
 """
 
+import os
 import re
 import statistics
 import threading
@@ -23,7 +26,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from bench import adapters
+from bench.cpu_use import CpuUse
 from bench.harness import (
+    DATABASE_URL,
     PRODUCT_AGENT,
     REDIS_URL,
     RESTARTED_AT,
@@ -223,7 +228,7 @@ def figure_batch(
 
 def figure_users(product: Product, stack: ExitStack, logs: Path, *, users: int) -> dict:
     names = [f"user-app-{n:03d}" for n in range(users)]
-    _sim, url, _ca = start_sim(
+    sim, url, _ca = start_sim(
         stack, logs, "kubesim-users", deployments=[(USERS_NAMESPACE, name) for name in names]
     )
     adapters.add_bindings(
@@ -234,8 +239,14 @@ def figure_users(product: Product, stack: ExitStack, logs: Path, *, users: int) 
     # A broker of their own: the benchmark's other worker must not take these tasks.
     broker = urlunsplit(urlsplit(REDIS_URL)._replace(path="/2"))
     env = service_env(broker)
-    _web, web_url = start_web(stack, logs, env, name="gunicorn-deployed", workers=None)
-    start_worker(stack, logs, env, name="celery-deployed", **DEPLOYED_WORKER)
+    web, web_url = start_web(stack, logs, env, name="gunicorn-deployed", workers=None)
+    worker = start_worker(stack, logs, env, name="celery-deployed", **DEPLOYED_WORKER)
+    cpu = CpuUse(
+        {"web (gunicorn)": web.pid, "worker (celery)": worker.pid, "API server (sim)": sim.pid},
+        database_url=DATABASE_URL,
+        redis_url=REDIS_URL,
+    )
+    stack.callback(cpu.close)
     cluster = Cluster(url)
     apis = [Api(web_url, person.api_token) for person in people]
     for person, name in zip(people, names, strict=True):
@@ -254,12 +265,16 @@ def figure_users(product: Product, stack: ExitStack, logs: Path, *, users: int) 
             for arrived, path, _restarted_at in cluster.patches(at_least=count)
         }
 
-    # One user alone, one after another (each user's own authorization).
-    alone = []
+    # One user alone, one after another (each user's own authorization); the CPU every party
+    # spent from the request to its PATCH, and to the end of the operation.
+    alone, to_restart, to_end = [], [], []
     for number in range(min(20, users)):
+        before = cpu.mark()
         sent, operation_id = one(number)
         arrived = arrivals(1)[names[number]]
+        to_restart.append(cpu.since(before)["all_but_client_s"])
         wait_finished([operation_id], interval=0.05)
+        to_end.append(cpu.since(before)["all_but_client_s"])
         alone.append((arrived - sent) * 1000)
     for person, name in zip(people[: len(alone)], names, strict=False):
         adapters.approve(person, [name])
@@ -276,19 +291,38 @@ def figure_users(product: Product, stack: ExitStack, logs: Path, *, users: int) 
         operation_ids.append(operation_id)
 
     threads = [threading.Thread(target=at_once, args=(n,)) for n in range(users)]
+    before = cpu.mark()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     arrived = arrivals(users)
+    burst_to_restarts = cpu.since(before)
     together = [(arrived[names[n]] - sent[n]) * 1000 for n in range(users)]
     wait_finished(operation_ids, interval=0.1)
+    burst_to_end = cpu.since(before)
     single, crowd = summary(alone), summary(together)
     ratio = crowd["p95"] / single["median"]
+    cores = len(os.sched_getaffinity(0))
+    # The first of the lone redeploys found cold processes (a web worker's first request):
+    # the median is what a warm one costs.
+    restart_cpu = statistics.median(to_restart)
+    floor_ms = restart_cpu * users / cores * 1000
     log(
         f"  {users} users at once: p95 {crowd['p95']:.0f} ms, median {crowd['median']:.0f} ms; "
         f"one alone: median {single['median']:.0f} ms (ratio {ratio:.2f})"
     )
+    log(
+        f"  CPU floor {floor_ms:.0f} ms: {restart_cpu * 1000:.0f} ms of CPU from a request to "
+        f"its PATCH (all parties, one alone; {statistics.median(to_end) * 1000:.0f} ms to its "
+        f"end) x {users} / {cores} cores; p95 is {crowd['p95'] / floor_ms:.2f} x the floor"
+    )
+    for what, used in (("the last PATCH", burst_to_restarts), ("all finished", burst_to_end)):
+        parties = ", ".join(f"{k} {v:.2f}" for k, v in used["by_party_s"].items())
+        log(
+            f"  CPU-seconds of the burst until {what}: {parties}; other programs on the "
+            f"machine meanwhile {used['others_on_the_machine_s']:.2f}"
+        )
     return {
         "users": users,
         "single_user_ms": single,
@@ -297,10 +331,22 @@ def figure_users(product: Product, stack: ExitStack, logs: Path, *, users: int) 
         "ratio_p95": ratio,
         "median_of_together_over_single": statistics.median(together) / single["median"],
         "p99_ms": percentile(together, 0.99),
+        "cpu_floor_ms": floor_ms,
+        "p95_over_cpu_floor": crowd["p95"] / floor_ms,
+        "cpu_per_redeploy_alone_ms": {
+            "to_patch": restart_cpu * 1000,
+            "to_end": statistics.median(to_end) * 1000,
+        },
+        "cpu_of_the_burst_s": {"to_last_patch": burst_to_restarts, "to_all_finished": burst_to_end},
+        "usable_cores": cores,
         "how": "each user (own API token, own approved ticket, own application) sends POST "
         "/api/v1/redeploys/ of one redeploy; request sent -> its PATCH recorded by the API "
         "server (bench/sim.py); gunicorn -c gunicorn.conf.py with its default worker count, a "
         "celery worker --pool=prefork --concurrency=4 as deploy/base/worker.yaml, on their own "
         "broker database; single user: 20 redeploys one after another, each followed to its "
-        f"end; together: {users} threads released by one barrier",
+        f"end; together: {users} threads released by one barrier. CPU floor: the CPU-seconds "
+        "that web, worker, PostgreSQL, Redis and the API server spent from a lone request to "
+        "its PATCH (median of the 20, from /proc) x users / usable cores: no schedule on this "
+        "machine has the last of the PATCHes sooner; the burst's own CPU by party, and what "
+        "other programs took meanwhile, are kept beside it",
     }

@@ -249,6 +249,14 @@ def rows(figures: dict) -> list[tuple]:
             f"{f['ratio_p95']:.2f}",
             f,
         )
+        add(
+            f"  the same p95 vs the CPU floor ({f['cpu_per_redeploy_alone_ms']['to_patch']:.0f} "
+            f"ms of CPU per redeploy x {f['users']} / {f['usable_cores']} cores)",
+            f"{f['together_ms']['p95']:.0f} ms",
+            f"{f['cpu_floor_ms']:.0f} ms floor",
+            f"{f['p95_over_cpu_floor']:.2f}",
+            "",
+        )
     if f := figures.get("pages_at_scale"):
         scale = f["audit_scale"]
         small, large = scale["sizes"]

@@ -253,6 +253,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # A Redis broker hands the task of a worker that died to another one after this many
     # seconds (kombu's default: an hour). Longer than any task runs; tasks are safe to rerun.
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=600),
+    # A worker consuming several queues empties them in the order of CELERY_TASK_QUEUES (a
+    # Redis broker; RabbitMQ takes turns): during a burst a restart someone waits for goes
+    # before the follow-ups and notices of the restarts before it, which only report them.
+    "queue_order_strategy": "priority",
 }
 CELERY_TIMEZONE = TIME_ZONE
 # Celery's Django fixup would close the database connection around every task; cratos.celery
@@ -260,18 +264,18 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_DB_REUSE_MAX = 1000
 # Task modules not named tasks.py, which autodiscovery would miss.
 CELERY_IMPORTS = ["tickets.notification_tasks"]
-# Notices (mail, webhooks) wait in a queue of their own, which a worker consumes beside the
-# default one taking turns: a batch of 200 redeploys sends 200 notices, and the next redeploy
-# must not wait behind them. Rollouts and pod deletions are watched from a queue of their own
-# too: a task watches for up to REDEPLOY_ROLLOUT_WATCH_SECONDS, so give it workers of their own
-# (threads) and the next redeploy never waits behind a watch. A worker started without -Q
-# consumes all.
+# Notices (mail, webhooks) wait in a queue of their own, which a worker consumes after the
+# default one (in this order, queue_order_strategy above): a batch of 200 redeploys sends 200
+# notices, and the next redeploy must not wait behind them. Rollouts and pod deletions are
+# watched from a queue of their own too: a task watches for up to
+# REDEPLOY_ROLLOUT_WATCH_SECONDS, so give it workers of their own (threads) and the next
+# redeploy never waits behind a watch. A worker started without -Q consumes all.
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_QUEUES = [
     Queue("celery"),
+    Queue("rollouts"),
     Queue("notices"),
     Queue("notice_channels"),
-    Queue("rollouts"),
 ]
 CELERY_TASK_ROUTES = {
     "redeploy.follow_rollouts": {"queue": "rollouts"},

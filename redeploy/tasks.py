@@ -10,11 +10,13 @@ import logging
 import time
 
 from celery import shared_task
+from celery.signals import worker_before_create_process
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from cratos.exceptions import ServiceUnavailable
 
 from . import (
+    kube,
     pod_deletion_ends,
     pod_deletion_follows,
     pod_deletion_runs,
@@ -42,6 +44,15 @@ RETRY = {
     "max_retries": 5,
 }
 DATABASE_AWAY = "The database is not answering; the operation was not started."
+
+
+@worker_before_create_process.connect
+def _load_kube_api_classes(**kwargs) -> None:
+    # In a prefork worker's main process, before it forks each child: otherwise every child
+    # pays the client's API classes (seconds of CPU) on its first redeploy, which a burst of
+    # them right after a worker starts waits behind. A solo or threads worker has no children
+    # and imports them on its first call, as any other process.
+    kube.load_api_classes()
 
 
 def _reason(error: Exception) -> str:

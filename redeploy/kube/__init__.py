@@ -16,7 +16,7 @@ are that interface, whichever module of the package holds them:
 """
 
 from ..exceptions import KubeError
-from .client import in_background
+from .client import in_background, load_api_classes
 from .config import read_kubeconfig
 from .deployments import (
     PAUSED_MESSAGE,
@@ -69,6 +69,7 @@ __all__ = [
     "get_deployment",
     "in_background",
     "list_namespace",
+    "load_api_classes",
     "name_selector",
     "now_restarted_at",
     "pick_pods",

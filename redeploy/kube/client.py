@@ -61,6 +61,13 @@ def core_api(client: ApiClient):
     return CoreV1Api(client)
 
 
+def load_api_classes() -> None:
+    """Import the client's API classes now, in a process about to call clusters: a Celery
+    worker before its pool forks, so every child inherits them instead of each paying their
+    seconds of CPU on its first call."""
+    from kubernetes.client import AppsV1Api, CoreV1Api  # noqa: F401
+
+
 def _forget_clients() -> None:
     # A forked process (a prefork worker) must not use its parent's connections or threads,
     # nor a lock one of those threads may have held at the fork.

@@ -3,6 +3,7 @@ that does not answer."""
 
 import pytest
 from celery.exceptions import Retry
+from celery.signals import worker_before_create_process
 from django.db import InterfaceError, OperationalError
 
 from cratos.audit.models import AuditEvent
@@ -76,6 +77,34 @@ def test_rollouts_are_watched_from_a_queue_of_their_own():
     route = celery_app.amqp.router.route
     assert route({}, tasks.follow_rollouts.name)["queue"].name == "rollouts"
     assert route({}, tasks.run_redeploys.name)["queue"].name == "celery"
+
+
+def test_a_worker_of_every_queue_takes_restarts_before_the_notices_queued_earlier(broker):
+    """During a burst a restart someone waits for goes first (the Redis broker's order)."""
+    queues = celery_app.amqp.queues
+    with celery_app.connection_for_write() as connection:
+        producer = connection.Producer()
+        for name in ("notices", "rollouts", "celery", "celery"):
+            producer.publish({"queue": name}, routing_key=name, declare=[queues[name]])
+    taken = []
+
+    def take(body, message):
+        taken.append(body["queue"])
+        message.ack()
+
+    with (
+        celery_app.connection_for_read() as connection,
+        connection.Consumer(list(queues.values()), callbacks=[take]),
+    ):
+        while len(taken) < 4:
+            connection.drain_events(timeout=5)
+    assert taken == ["celery", "celery", "rollouts", "notices"]
+
+
+def test_a_prefork_worker_loads_the_kube_api_classes_before_it_forks_a_child():
+    """Sent in the worker's main process before each child of the prefork pool is forked: the
+    children inherit the classes instead of each building them on its first redeploy."""
+    assert tasks._load_kube_api_classes in worker_before_create_process._live_receivers(sender=None)
 
 
 @pytest.mark.django_db(transaction=True)
