@@ -130,6 +130,7 @@ def test_the_example_builds_one_of_each_part():
         ("ConfigMap", "cratos-config"),
         ("Deployment", "cratos-web"),
         ("Deployment", "cratos-worker"),
+        ("Deployment", "cratos-follower"),
         ("Deployment", "cratos-beat"),
         ("Service", "cratos-web"),
         ("Job", "cratos-migrate"),
@@ -178,7 +179,7 @@ def test_each_role_is_bound_to_the_service_account_in_its_own_namespace():
         ]
 
 
-def test_only_the_worker_holds_a_kubernetes_token():
+def test_only_the_workers_hold_a_kubernetes_token():
     objects = _built()
     account = _of_kind(objects, "ServiceAccount")[0]
 
@@ -188,7 +189,8 @@ def test_only_the_worker_holds_a_kubernetes_token():
             spec = obj["spec"]["template"]["spec"]
             assert spec["serviceAccountName"] == SERVICE_ACCOUNT
             mounts = spec["automountServiceAccountToken"]
-            assert mounts is (obj["metadata"]["name"] == "cratos-worker"), obj["metadata"]["name"]
+            name = obj["metadata"]["name"]
+            assert mounts is (name in ("cratos-worker", "cratos-follower")), name
 
 
 # -- processes and probes -------------------------------------------------------------------
@@ -230,12 +232,25 @@ def test_the_service_reaches_the_web_pods():
     assert service["spec"]["selector"].items() <= labels.items()
 
 
+def _queues(command: list[str]) -> set[str]:
+    (option,) = [part for part in command if part.startswith("--queues=")]
+    return set(option.removeprefix("--queues=").split(","))
+
+
 def test_worker_and_beat_run_celery():
     objects = _built()
     worker = _deployment(objects, "cratos-worker")
+    follower = _deployment(objects, "cratos-follower")
     beat = _deployment(objects, "cratos-beat")
 
     assert _container(worker)["command"][:3] == ["celery", "--app=cratos", "worker"]
+    assert _container(follower)["command"][:3] == ["celery", "--app=cratos", "worker"]
+    # Watching tasks hold a process for minutes: restarts never wait behind them.
+    assert _queues(_container(follower)["command"]) == {"rollouts"}
+    assert "rollouts" not in _queues(_container(worker)["command"])
+    # Every queue the settings route to has its consumers.
+    consumed = _queues(_container(worker)["command"]) | _queues(_container(follower)["command"])
+    assert consumed == {queue.name for queue in settings.CELERY_TASK_QUEUES}
     assert _container(beat)["command"][:3] == ["celery", "--app=cratos", "beat"]
     # Two schedulers would enqueue every periodic task twice.
     assert beat["spec"]["replicas"] == 1
