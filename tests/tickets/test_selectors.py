@@ -150,14 +150,18 @@ def test_awaiting_decision_costs_the_same_queries_for_many_tickets(
     alice, bob, work_order, django_assert_num_queries
 ):
     TicketFactory(applicant=alice, submitted=True)
-    # tickets at an APPLICATION_OWNER node (none here), tickets
-    with django_assert_num_queries(2):
+    # the nodes of bob's groups, tickets at an APPLICATION_OWNER node (none here), tickets
+    with django_assert_num_queries(3):
         assert len(list(selectors.tickets_awaiting_decision(user=bob))) == 1
     for _ in range(2):
         TicketFactory(applicant=alice, submitted=True)
     TicketFactory(applicant=UserFactory(), submitted=True)
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3):
         assert len(list(selectors.tickets_awaiting_decision(user=bob))) == 4
+    # Someone in no approving group: nothing to ask the tickets.
+    newcomer = UserFactory()
+    with django_assert_num_queries(1):
+        assert list(selectors.tickets_awaiting_decision(user=newcomer)) == []
 
 
 # --- live authorizations ---------------------------------------------------------------------
