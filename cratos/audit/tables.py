@@ -16,7 +16,6 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django_tables2.data import TableData
 from django_tables2.export import TableExport
-from django_tables2.utils import OrderBy
 
 from cratos.tables import RowsOnceTable
 
@@ -125,12 +124,13 @@ class AuditEventTable(RowsOnceTable):
         """The sort alias to use for `requested` (one orderable column, maybe "-"-prefixed)
         and the model ordering it stands for."""
         alias = (requested or "").split(",")[0].strip()
-        column = cls.base_columns.get(OrderBy(alias).bare) if alias else None
+        # A plain name lookup: django-tables2's OrderBy() warns on arbitrary input with dots.
+        column = cls.base_columns.get(alias.removeprefix("-"))
         if column is None or not column.orderable:
             alias = cls.DEFAULT_SORT
-            column = cls.base_columns[OrderBy(alias).bare]
+            column = cls.base_columns[alias.removeprefix("-")]
         order_by = column.order_by
-        if OrderBy(alias).is_descending:
+        if alias.startswith("-"):
             order_by = order_by.opposite
         return alias, tuple(str(key) for key in order_by)
 

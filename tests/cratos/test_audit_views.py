@@ -187,6 +187,12 @@ def test_unknown_sort_falls_back_to_newest_first(client, reviewer):
     assert shown(response) == [event.pk for event in reversed(events)]
 
 
+@pytest.mark.parametrize("sort", ["web..api", "-actor.username", "--time", ""])
+def test_a_malformed_sort_falls_back_quietly(recwarn, sort):
+    assert AuditEventTable.resolve_sort(sort) == AuditEventTable.resolve_sort(None)
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]
+
+
 @pytest.fixture
 def sixty_events_with_ties():
     """60 events; groups of 7 share a timestamp so (created_at) alone would not order them."""
