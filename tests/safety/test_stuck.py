@@ -54,6 +54,13 @@ def finished(operation, worker, seconds: float = 30) -> RedeployOperation:
     return RedeployOperation.objects.get(pk=operation.pk)
 
 
+def stuck_since(killed_at: float) -> None:
+    """Waits until the operation, untouched since its worker was killed, has been stuck for
+    longer than the reconciler's OPERATION_STUCK_AFTER_SECONDS (mostly passed while the
+    reconciler started)."""
+    time.sleep(max(0.0, killed_at + 1.1 - time.monotonic()))
+
+
 def reconcile_now() -> None:
     """What beat does every minute: publish the reconciler's task."""
     tasks.settle_stuck_operations.apply_async()
@@ -181,11 +188,12 @@ def test_a_worker_killed_whose_message_is_never_delivered_again(
     operation = request(requester)
     wait_for(lambda: patches(sim), "the PATCH", log=lambda: first.log)
     kill(first)
+    killed_at = time.monotonic()
     broker.flushdb()  # the message is lost for good
     if lands:
         wait_for(lambda: restart_landed(sim), "the hung PATCH landing")
     reconciler = start_worker(**RECONCILER)
-    time.sleep(1.1)  # stuck for longer than OPERATION_STUCK_AFTER_SECONDS
+    stuck_since(killed_at)
 
     reconcile_now()
 
@@ -267,7 +275,11 @@ def test_the_broker_away_when_the_rollout_is_to_be_followed(
             "the restart recorded",
             log=lambda: worker.log,
         )
-        time.sleep(5)  # the follow-up's publishing has failed by now
+        wait_for(
+            lambda: "raised unexpected: OperationalError" in worker.log,
+            "the follow-up's publishing failing",
+            log=lambda: worker.log,
+        )
         assert RedeployOperation.objects.get(pk=operation.pk).state == "RUNNING"
         kill(worker)
     finally:
@@ -315,11 +327,12 @@ def test_a_pod_deletion_whose_worker_was_killed_and_message_lost(
     )
     wait_for(lambda: deletes(sim), "the DELETE", log=lambda: first.log)
     kill(first)
+    killed_at = time.monotonic()
     broker.flushdb()
     if lands:
         wait_for(lambda: sim.pod_deletions, "the hung DELETE landing")
     reconciler = start_worker(**RECONCILER)
-    time.sleep(1.1)
+    stuck_since(killed_at)
 
     reconcile_now()
 
