@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from cratos.audit.recorder import Action, Outcome, record_events
 
-from . import kube
+from . import in_flight, kube
 from .exceptions import (
     KubeError,
     KubeTransientError,
@@ -132,6 +132,7 @@ def _claim(pending: list[Pending]) -> list[Pending]:
             .order_by("pk")
             .values_list("pk", flat=True)
         )
+        in_flight.hold(sorted(won))
         RedeployTarget.objects.filter(pk__in=won).update(restarted_at=restarted_at)
     claimed = [item for item in pending if item.target.pk in won]
     for item in claimed:
@@ -217,30 +218,29 @@ def _record_restarts(restarted: list[_Restarted], *, task_id: str) -> None:
 def _restart(pending: list[Pending], *, task_id: str) -> None:
     """Refuse a paused Deployment like kubectl, claim the restarts of the others and send them
     side by side (each group as soon as its look ended), and record the restarts that were
-    applied."""
-    patches = []
-    for looked in as_looked(pending):
-        ready = []
-        for item in looked:
-            if failure := item.refusal():
-                fail_target(item.target.pk, message=failure, task_id=task_id, keep_change=False)
-            else:
-                ready.append(item)
-        patches += [
-            (
-                item,
-                kube.in_background(
-                    kube.restart_deployment,
-                    cluster=item.cluster,
-                    namespace=item.target.namespace,
-                    name=item.target.deployment_name,
-                    restarted_at=item.target.restarted_at,
-                ),
-            )
-            for item in _claim(ready)
-        ]
-    restarted = []
+    applied. The claimed targets are held in flight (redeploy.in_flight) until then."""
+    patches, restarted = [], []
     try:
+        for looked in as_looked(pending):
+            ready = []
+            for item in looked:
+                if failure := item.refusal():
+                    fail_target(item.target.pk, message=failure, task_id=task_id, keep_change=False)
+                else:
+                    ready.append(item)
+            patches += [
+                (
+                    item,
+                    kube.in_background(
+                        kube.restart_deployment,
+                        cluster=item.cluster,
+                        namespace=item.target.namespace,
+                        name=item.target.deployment_name,
+                        restarted_at=item.target.restarted_at,
+                    ),
+                )
+                for item in _claim(ready)
+            ]
         for item, patch in patches:
             target = item.target
             try:
@@ -278,7 +278,10 @@ def _restart(pending: list[Pending], *, task_id: str) -> None:
             )
     finally:
         # Whatever stopped the loop, the restarts already applied are recorded.
-        _record_restarts(restarted, task_id=task_id)
+        try:
+            _record_restarts(restarted, task_id=task_id)
+        finally:
+            in_flight.release([item.target.pk for item, _ in patches])
 
 
 def _earlier(seen: str, *, than: str) -> bool:
@@ -296,14 +299,21 @@ def _earlier(seen: str, *, than: str) -> bool:
 def resume_restart(target: RedeployTarget, *, task_id: str, late: bool = False) -> bool:
     """A target whose restart was claimed, perhaps sent, by a run that stopped before it
     recorded the outcome: look at the Deployment, never PATCH again. True when the restart is
-    there (recorded now: its rollout is to be followed).
+    there (recorded now: its rollout is to be followed). A run that is still on it (it holds
+    the target in flight) is left to record the outcome itself: False, nothing done."""
+    with in_flight.unless_held(target.pk) as free:
+        return free and _look_at_restart(target, task_id=task_id, late=late)
 
-    A redelivered task (`late` False) may come while the PATCH is still on its way, so a restart
-    not visible yet is failed as perhaps applied. The reconciler (`late`) comes long after any
-    PATCH could land: not visible means not applied, and the grant goes back. Should the
-    Deployment carry a later restartedAt (restarted since by someone else), ours may have been
-    applied before it. The API away is left to the reconciler's next run, until the grant's
-    lifetime is over.
+
+def _look_at_restart(target: RedeployTarget, *, task_id: str, late: bool) -> bool:
+    """resume_restart's look, the target held by this run.
+
+    A redelivered task (`late` False) may come right after the claiming run died, its PATCH
+    perhaps still landing, so a restart not visible yet is failed as perhaps applied. The
+    reconciler (`late`) comes long after any PATCH could land: not visible means not applied,
+    and the grant goes back. Should the Deployment carry a later restartedAt (restarted since
+    by someone else), ours may have been applied before it. The API away is left to the
+    reconciler's next run, until the grant's lifetime is over.
     """
     cluster = KubernetesCluster.objects.filter(name=target.cluster_name).first()
     if cluster is None:

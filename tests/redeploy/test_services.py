@@ -1,5 +1,6 @@
 """The redeploy services against real PostgreSQL, real Redis and the simulator over HTTP."""
 
+import contextlib
 import threading
 import time
 
@@ -8,7 +9,7 @@ from django.db import connection
 
 from cratos.audit.models import AuditEvent
 from cratos.exceptions import PermissionRefused, ServiceUnavailable, ValidationFailed
-from redeploy import kube, operations, redeploys, restarts, rollouts, selectors
+from redeploy import in_flight, kube, operations, redeploys, restarts, rollouts, selectors
 from redeploy.models import RedeployOperation, RedeployTarget
 from redeploy.providers import REDEPLOY_GRANTS
 from tests.factories import (
@@ -620,6 +621,54 @@ def test_redelivery_when_the_patch_is_not_visible_never_patches(
     assert target.state == RedeployTarget.State.FAILED
     assert "was interrupted" in target.message
     assert redis_client.exists(KEY) == 0
+
+
+@contextlib.contextmanager
+def run_on_its_way(target_id: int):
+    """Another run, alive, between its claim of the target and the record of its outcome: a
+    thread whose own database session holds the target in flight (redeploy.in_flight)."""
+    held, done = threading.Event(), threading.Event()
+
+    def claiming_run():
+        try:
+            in_flight.hold([target_id])
+            held.set()
+            done.wait(timeout=30)
+        finally:
+            connection.close()  # its session ends, and with it the hold
+
+    thread = threading.Thread(target=claiming_run)
+    thread.start()
+    assert held.wait(timeout=10), "the other run never held the target"
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=10)
+
+
+def test_a_redelivery_leaves_a_restart_in_flight_to_the_run_sending_it(
+    requester, approved_ticket, binding, sim
+):
+    """Delivered again while the first run's PATCH is on its way: the redelivery neither fails
+    the claimed target ("interrupted") nor patches. Once that run is gone, its session and
+    hold with it, the next look decides as for a killed run."""
+    operation = request(requester)
+    restarts._start(operation_ids=[operation.pk], task_id="task-1")
+    target = operation.targets.get()
+    claim = "2030-01-01T00:00:00Z"
+    RedeployTarget.objects.filter(pk=target.pk).update(restarted_at=claim)
+
+    with run_on_its_way(target.pk):
+        run(operation, task_id="task-redelivered")
+        target.refresh_from_db()
+        assert (target.state, target.restarted_at) == (RedeployTarget.State.PENDING, claim)
+        assert audit_actions(operation=operation).count("redeploy.failed") == 0
+
+    target = run(operation, task_id="task-redelivered-again").targets.get()
+    assert target.state == RedeployTarget.State.FAILED
+    assert "was interrupted" in target.message
+    assert patches(sim) == []
 
 
 def test_a_worker_killed_after_the_start_loses_nothing(

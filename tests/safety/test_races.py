@@ -118,7 +118,10 @@ def test_a_hundred_redeploys_on_one_authorization_restart_once(
 
     assert [r.method for r in sim.requests].count("PATCH") == 1
     assert sim.get_deployment("shop", "web")["metadata"]["generation"] == 2
-    assert winner.state == RedeployOperation.State.SUCCEEDED
+    assert winner.state == RedeployOperation.State.SUCCEEDED, (
+        [(target.state, target.message) for target in winner.targets.all()],
+        trail(winner),
+    )
     assert redis_client.exists(KEY) == 0  # one approval, one redeploy
 
     # Every attempt is audited, with its own address (and task id, once queued).
