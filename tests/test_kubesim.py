@@ -477,8 +477,9 @@ def test_watch_streams_rollout_progress_and_deletion(sim, api):
     # The PATCH itself, then one controller write per rollout step.
     assert modified[0].metadata.generation == 2 and modified[0].status.observed_generation == 1
     observed = [d.status.updated_replicas for d in modified if d.status.observed_generation == 2]
-    # One write per step; a busy machine may let the controller take two steps in one write.
-    assert observed[0] >= 1 and observed == sorted(observed) and observed[-2:] == [3, 3]
+    # One write per step; a busy machine may let the controller take several steps, up to the
+    # whole rollout, in one write.
+    assert observed and observed == sorted(observed) and observed[-1] == 3
     versions = [int(e["object"].metadata.resource_version) for e in events]
     assert versions == sorted(versions)
     assert rollout_status(modified[-1])[1] is True
