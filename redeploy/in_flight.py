@@ -30,11 +30,12 @@ def _locks() -> bool:
 
 def hold(target_ids: Sequence[int]) -> None:
     """Held by this run until `release`: take it in the transaction that claims the targets,
-    so no other run sees a claim before its lock."""
+    so no other run sees a claim before its lock. Never waits: a target just claimed is held
+    by nobody else, and a claim must not hang on a lock some stray session kept."""
     if target_ids and _locks():
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT pg_advisory_lock(%s, {KEY}) FROM {TARGETS}",
+                f"SELECT pg_try_advisory_lock(%s, {KEY}) FROM {TARGETS}",
                 [LOCKS, list(target_ids)],
             )
 

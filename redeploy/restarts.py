@@ -121,19 +121,24 @@ def _claim(pending: list[Pending]) -> list[Pending]:
     if not pending:
         return []
     restarted_at = kube.now_restarted_at()
-    with transaction.atomic():
-        won = set(
-            RedeployTarget.objects.select_for_update()
-            .filter(
-                pk__in=[item.target.pk for item in pending],
-                state=TargetState.PENDING,
-                restarted_at="",
+    won: set[int] = set()
+    try:
+        with transaction.atomic():
+            won = set(
+                RedeployTarget.objects.select_for_update()
+                .filter(
+                    pk__in=[item.target.pk for item in pending],
+                    state=TargetState.PENDING,
+                    restarted_at="",
+                )
+                .order_by("pk")
+                .values_list("pk", flat=True)
             )
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        in_flight.hold(sorted(won))
-        RedeployTarget.objects.filter(pk__in=won).update(restarted_at=restarted_at)
+            in_flight.hold(sorted(won))
+            RedeployTarget.objects.filter(pk__in=won).update(restarted_at=restarted_at)
+    except BaseException:
+        in_flight.release(sorted(won))  # nothing was claimed, so nothing stays held
+        raise
     claimed = [item for item in pending if item.target.pk in won]
     for item in claimed:
         item.target.restarted_at = restarted_at

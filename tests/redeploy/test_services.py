@@ -634,8 +634,9 @@ def run_on_its_way(target_id: int):
             in_flight.hold([target_id])
             held.set()
             done.wait(timeout=30)
+            in_flight.release([target_id])  # its outcome recorded
         finally:
-            connection.close()  # its session ends, and with it the hold
+            connection.close()
 
     thread = threading.Thread(target=claiming_run)
     thread.start()
@@ -651,8 +652,8 @@ def test_a_redelivery_leaves_a_restart_in_flight_to_the_run_sending_it(
     requester, approved_ticket, binding, sim
 ):
     """Delivered again while the first run's PATCH is on its way: the redelivery neither fails
-    the claimed target ("interrupted") nor patches. Once that run is gone, its session and
-    hold with it, the next look decides as for a killed run."""
+    the claimed target ("interrupted") nor patches. Once that run let go of the target (it
+    recorded an outcome, or died with its session), the next look decides."""
     operation = request(requester)
     restarts._start(operation_ids=[operation.pk], task_id="task-1")
     target = operation.targets.get()
