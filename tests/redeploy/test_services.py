@@ -648,12 +648,14 @@ def run_on_its_way(target_id: int):
         thread.join(timeout=10)
 
 
+@pytest.mark.django_db(transaction=True)  # the other run's session must see the target
 def test_a_redelivery_leaves_a_restart_in_flight_to_the_run_sending_it(
-    requester, approved_ticket, binding, sim
+    requester, approved_ticket, binding, sim, broker
 ):
     """Delivered again while the first run's PATCH is on its way: the redelivery neither fails
     the claimed target ("interrupted") nor patches. Once that run let go of the target (it
-    recorded an outcome, or died with its session), the next look decides."""
+    recorded an outcome, or died with its session), the next look decides. (The broker only
+    keeps the task that the request publishes: the runs here are the test's.)"""
     operation = request(requester)
     restarts._start(operation_ids=[operation.pk], task_id="task-1")
     target = operation.targets.get()
